@@ -591,8 +591,9 @@ Test(http, graceful_close_finishes_in_flight) {
   resp_free(&r);
   cr_assert(cl_eof(c));
   cl_close(c);
+  int answer = atomic_load(&fx->orphan_result);
   fx_stop(fx);
-  cr_assert_eq(atomic_load(&fx->orphan_result), 0);
+  cr_assert_eq(answer, 0);
 }
 
 Test(http, close_timeout_orphans_request) {
