@@ -99,7 +99,8 @@ struct hl__http_conn {
   bool pumping;
   bool reading;
   bool rejected;
-  bool timer_restart;
+  bool timer_restart; /* activity: restart the idle or write timer */
+  bool req_restart;   /* a request began: restart the request timer */
   bool method_seen;
   /* Socket transport. */
   uv_tcp_t tcp;
@@ -413,7 +414,7 @@ static int on_message_begin(llhttp_t *p) {
       return fail_cb(c, 500, "out of memory");
   }
   c->in_message = true;
-  c->timer_restart = true;
+  c->req_restart = true;
   c->url_len = 0;
   c->method_seen = false;
   /* Corrected by on_method, which sees the first byte. */
@@ -992,9 +993,13 @@ static void conn_update_socket(hl__http_conn *c) {
   } else {
     mode = T_NONE;
   }
-  if (mode != c->tmode || c->timer_restart)
+  /* The request deadline restarts only when a new request begins, so
+     trickled bytes (or reading our answers) do not extend it. */
+  bool restart = mode == T_REQUEST ? c->req_restart : c->timer_restart;
+  if (mode != c->tmode || restart)
     timer_start(c, mode, ms);
   c->timer_restart = false;
+  c->req_restart = false;
 }
 
 /* Parses buffered input when allowed, closes finished connections, and
@@ -1012,14 +1017,11 @@ static void conn_pump(hl__http_conn *c) {
   c->pumping = false;
   if (c->closing)
     return;
-  if (!c->qhead && (c->no_more || (c->eof && (c->inbuf.len == 0 || !c->in_message)))) {
-    if (c->eof && c->inbuf.len && !c->no_more && conn_can_parse(c)) {
-      /* Unparsed input remains; the next pump handles it. */
-    } else {
-      c->no_more = true;
-      conn_close_graceful(c);
-      return;
-    }
+  /* Nothing in flight and nothing more to parse (a partial request at EOF
+     is dropped). Buffered input at EOF waits for the writes to drain. */
+  if (!c->qhead && (c->no_more || (c->eof && c->inbuf.len == 0))) {
+    conn_close_graceful(c);
+    return;
   }
   if (c->kind == CONN_SOCKET)
     conn_update_socket(c);
