@@ -771,6 +771,10 @@ struct hl_s3 {
   char *container_uri;
   char *container_auth;
   char *container_auth_file;
+  char *web_token_file;
+  char *role_arn;
+  char *role_session;
+  char *sts_endpoint;
   long clock_skew;     /* seconds to add to the local clock, learnt from RequestTimeTooSkewed */
   uint64_t rng;
 };
@@ -802,6 +806,10 @@ hl_s3 *hl_s3_free(hl_s3 *s3) {
   free(s3->container_uri);
   free(s3->container_auth);
   free(s3->container_auth_file);
+  free(s3->web_token_file);
+  free(s3->role_arn);
+  free(s3->role_session);
+  free(s3->sts_endpoint);
   free(s3);
   return NULL;
 }
@@ -847,7 +855,8 @@ int hl_s3_new(const hl_s3_config *cfg, hl_s3 **out) {
   bool static_keys = !empty(cfg->access_key) || !empty(cfg->secret_key);
   if (static_keys && (empty(cfg->access_key) || empty(cfg->secret_key)))
     return -EINVAL;
-  if (!static_keys && empty(cfg->container_credentials_uri))
+  bool web_identity = !empty(cfg->web_identity_token_file) && !empty(cfg->role_arn);
+  if (!static_keys && empty(cfg->container_credentials_uri) && !web_identity)
     return -EINVAL;
   if (cfg->max_retries < 0 || cfg->max_retries > 20 || cfg->retry_base_ms < 0 || cfg->retry_max_ms < 0 ||
       cfg->timeout_ms < 0 || cfg->max_response < 0)
@@ -877,10 +886,17 @@ int hl_s3_new(const hl_s3_config *cfg, hl_s3 **out) {
     if (!(s3->creds.access_key = sdup(cfg->access_key)) || !(s3->creds.secret_key = sdup(cfg->secret_key)) ||
         !(s3->creds.token = sdup(cfg->session_token)))
       goto fail;
-  } else {
+  } else if (!empty(cfg->container_credentials_uri)) {
     if (!(s3->container_uri = sdup(cfg->container_credentials_uri)) ||
         !(s3->container_auth = sdup(cfg->container_authorization)) ||
         !(s3->container_auth_file = sdup(cfg->container_authorization_file)))
+      goto fail;
+  } else {
+    char defsts[128];
+    snprintf(defsts, sizeof defsts, "https://sts.%s.amazonaws.com/", region);
+    if (!(s3->web_token_file = sdup(cfg->web_identity_token_file)) || !(s3->role_arn = sdup(cfg->role_arn)) ||
+        !(s3->role_session = sdup(empty(cfg->role_session_name) ? "healthlake" : cfg->role_session_name)) ||
+        !(s3->sts_endpoint = sdup(empty(cfg->sts_endpoint) ? defsts : cfg->sts_endpoint)))
       goto fail;
   }
   s3->path_style = cfg->path_style;
@@ -931,15 +947,21 @@ int hl_s3_config_from(const hl_config *src, hl_s3_config *cfg, char *err, size_t
   }
   cfg->container_authorization = hl_config_str(src, "AWS_CONTAINER_AUTHORIZATION_TOKEN");
   cfg->container_authorization_file = hl_config_str(src, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+  cfg->web_identity_token_file = hl_config_str(src, "AWS_WEB_IDENTITY_TOKEN_FILE");
+  cfg->role_arn = hl_config_str(src, "AWS_ROLE_ARN");
+  cfg->role_session_name = hl_config_str(src, "AWS_ROLE_SESSION_NAME");
+  cfg->sts_endpoint = hl_config_str(src, "HL_S3_STS_ENDPOINT");
+  bool web_identity = !empty(cfg->web_identity_token_file) && !empty(cfg->role_arn);
   bool ak = !empty(cfg->access_key), sk = !empty(cfg->secret_key);
   if (ak != sk) {
     set_msg(err, errlen, "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together");
     return HL_ECONFIG;
   }
-  if (!ak && empty(cfg->container_credentials_uri)) {
+  if (!ak && empty(cfg->container_credentials_uri) && !web_identity) {
     set_msg(err, errlen,
              "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
-             "AWS_CONTAINER_CREDENTIALS_FULL_URI / AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+             "AWS_CONTAINER_CREDENTIALS_FULL_URI / AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, or "
+             "AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN");
     return HL_ECONFIG;
   }
   return 0;
@@ -1072,13 +1094,157 @@ out:
   return r;
 }
 
+/* ---- Credentials from STS AssumeRoleWithWebIdentity (EKS IRSA). ---- */
+
+typedef struct sts_creds {
+  char ak[256], sk[256], token[4096], expiration[64];
+  bool ok;
+} sts_creds;
+
+static int sts_start(void *ud, const xml_name *stack, int depth) {
+  (void)ud;
+  if (depth == 1 && !xml_is(&stack[0], "AssumeRoleWithWebIdentityResponse"))
+    return HL_EPARSE;
+  return 0;
+}
+
+static int sts_end(void *ud, const xml_name *stack, int depth, const char *text, size_t len) {
+  sts_creds *c = ud;
+  if (depth != 4 || !xml_is(&stack[1], "AssumeRoleWithWebIdentityResult") || !xml_is(&stack[2], "Credentials"))
+    return 0;
+  if (xml_is(&stack[3], "AccessKeyId"))
+    return copy_text(c->ak, sizeof c->ak, text, len);
+  if (xml_is(&stack[3], "SecretAccessKey"))
+    return copy_text(c->sk, sizeof c->sk, text, len);
+  if (xml_is(&stack[3], "SessionToken"))
+    return copy_text(c->token, sizeof c->token, text, len);
+  if (xml_is(&stack[3], "Expiration"))
+    return copy_text(c->expiration, sizeof c->expiration, text, len);
+  return 0;
+}
+
+static int form_kv(hl_buf *b, const char *name, const char *value) {
+  int r = hl_buf_printf(b, "%s%s=", b->len ? "&" : "", name);
+  return r < 0 ? r : hl_s3_uri_encode(b, value, strlen(value), false);
+}
+
+static int fetch_web_identity(hl_s3 *s3, hl_s3_error *err) {
+  if (strncmp(s3->sts_endpoint, "https://", 8) != 0 && !container_uri_allowed(s3->sts_endpoint)) {
+    snprintf(err->message, sizeof err->message, "STS endpoint must be https or local");
+    return HL_ECONFIG;
+  }
+  int r;
+  hl_buf form, body, tok;
+  hl_buf_init(&form, 64 * 1024);
+  hl_buf_init(&body, 256 * 1024);
+  hl_buf_init(&tok, 16 * 1024);
+  struct curl_slist *hdrs = NULL;
+  CURL *c = NULL;
+  sts_creds *cr = calloc(1, sizeof *cr);
+  FILE *f = fopen(s3->web_token_file, "r");
+  if (!cr || !f) {
+    r = !cr ? -ENOMEM : -errno;
+    snprintf(err->message, sizeof err->message, "cannot read the web identity token %s", s3->web_token_file);
+    goto out;
+  }
+  char chunk[4096];
+  size_t n;
+  r = 0;
+  while (r == 0 && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+    r = hl_buf_append(&tok, chunk, n);
+  while (r == 0 && tok.len && isspace((unsigned char)tok.data[tok.len - 1]))
+    tok.data[--tok.len] = '\0';
+  if (r < 0 || tok.len == 0) {
+    r = r < 0 ? r : HL_EPARSE;
+    snprintf(err->message, sizeof err->message, "empty or oversized web identity token");
+    goto out;
+  }
+  if ((r = form_kv(&form, "Action", "AssumeRoleWithWebIdentity")) < 0 ||
+      (r = form_kv(&form, "Version", "2011-06-15")) < 0 || (r = form_kv(&form, "RoleArn", s3->role_arn)) < 0 ||
+      (r = form_kv(&form, "RoleSessionName", s3->role_session)) < 0 ||
+      (r = form_kv(&form, "WebIdentityToken", tok.data)) < 0)
+    goto out;
+  r = -ENOMEM;
+  if (!(c = curl_easy_init()) ||
+      !(hdrs = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded; charset=utf-8")))
+    goto out;
+  r = HL_EIO;
+  for (int attempt = 0; attempt < 3; attempt++) {
+    hl_buf_reset(&body);
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, s3->sts_endpoint);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, form.data);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)form.len);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 15000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode cc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (cc == CURLE_OK && status == 200) {
+      r = 0;
+      break;
+    }
+    err->http_status = (int)status;
+    snprintf(err->message, sizeof err->message, "STS AssumeRoleWithWebIdentity: %s",
+             cc != CURLE_OK ? curl_easy_strerror(cc) : "HTTP error");
+    if (cc == CURLE_OK && status < 500) {
+      r = HL_EHTTP;
+      break;
+    }
+    if (attempt < 2)
+      usleep(200000u << attempt);
+  }
+  if (r < 0)
+    goto out;
+  xml_handler h = {sts_start, sts_end, cr};
+  time_t expires = 0;
+  if (xml_parse(body.data ? body.data : "", body.len, &h) < 0 || !cr->ak[0] || !cr->sk[0] || !cr->token[0] ||
+      (cr->expiration[0] && parse_iso8601(cr->expiration, &expires) < 0)) {
+    snprintf(err->message, sizeof err->message, "STS: unreadable AssumeRoleWithWebIdentity answer");
+    r = HL_EPARSE;
+    goto out;
+  }
+  s3_creds nc = {strdup(cr->ak), strdup(cr->sk), strdup(cr->token), expires};
+  if (!nc.access_key || !nc.secret_key || !nc.token) {
+    creds_clear(&nc);
+    r = -ENOMEM;
+    goto out;
+  }
+  creds_clear(&s3->creds);
+  s3->creds = nc;
+  r = 0;
+out:
+  if (f)
+    fclose(f);
+  if (cr) {
+    OPENSSL_cleanse(cr, sizeof *cr);
+    free(cr);
+  }
+  if (c)
+    curl_easy_cleanup(c);
+  curl_slist_free_all(hdrs);
+  if (tok.data)
+    OPENSSL_cleanse(tok.data, tok.len);
+  if (form.data)
+    OPENSSL_cleanse(form.data, form.len);
+  hl_buf_free(&tok);
+  hl_buf_free(&form);
+  hl_buf_free(&body);
+  return r;
+}
+
+static bool refreshable(const hl_s3 *s3) { return s3->container_uri || s3->role_arn; }
+
 /* Makes sure usable credentials are at hand (refreshing 5 minutes early). */
 static int ensure_creds(hl_s3 *s3, bool force, hl_s3_error *err) {
-  if (!s3->container_uri)
+  if (!refreshable(s3))
     return 0;
   if (!force && s3->creds.access_key && (s3->creds.expires == 0 || time(NULL) + 300 < s3->creds.expires))
     return 0;
-  return fetch_container_creds(s3, err);
+  return s3->container_uri ? fetch_container_creds(s3, err) : fetch_web_identity(s3, err);
 }
 
 /* ---- The request engine. ---- */
@@ -1520,7 +1686,7 @@ static int run(hl_s3 *s3, s3_req *r, hl_s3_error *errp) {
           (status == 400 && strcmp(err->code, "RequestTimeout") == 0)) {
         retry = true;
       } else if ((strcmp(err->code, "ExpiredToken") == 0 || strcmp(err->code, "InvalidToken") == 0) &&
-                 s3->container_uri && !refreshed) {
+                 refreshable(s3) && !refreshed) {
         refreshed = true;
         if (ensure_creds(s3, true, err) == 0) {
           attempt--; /* A refresh is not a retry of the same failure. */

@@ -498,6 +498,33 @@ static int t_container_credentials(void) {
   return 0;
 }
 
+static int t_web_identity(void) {
+  char sts[128], ep[128], tokfile[512];
+  snprintf(sts, sizeof sts, "http://127.0.0.1:%d/__hl/sts", front_port);
+  snprintf(ep, sizeof ep, "http://127.0.0.1:%d", front_port);
+  snprintf(tokfile, sizeof tokfile, "%s/web-token", tmpdir);
+  FILE *f = fopen(tokfile, "w");
+  CHECK(f, "token file");
+  fputs("hl-web-identity-token\n", f);
+  fclose(f);
+  hl_s3_config cfg = {.endpoint = ep, .path_style = true, .web_identity_token_file = tokfile,
+                      .role_arn = "arn:aws:iam::123456789012:role/hl-test", .sts_endpoint = sts,
+                      .max_retries = 1, .retry_base_ms = 10};
+  hl_s3 *s3 = NULL;
+  CHECK(hl_s3_new(&cfg, &s3) == 0, "client");
+  hl_s3_error e;
+  CHECK(hl_s3_put(s3, BUCKET, "web-identity.txt", "wi", 2, NULL, NULL, &e) == 0, "%s", e.message);
+  hl_s3_object_info info;
+  CHECK(hl_s3_head(s3, BUCKET, "web-identity.txt", &info, &e) == 0 && info.size == 2, "%s", e.message);
+  hl_s3_free(s3);
+  cfg.role_arn = "arn:aws:iam::123456789012:role/other";
+  CHECK(hl_s3_new(&cfg, &s3) == 0, "client");
+  CHECK(hl_s3_head(s3, BUCKET, "web-identity.txt", NULL, &e) == HL_EHTTP && e.http_status == 403,
+        "a refused AssumeRoleWithWebIdentity fails the call: %d", e.http_status);
+  hl_s3_free(s3);
+  return 0;
+}
+
 static int t_transport_error_without_server(void) {
   hl_s3_config cfg = {.endpoint = "http://127.0.0.1:1", .access_key = AK, .secret_key = SK, .path_style = true,
                       .max_retries = 2, .retry_base_ms = 5};
@@ -570,6 +597,7 @@ int main(void) {
       {"no retry on 4xx", t_no_retry_on_4xx},
       {"virtual-hosted-style addressing", t_virtual_hosted_style},
       {"container credentials", t_container_credentials},
+      {"web identity credentials from STS", t_web_identity},
       {"transport error without a server", t_transport_error_without_server},
   };
   size_t n = sizeof cases / sizeof cases[0];

@@ -369,6 +369,16 @@ Test(s3, config_from_the_environment) {
   cr_assert_str_eq(sc.region, "us-west-2");
   hl_config_free(c);
 
+  const char *web[] = {"AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+                       "AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/hl", NULL};
+  cr_assert_eq(hl_config_load_from(&spec, lookup, web, &c, err, sizeof err), 0);
+  cr_assert_eq(hl_s3_config_from(c, &sc, err, sizeof err), 0, "%s", err);
+  cr_assert_str_eq(sc.role_arn, "arn:aws:iam::123456789012:role/hl");
+  cr_assert_str_eq(sc.role_session_name, "healthlake");
+  cr_assert_eq(hl_s3_new(&sc, &s3), 0);
+  hl_s3_free(s3);
+  hl_config_free(c);
+
   const char *nothing[] = {NULL};
   cr_assert_eq(hl_config_load_from(&spec, lookup, nothing, &c, err, sizeof err), 0);
   cr_assert_eq(hl_s3_config_from(c, &sc, err, sizeof err), HL_ECONFIG);

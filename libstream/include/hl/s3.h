@@ -69,18 +69,30 @@
   {"AWS_CONTAINER_AUTHORIZATION_TOKEN", HL_CFG_STRING, "", 0, 4096, NULL,                        \
    "Authorization header sent to the container credentials URL."},                              \
   {"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", HL_CFG_STRING, "", 0, 1024, NULL,                   \
-   "File holding the Authorization header for the container credentials URL (read each time)."}
+   "File holding the Authorization header for the container credentials URL (read each time)."}, \
+  {"AWS_WEB_IDENTITY_TOKEN_FILE", HL_CFG_STRING, "", 0, 1024, NULL,                              \
+   "Web identity token file (EKS IRSA); with AWS_ROLE_ARN, credentials come from STS."},        \
+  {"AWS_ROLE_ARN", HL_CFG_STRING, "", 0, 2048, NULL,                                             \
+   "Role assumed with the web identity token (AssumeRoleWithWebIdentity)."},                    \
+  {"AWS_ROLE_SESSION_NAME", HL_CFG_STRING, "healthlake", 1, 64, NULL,                            \
+   "Session name of the assumed role."},                                                         \
+  {"HL_S3_STS_ENDPOINT", HL_CFG_STRING, "", 0, 512, NULL,                                        \
+   "STS endpoint for web identity; empty: https://sts.<region>.amazonaws.com."}
 
 /* Settings of a client. Strings are copied by hl_s3_new; NULL means empty. */
 typedef struct hl_s3_config {
   const char *endpoint;       /* "http://127.0.0.1:9000"; NULL/"": https://s3.<region>.amazonaws.com */
   const char *region;         /* NULL/"": us-east-1 */
-  const char *access_key;     /* static credentials; NULL/"" with secret: use container credentials */
+  const char *access_key;     /* static credentials; NULL/"": container or web-identity credentials */
   const char *secret_key;
   const char *session_token;  /* may be NULL */
   const char *container_credentials_uri;   /* full URL of a credentials endpoint, or NULL */
   const char *container_authorization;     /* Authorization header for it, or NULL */
   const char *container_authorization_file;/* file holding it, or NULL */
+  const char *web_identity_token_file;     /* with role_arn: STS AssumeRoleWithWebIdentity */
+  const char *role_arn;
+  const char *role_session_name;           /* NULL/"": "healthlake" */
+  const char *sts_endpoint;                /* NULL/"": https://sts.<region>.amazonaws.com/ */
   bool path_style;            /* host/bucket/key instead of bucket.host/key */
   int max_retries;            /* 0..20 */
   long retry_base_ms;         /* first backoff step; 0: 100 */

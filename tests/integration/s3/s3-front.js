@@ -12,7 +12,7 @@
  * authentication removed.
  *
  * It also injects faults (for retry tests), serves container credentials
- * (for the credential-provider test) and counts requests. It listens on
+ * and an STS AssumeRoleWithWebIdentity stand-in (for the credential tests) and counts requests. It listens on
  * 127.0.0.1 only, prints {"port":N,"s3rver":M} on stdout when ready and
  * exits when its stdin closes.
  *
@@ -47,6 +47,9 @@ const CREDS_TOKEN = arg('creds-token', 'Bearer hl-test-token');
 // temporary pair of the container credentials endpoint (with its token).
 const keys = new Map([[arg('key', 'HLTESTKEY'), { secret: arg('secret', 'hl-test-secret'), token: null }]]);
 const TEMP = { id: 'ASIAHLTEMPKEY', secret: 'hl-temp-secret/+=', token: 'hl-temp-token+/=' };
+
+const WEB = { id: 'ASIAHLWEBKEY', secret: 'hl-web-secret', token: 'hl-web-token&<x>',
+              role: 'arn:aws:iam::123456789012:role/hl-test', jwt: 'hl-web-identity-token' };
 
 const stats = { requests: 0, rejected: 0, byMethod: {} };
 let faults = [];
@@ -234,6 +237,32 @@ function control(req, res, url) {
       Expiration: new Date(Date.now() + 3600 * 1000).toISOString().replace(/\.\d+Z$/, 'Z') });
     res.writeHead(200, { 'Content-Type': 'application/json' });
     return res.end(body);
+  }
+  if (url.pathname === '/__hl/sts' && req.method === 'POST') {
+    // STS AssumeRoleWithWebIdentity (unsigned; the token is the proof).
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+      if (form.get('Action') !== 'AssumeRoleWithWebIdentity' || form.get('Version') !== '2011-06-15' ||
+          form.get('RoleArn') !== WEB.role || form.get('WebIdentityToken') !== WEB.jwt || !form.get('RoleSessionName')) {
+        const body = '<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>' +
+          '<Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message></Error></ErrorResponse>';
+        res.writeHead(403, { 'Content-Type': 'text/xml' });
+        return res.end(body);
+      }
+      keys.set(WEB.id, { secret: WEB.secret, token: WEB.token });
+      const exp = new Date(Date.now() + 3600 * 1000).toISOString();
+      const body = '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">' +
+        '<AssumeRoleWithWebIdentityResult><SubjectFromWebIdentityToken>system:serviceaccount:hl:parser</SubjectFromWebIdentityToken>' +
+        '<Credentials><SessionToken>' + xmlEscape(WEB.token) + '</SessionToken><SecretAccessKey>' + xmlEscape(WEB.secret) +
+        '</SecretAccessKey><Expiration>' + exp + '</Expiration><AccessKeyId>' + WEB.id + '</AccessKeyId></Credentials>' +
+        '</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>sts-1</RequestId></ResponseMetadata>' +
+        '</AssumeRoleWithWebIdentityResponse>';
+      res.writeHead(200, { 'Content-Type': 'text/xml' });
+      res.end(body);
+    });
+    return;
   }
   res.writeHead(404);
   res.end();
