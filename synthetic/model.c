@@ -318,9 +318,11 @@ static void do_encounter(state *s, int64_t t, int kind) {
   E->practitioner = (uint8_t)(pr * HL_ORG_FACILITIES + E->facility);
 
   int64_t tv = t + 300, tl = t + 600;
+  int new_dm = 0;
   /* Conditions whose onset has passed are diagnosed now. */
   for (int c = 0; c < HL_COND_NCHRONIC; c++) {
     if (active(s, c, t) && !diagnosed(s, c)) {
+      new_dm |= c == HL_C_DIABETES;
       s->cidx[c] = record_condition(s, e, c, s->onset[c], 0);
       if (s->cidx[c] >= 0) treat_new(s, e, t, c);
     }
@@ -380,6 +382,8 @@ static void do_encounter(state *s, int64_t t, int kind) {
       lab_renal(s, e, tl);
       if (dm) lab_a1c(s, e, tl);
     }
+    /* A new diabetes diagnosis is confirmed by an HbA1c at the same visit. */
+    if (new_dm && s->last_a1c != tl) lab_a1c(s, e, tl);
   }
 
   /* Medication adjustments and renewals at planned visits. */
