@@ -234,7 +234,12 @@ void hl_synth_opts_markdown(FILE *f) {
   fprintf(f, "| option | value | default | meaning |\n|---|---|---|---|\n");
   for (size_t i = 0; i < NDEFS; i++) {
     const opt_def *d = &defs[i];
-    fprintf(f, "| `%s--%s` | %s | %s | %s |\n", d->verify ? "verify " : "", d->name,
-            d->arg ? d->arg : "(flag)", d->def ? d->def : "", d->doc);
+    fprintf(f, "| `%s--%s` | ", d->verify ? "verify " : "", d->name);
+    /* A '|' inside a cell must be escaped in a Markdown table. */
+    for (const char *a = d->arg ? d->arg : "(flag)"; *a; a++) {
+      if (*a == '|') fputc('\\', f);
+      fputc(*a, f);
+    }
+    fprintf(f, " | %s | %s |\n", d->def ? d->def : "", d->doc);
   }
 }
