@@ -525,6 +525,16 @@ int hl_profile_compile(const hl_fschema *fs, const json_t *doc, hl_profile **out
   p->fs = fs;
   const json_t *rules = json_object_get(doc, "rules");
   const char *name = json_string_value(json_object_get(doc, "profile"));
+  {
+    const char *k;
+    const json_t *val;
+    json_object_foreach((json_t *)doc, k, val) {
+      if (strcmp(k, "profile") && strcmp(k, "version") && strcmp(k, "description") && strcmp(k, "rules")) {
+        rc = fail(&c, "unknown top-level member \"%s\"", k);
+        goto done;
+      }
+    }
+  }
   if (!json_is_object(doc) || !json_is_array(rules) || json_array_size(rules) > HL_PROFILE_MAX_RULES) {
     rc = fail(&c, "a profile is an object with a \"rules\" array (at most %u rules)", HL_PROFILE_MAX_RULES);
     goto done;
