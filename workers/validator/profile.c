@@ -33,6 +33,9 @@ bool hl_profile_loinc_ok(const char *s, size_t n) {
   while (i < n && s[i] >= '0' && s[i] <= '9') i++;
   size_t nd = i - st;
   if (nd < 1 || nd > maxd || i + 2 != n || s[i] != '-' || s[i + 1] < '0' || s[i + 1] > '9') return false;
+  /* Part and answer codes (LP, LA, ...) are checked for their form only: their
+     check digit is not the plain mod 10 of the number part. */
+  if (st > 0) return true;
   /* Luhn: from the rightmost digit of the number part, every other digit doubled. */
   int sum = 0;
   bool dbl = true;

@@ -43,9 +43,9 @@ const char *hl_profile_name(const hl_profile *p);
 bool hl_profile_calendar_ok(int year, int month, int day);
 
 /*
- * LOINC: "NNNNN-C" (1 to 7 digits, optionally prefixed by LA, LG, LL or LP
- * with up to 8 digits) whose check digit C is the mod-10 (Luhn) digit of
- * the number part.
+ * LOINC: "NNNNN-C" (1 to 7 digits) whose check digit C is the mod-10
+ * (Luhn) digit of the number part. Part and answer codes (LA, LG, LL or
+ * LP prefix, up to 8 digits) are checked for their form only.
  */
 bool hl_profile_loinc_ok(const char *code, size_t n);
 
