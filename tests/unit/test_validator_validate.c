@@ -1,5 +1,7 @@
 /* Unit tests of the single-pass validator against the compiled FHIR R4 schema. */
+#include <dirent.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "hl/buf.h"
@@ -115,6 +117,10 @@ Test(validator_validate, json_syntax_is_fatal, .init = setup, .fini = teardown) 
     "{\"resourceType\":\"Patient\",\"active\":tru}",
     "{\"resourceType\":\"Patient\",\"id\":\"\\x\"}",
     "\xef\xbb\xbf{\"resourceType\":\"Patient\"}",
+    /* Found by fuzzing: malformed resourceType strings seen by the discriminator's prescan. */
+    "{\"resourceType\":\"\\u0{\"",
+    "{\"resourceType\":\"Org\xeeization\",\"id\":\"1\"}",
+    "{\"resourceType\":\"Patient\\",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     hl_vresult r = vt_check(v, bad[i]);
@@ -279,4 +285,44 @@ Test(validator_validate, missing_schema_file) {
   cr_expect_lt(hl_fschema_load("/nonexistent/fhir.schema.json", &s, err, sizeof err), 0);
   cr_expect_null(s);
   cr_expect_not_null(strstr(err, "nonexistent"));
+}
+
+/* Replays the fuzz seed corpus (tests/fuzz/corpus/validator, regressions
+   included): no crash, a stable verdict, and an OperationOutcome that is
+   valid JSON for each. */
+Test(validator_validate, fuzz_corpus_replay, .init = setup, .fini = teardown) {
+  DIR *d = opendir(HL_SOURCE_ROOT "/tests/fuzz/corpus/validator");
+  cr_assert_not_null(d);
+  struct dirent *de;
+  int files = 0;
+  hl_buf oo, in;
+  hl_buf_init(&oo, 0);
+  hl_buf_init(&in, 1 << 20);
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.') continue;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", HL_SOURCE_ROOT "/tests/fuzz/corpus/validator", de->d_name);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    hl_buf_reset(&in);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) cr_assert_eq(hl_buf_append(&in, chunk, n), 0);
+    fclose(f);
+    hl_vresult r1, r2;
+    cr_assert_eq(hl_validator_check(v, in.data, in.len, &r1), 0);
+    cr_assert_eq(hl_validator_check(v, in.data, in.len, &r2), 0);
+    cr_expect_eq(r1.valid, r2.valid, "%s", de->d_name);
+    if (!strncmp(de->d_name, "valid_", 6)) cr_expect(r1.valid, "%s", de->d_name);
+    hl_buf_reset(&oo);
+    cr_assert_eq(hl_validator_outcome(v, &oo), 0);
+    json_t *j = json_loadb(oo.data, oo.len, 0, NULL);
+    cr_expect_not_null(j, "%s: outcome is not JSON: %s", de->d_name, oo.data);
+    json_decref(j);
+    files++;
+  }
+  closedir(d);
+  cr_expect_gt(files, 10);
+  hl_buf_free(&oo);
+  hl_buf_free(&in);
 }

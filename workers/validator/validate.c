@@ -627,6 +627,53 @@ static bool find_resource_type(const char *p, const char *e, span *out, bool *pr
   return false;
 }
 
+/* Whether s[0..n) is valid UTF-8 (the prescan of resourceType does not check it). */
+static bool utf8_ok(const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s, *e = p + n;
+  while (p < e) {
+    if (*p < 0x80) {
+      p++;
+      continue;
+    }
+    size_t l = utf8_len(p, e);
+    if (!l) return false;
+    p += l;
+  }
+  return true;
+}
+
+/* Whether the raw string body s[0..n) is valid: escapes, paired surrogates, UTF-8, no controls. */
+static bool string_ok(const char *s, size_t n) {
+  const char *p = s, *e = s + n;
+  while (p < e) {
+    unsigned char c = (unsigned char)*p;
+    if (c < 0x20 || c == '"') return false;
+    if (c != '\\') {
+      p++;
+      continue;
+    }
+    if (e - p < 2) return false;
+    char x = p[1];
+    if (x == 'u') {
+      if (e - p < 6) return false;
+      int cp = hex4(p + 2);
+      if (cp < 0 || (cp >= 0xdc00 && cp <= 0xdfff)) return false;
+      if (cp >= 0xd800 && cp <= 0xdbff) {
+        int lo = e - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
+        if (lo < 0xdc00 || lo > 0xdfff) return false;
+        p += 12;
+      } else {
+        p += 6;
+      }
+    } else if (strchr("\"\\/bfnrt", x) && x) {
+      p += 2;
+    } else {
+      return false;
+    }
+  }
+  return utf8_ok(s, n);
+}
+
 /* A value that must be a resource (the schema's discriminated oneOf). */
 static void resource(hl_validator *v, const hl__fprop *via) {
   span rts = {0};
@@ -635,18 +682,25 @@ static void resource(hl_validator *v, const hl__fprop *via) {
   size_t rtlen = 0;
   uint32_t def = HL__FNONE;
   bool root = v->npath == 0;
-  if (find_resource_type(v->p, v->end, &rts, &present) && (rt = str_value(v, &rts, &v->rtbuf, &rtlen)))
-    def = hl__fschema_resource(v->fs, rt, rtlen);
+  bool malformed = false;
+  if (find_resource_type(v->p, v->end, &rts, &present)) {
+    /* The prescan does not validate: a malformed string is left to the real pass, which reports it. */
+    if (!string_ok(rts.s, rts.len)) malformed = true;
+    else if ((rt = str_value(v, &rts, &v->rtbuf, &rtlen)))
+      def = hl__fschema_resource(v->fs, rt, rtlen);
+  }
   if (root) {
     const char *name = def != HL__FNONE ? v->fs->defs[def].name : "Resource";
     push(v, name, strlen(name));
     if (def != HL__FNONE) snprintf(v->rt, sizeof v->rt, "%s", name);
   }
-  if (def == HL__FNONE) {
+  if (def == HL__FNONE && !malformed) {
     if (!present)
       add_issue(v, HL_VSEV_ERROR, "required", NULL, NULL, 0, "Missing resourceType");
     else if (!rt)
       add_issue(v, HL_VSEV_ERROR, "invalid", NULL, NULL, 0, "resourceType is not a string");
+    else if (!utf8_ok(rt, rtlen))
+      add_issue(v, HL_VSEV_ERROR, "invalid", NULL, NULL, 0, "Unknown resourceType (not UTF-8)");
     else
       add_issue(v, HL_VSEV_ERROR, "invalid", NULL, NULL, 0, "Unknown resourceType \"%.*s\"",
                 shown(rt, rtlen), rt);
