@@ -10,7 +10,7 @@
 const path = require('path');
 const readline = require('readline');
 
-const npmDir = process.argv[2];
+const npmDir = path.resolve(process.argv[2]);
 const showErrors = process.argv.includes('--errors');
 const req = (m) => require(path.join(npmDir, 'node_modules', m));
 const Ajv = req('ajv');
