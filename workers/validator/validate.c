@@ -1026,8 +1026,10 @@ hl_validator *hl_validator_free(hl_validator *v) {
   return NULL;
 }
 
-void hl_validator_set_profile(hl_validator *v, const hl_profile *profile) {
-  if (!profile || profile->fs == v->fs) v->pr = profile;
+int hl_validator_set_profile(hl_validator *v, const hl_profile *profile) {
+  if (profile && profile->fs != v->fs) return -EINVAL;
+  v->pr = profile;
+  return 0;
 }
 
 int hl_validator_check(hl_validator *v, const char *json, size_t len, hl_vresult *res) {

@@ -72,8 +72,11 @@ int hl_validator_new(const hl_fschema *schema, const hl_profile *profile,
                      const hl_validator_opts *opts, hl_validator **out);
 hl_validator *hl_validator_free(hl_validator *v);
 
-/* Replaces the profile (NULL: schema only) for the following checks. */
-void hl_validator_set_profile(hl_validator *v, const hl_profile *profile);
+/*
+ * Replaces the profile (NULL: schema only) for the following checks. The
+ * profile must be compiled against the validator's schema: 0 or -EINVAL.
+ */
+int hl_validator_set_profile(hl_validator *v, const hl_profile *profile);
 
 /*
  * Validates json[0..len) as one resource and fills res. Returns 0, or
