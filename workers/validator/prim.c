@@ -182,8 +182,8 @@ static bool check_code(const unsigned char *s, size_t n) {
   if (n == 0) return false;
   bool prev_space = true; /* a leading space fails */
   for (size_t i = 0; i < n;) {
-    size_t l;
-    bool sp = hl_prim_js_space(s, n, i, &l);
+    size_t l = 1;
+    bool sp = s[i] < 0x80 ? s[i] == ' ' || (s[i] >= 0x09 && s[i] <= 0x0d) : hl_prim_js_space(s, n, i, &l);
     if (sp && prev_space) return false;
     prev_space = sp;
     i += l;
@@ -225,6 +225,11 @@ bool hl_prim_check(hl_prim p, const char *str, size_t n) {
     return (n >= 4 && memcmp(s, "true", 4) == 0) || (n >= 5 && memcmp(s + n - 5, "false", 5) == 0);
   case HL_PRIM_URI:
     for (size_t i = 0; i < n;) {
+      if (s[i] < 0x80) { /* the common case, without a call */
+        if (s[i] == ' ' || (s[i] >= 0x09 && s[i] <= 0x0d)) return false;
+        i++;
+        continue;
+      }
       size_t l;
       if (hl_prim_js_space(s, n, i, &l)) return false;
       i += l;
@@ -233,9 +238,13 @@ bool hl_prim_check(hl_prim p, const char *str, size_t n) {
   case HL_PRIM_STRING:
     if (n == 0) return false;
     for (size_t i = 0; i < n;) {
+      if (s[i] < 0x80) {
+        if (s[i] == 0x0b || s[i] == 0x0c) return false;
+        i++;
+        continue;
+      }
       size_t l;
-      if (hl_prim_js_space(s, n, i, &l) && s[i] != ' ' && s[i] != '\r' && s[i] != '\n' && s[i] != '\t')
-        return false;
+      if (hl_prim_js_space(s, n, i, &l)) return false;
       i += l;
     }
     return true;
