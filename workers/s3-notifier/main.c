@@ -1,0 +1,184 @@
+/*
+ * hl-s3-notifier: announces every complete landing object once on
+ * hl.landing.objects. The logic lives in notifier.c and its modules; this
+ * file reads the configuration, starts the admin server and runs the loop
+ * until SIGTERM. See docs/notifier.md.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "hl/config.h"
+#include "hl/error.h"
+#include "hl/log.h"
+#include "hl/metrics.h"
+#include "notifier.h"
+#include "routes.h"
+
+/* The same names as libstream's HL_CONFIG_KAFKA_VARS, which replaces this once it lands. */
+#define NOTIFIER_KAFKA_VARS                                                                    \
+  {"HL_KAFKA_BROKERS", HL_CFG_STRING, "127.0.0.1:9092", 1, 1024, NULL,                         \
+   "Comma-separated host:port list of bootstrap brokers."},                                    \
+  {"HL_KAFKA_PROPS", HL_CFG_STRING, "", 0, 8192, NULL,                                         \
+   "Extra librdkafka properties as k=v,k=v (write \\, for a comma in a value)."}
+
+static const hl_config_var vars[] = {
+    {"HL_NOTIFIER_DIR", HL_CFG_STRING, "", 0, 4096, NULL,
+     "Landing directory to watch (the dir source); empty disables it."},
+    {"HL_NOTIFIER_BUCKET", HL_CFG_STRING, "landing", 1, 255, NULL,
+     "Bucket name given to the landing directory in events."},
+    {"HL_NOTIFIER_STABLE_FOR", HL_CFG_DURATION, "2s", 0, 3600000, NULL,
+     "A file is complete once its size, mtime and inode stayed unchanged this long."},
+    {"HL_NOTIFIER_RESCAN_INTERVAL", HL_CFG_DURATION, "60s", 0, 86400000, NULL,
+     "Full rescan of the landing directory (a safety net for lost events); 0 disables it."},
+    {"HL_NOTIFIER_MAX_WATCHES", HL_CFG_INT, "8192", 1, 1000000, NULL,
+     "Most directories watched for events; deeper trees rely on the rescan."},
+    {"HL_NOTIFIER_TEMP_SUFFIXES", HL_CFG_STRING, ".tmp,.part,.partial,~", 0, 4096, NULL,
+     "Comma-separated endings of temporary file names, ignored until renamed (a leading '.' always is)."},
+    {"HL_NOTIFIER_S3_EVENTS", HL_CFG_BOOL, "false", 0, 0, NULL,
+     "Accept S3 event notifications on POST /events/s3 of the admin server (the s3-events source)."},
+    {"HL_NOTIFIER_PREFIX", HL_CFG_STRING, "", 0, 1024, NULL,
+     "Only keys starting with this prefix are announced."},
+    {"HL_NOTIFIER_SUFFIXES", HL_CFG_STRING, ".ndjson,.ndjson.gz,.json,.json.gz,.jsonl,.jsonl.gz", 0,
+     4096, NULL, "Comma-separated key endings (any case) that are announced; empty: every key."},
+    {"HL_NOTIFIER_DEFAULT_ORG", HL_CFG_STRING, "default", 0, 64, NULL,
+     "Tenant of keys without an org=<id>/ segment; empty: such objects are rejected."},
+    {"HL_NOTIFIER_STATE", HL_CFG_STRING, "hl-s3-notifier.db", 1, 4096, NULL,
+     "SQLite state file recording every announced object version (must survive restarts)."},
+    {"HL_NOTIFIER_TOPIC", HL_CFG_STRING, "hl.landing.objects", 1, 249, NULL,
+     "Topic the landing events are produced to."},
+    {"HL_NOTIFIER_MAX_PENDING", HL_CFG_INT, "1000", 1, 4096, NULL,
+     "Most announcements produced and not yet acknowledged."},
+    {"HL_NOTIFIER_BATCH", HL_CFG_INT, "500", 1, 4096, NULL,
+     "Announcements recorded in one state transaction and produced together."},
+    {"HL_NOTIFIER_MAX_QUEUE", HL_CFG_INT, "100000", 1, 10000000, NULL,
+     "Most candidates waiting for room; sources retry later beyond it."},
+    {"HL_NOTIFIER_SHUTDOWN_TIMEOUT", HL_CFG_DURATION, "10s", 0, 600000, NULL,
+     "On SIGTERM, how long to wait for acknowledgements of what is in flight."},
+    NOTIFIER_KAFKA_VARS,
+    HL_CONFIG_ADMIN_VARS("0.0.0.0:9101"),
+};
+
+static const hl_config_spec spec = {"hl-s3-notifier",
+                                    "Announces every complete landing object once on hl.landing.objects.",
+                                    vars, sizeof vars / sizeof vars[0]};
+
+typedef struct app {
+  hl_notifier *n;
+  const hl_config *cfg;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t watchdog;
+  bool stopped;
+  int status;
+} app;
+
+static void stop(app *a) {
+  if (a->stopped)
+    return;
+  a->stopped = true;
+  hl_log(HL_LOG_INFO, "stopping");
+  hl_notifier_stop(a->n, (int)hl_config_int(a->cfg, "HL_NOTIFIER_SHUTDOWN_TIMEOUT"));
+  uv_close((uv_handle_t *)&a->sigterm, NULL);
+  uv_close((uv_handle_t *)&a->sigint, NULL);
+  uv_close((uv_handle_t *)&a->watchdog, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum) { stop(s->data); }
+
+static void on_watchdog(uv_timer_t *t) {
+  app *a = t->data;
+  if (hl_notifier_failed(a->n)) {
+    a->status = 1;
+    stop(a);
+  }
+}
+
+#ifdef HL_NOTIFIER_HAVE_ADMIN
+static bool readiness(void *ud, char *reason, size_t len) { return hl_notifier_ready(ud, reason, len); }
+#endif
+
+int main(int argc, char **argv) {
+  hl_config *cfg = hl_config_main(&spec, argc, argv);
+  hl_log_configure("hl-s3-notifier", cfg);
+  app a = {.cfg = cfg};
+  hl_metrics *reg = NULL;
+  void *admin = NULL;
+  char err[512] = "";
+  uv_loop_t *loop = uv_default_loop();
+  int r = hl_metrics_new(&reg);
+  if (r < 0)
+    goto out;
+  hl_notifier_opts o = {
+      .state_path = hl_config_str(cfg, "HL_NOTIFIER_STATE"),
+      .default_org = hl_config_str(cfg, "HL_NOTIFIER_DEFAULT_ORG"),
+      .prefix = hl_config_str(cfg, "HL_NOTIFIER_PREFIX"),
+      .suffixes = hl_config_str(cfg, "HL_NOTIFIER_SUFFIXES"),
+      .temp_suffixes = hl_config_str(cfg, "HL_NOTIFIER_TEMP_SUFFIXES"),
+      .batch_max = (int)hl_config_int(cfg, "HL_NOTIFIER_BATCH"),
+      .max_queue = (size_t)hl_config_int(cfg, "HL_NOTIFIER_MAX_QUEUE"),
+      .kafka = {.brokers = hl_config_str(cfg, "HL_KAFKA_BROKERS"),
+                .props = hl_config_str(cfg, "HL_KAFKA_PROPS"),
+                .topic = hl_config_str(cfg, "HL_NOTIFIER_TOPIC"),
+                .max_inflight = (int)hl_config_int(cfg, "HL_NOTIFIER_MAX_PENDING")},
+      .dir = hl_config_str(cfg, "HL_NOTIFIER_DIR"),
+      .dir_bucket = hl_config_str(cfg, "HL_NOTIFIER_BUCKET"),
+      .stable_ms = (uint64_t)hl_config_int(cfg, "HL_NOTIFIER_STABLE_FOR"),
+      .rescan_ms = (uint64_t)hl_config_int(cfg, "HL_NOTIFIER_RESCAN_INTERVAL"),
+      .max_watches = (size_t)hl_config_int(cfg, "HL_NOTIFIER_MAX_WATCHES"),
+      .metrics = reg,
+  };
+  if ((r = hl_notifier_new(loop, &o, &a.n, err, sizeof err)) < 0)
+    goto out;
+#ifdef HL_NOTIFIER_HAVE_ADMIN
+  const char *addr = hl_config_str(cfg, "HL_ADMIN_ADDR");
+  if (*addr) {
+    hl_admin *ad = NULL;
+    if ((r = hl_admin_start(addr, reg, &ad)) < 0) {
+      snprintf(err, sizeof err, "admin server on %s", addr);
+      goto out;
+    }
+    admin = ad;
+    hl_admin_set_readiness(ad, readiness, a.n);
+    if (hl_config_bool(cfg, "HL_NOTIFIER_S3_EVENTS") && (r = hl_notifier_routes_add(ad, a.n)) < 0)
+      goto out;
+  }
+#else
+  if (hl_config_bool(cfg, "HL_NOTIFIER_S3_EVENTS")) {
+    snprintf(err, sizeof err, "HL_NOTIFIER_S3_EVENTS needs the admin server, not built in");
+    r = HL_ECONFIG;
+    goto out;
+  }
+#endif
+  if ((r = hl_notifier_start(a.n, err, sizeof err)) < 0)
+    goto out;
+  uv_signal_init(loop, &a.sigterm);
+  uv_signal_init(loop, &a.sigint);
+  uv_timer_init(loop, &a.watchdog);
+  a.sigterm.data = a.sigint.data = a.watchdog.data = &a;
+  uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&a.sigint, on_signal, SIGINT);
+  uv_timer_start(&a.watchdog, on_watchdog, 500, 500);
+  hl_log_kv(HL_LOG_INFO, "started", "dir", o.dir, "topic", o.kafka.topic, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+  r = 0;
+out:
+  if (r < 0) {
+    hl_log_kv(HL_LOG_ERROR, "hl-s3-notifier failed", "error", *err ? err : hl_strerror(r), NULL);
+    a.status = 1;
+  }
+  if (a.n && !a.stopped) {
+    hl_notifier_stop(a.n, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+  }
+#ifdef HL_NOTIFIER_HAVE_ADMIN
+  hl_admin_stop(admin);
+#endif
+  (void)admin;
+  hl_notifier_free(a.n);
+  uv_loop_close(loop);
+  hl_metrics_free(reg);
+  hl_config_free(cfg);
+  return a.status;
+}
