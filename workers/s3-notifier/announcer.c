@@ -593,27 +593,31 @@ int hl_announcer_recover(hl_announcer *a) {
     r = -ENOMEM;
     goto done;
   }
-  /* One range per partition: from the lowest recorded watermark to the end now. */
+  /* One range per partition: from the lowest recorded watermark of its rows to the end now. */
   for (size_t i = 0; i < s.n; i++) {
     prow *p = &s.v[i];
     if (nparts == 0 || parts[nparts - 1].partition != p->row.partition) {
-      scan_part *sp = &parts[nparts++];
-      sp->partition = p->row.partition;
-      sp->from = p->row.watermark;
-      int64_t lo, hi;
-      if ((r = watermarks(a, sp->partition, &lo, &hi)) < 0)
-        goto done;
-      sp->end = hi;
-      if (sp->from < lo)
-        sp->from = lo;
-      sp->done = sp->from >= sp->end;
+      parts[nparts].partition = p->row.partition;
+      parts[nparts].from = p->row.watermark;
+      nparts++;
+    } else if (p->row.watermark < parts[nparts - 1].from) {
+      parts[nparts - 1].from = p->row.watermark;
     }
-    /* Messages below the low watermark are gone: such rows cannot be verified. */
+  }
+  size_t k = 0;
+  for (size_t j = 0; j < nparts; j++) {
+    scan_part *sp = &parts[j];
     int64_t lo, hi;
-    (void)hi;
-    if (p->row.watermark < parts[nparts - 1].from &&
-        watermarks(a, p->row.partition, &lo, &hi) == 0 && p->row.watermark < lo)
-      p->unverifiable = true;
+    if ((r = watermarks(a, sp->partition, &lo, &hi)) < 0)
+      goto done;
+    /* Messages below the low watermark are gone: such rows cannot be verified. */
+    for (; k < s.n && s.v[k].row.partition == sp->partition; k++)
+      if (s.v[k].row.watermark < lo)
+        s.v[k].unverifiable = true;
+    sp->end = hi;
+    if (sp->from < lo)
+      sp->from = lo;
+    sp->done = sp->from >= sp->end;
   }
   if ((r = scan(a, &s, parts, nparts)) < 0)
     goto done;

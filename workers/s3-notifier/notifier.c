@@ -325,7 +325,8 @@ static void drain_async(hl_notifier *n) {
       break;
     else
       free(n->ain[i].mem);
-  memmove(n->ain, n->ain + i, (n->nain - i) * sizeof *n->ain);
+  if (i > 0 && i < n->nain)
+    memmove(n->ain, n->ain + i, (n->nain - i) * sizeof *n->ain);
   n->nain -= i;
   pthread_mutex_unlock(&n->amu);
 }
