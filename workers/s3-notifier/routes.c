@@ -3,6 +3,7 @@
 #ifdef HL_NOTIFIER_HAVE_ADMIN
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "hl/error.h"
 #include "hl/log.h"
