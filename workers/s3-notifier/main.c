@@ -95,16 +95,14 @@ static void on_watchdog(uv_timer_t *t) {
   }
 }
 
-#ifdef HL_NOTIFIER_HAVE_ADMIN
 static bool readiness(void *ud, char *reason, size_t len) { return hl_notifier_ready(ud, reason, len); }
-#endif
 
 int main(int argc, char **argv) {
   hl_config *cfg = hl_config_main(&spec, argc, argv);
   hl_log_configure("hl-s3-notifier", cfg);
   app a = {.cfg = cfg};
   hl_metrics *reg = NULL;
-  void *admin = NULL;
+  hl_admin *admin = NULL;
   char err[512] = "";
   uv_loop_t *loop = uv_default_loop();
   int r = hl_metrics_new(&reg);
@@ -131,26 +129,20 @@ int main(int argc, char **argv) {
   };
   if ((r = hl_notifier_new(loop, &o, &a.n, err, sizeof err)) < 0)
     goto out;
-#ifdef HL_NOTIFIER_HAVE_ADMIN
   const char *addr = hl_config_str(cfg, "HL_ADMIN_ADDR");
   if (*addr) {
-    hl_admin *ad = NULL;
-    if ((r = hl_admin_start(addr, reg, &ad)) < 0) {
-      snprintf(err, sizeof err, "admin server on %s", addr);
+    if ((r = hl_admin_start(addr, reg, &admin)) < 0) {
+      snprintf(err, sizeof err, "admin server on %s: %s", addr, hl_strerror(r));
       goto out;
     }
-    admin = ad;
-    hl_admin_set_readiness(ad, readiness, a.n);
-    if (hl_config_bool(cfg, "HL_NOTIFIER_S3_EVENTS") && (r = hl_notifier_routes_add(ad, a.n)) < 0)
+    hl_admin_set_readiness(admin, readiness, a.n);
+    if (hl_config_bool(cfg, "HL_NOTIFIER_S3_EVENTS") && (r = hl_notifier_routes_add(admin, a.n)) < 0)
       goto out;
-  }
-#else
-  if (hl_config_bool(cfg, "HL_NOTIFIER_S3_EVENTS")) {
-    snprintf(err, sizeof err, "HL_NOTIFIER_S3_EVENTS needs the admin server, not built in");
+  } else if (hl_config_bool(cfg, "HL_NOTIFIER_S3_EVENTS")) {
+    snprintf(err, sizeof err, "HL_NOTIFIER_S3_EVENTS needs the admin server (HL_ADMIN_ADDR)");
     r = HL_ECONFIG;
     goto out;
   }
-#endif
   if ((r = hl_notifier_start(a.n, err, sizeof err)) < 0)
     goto out;
   uv_signal_init(loop, &a.sigterm);
@@ -172,10 +164,7 @@ out:
     hl_notifier_stop(a.n, 0);
     uv_run(loop, UV_RUN_DEFAULT);
   }
-#ifdef HL_NOTIFIER_HAVE_ADMIN
   hl_admin_stop(admin);
-#endif
-  (void)admin;
   hl_notifier_free(a.n);
   uv_loop_close(loop);
   hl_metrics_free(reg);

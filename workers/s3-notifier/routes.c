@@ -1,6 +1,5 @@
 #include "routes.h"
 
-#ifdef HL_NOTIFIER_HAVE_ADMIN
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,7 +44,3 @@ static void on_s3_events(hl_http_req *req, void *ud) {
 int hl_notifier_routes_add(hl_admin *admin, hl_notifier *n) {
   return hl_admin_route(admin, "POST", "/events/s3", on_s3_events, n);
 }
-#else
-/* Built without the admin server: no routes. */
-typedef int hl_notifier_routes_unused;
-#endif

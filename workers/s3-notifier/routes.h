@@ -10,12 +10,9 @@
 
 #include "notifier.h"
 
-#if __has_include("hl/admin.h")
 #include "hl/admin.h"
-#define HL_NOTIFIER_HAVE_ADMIN 1
 
 /* Adds the routes; n must outlive the admin server. 0 or a negative code. */
 int hl_notifier_routes_add(hl_admin *admin, hl_notifier *n);
-#endif
 
 #endif
