@@ -37,6 +37,10 @@ static const hl_config_var vars[] = {
      "Most directories watched for events; deeper trees rely on the rescan."},
     {"HL_NOTIFIER_TEMP_SUFFIXES", HL_CFG_STRING, ".tmp,.part,.partial,~", 0, 4096, NULL,
      "Comma-separated endings of temporary file names, ignored until renamed (a leading '.' always is)."},
+    {"HL_NOTIFIER_S3_BUCKET", HL_CFG_STRING, "", 0, 63, NULL,
+     "Bucket listed with ListObjectsV2 every HL_NOTIFIER_POLL_INTERVAL (the s3-poll source); empty disables it."},
+    {"HL_NOTIFIER_POLL_INTERVAL", HL_CFG_DURATION, "30s", 100, 86400000, NULL,
+     "Pause between two listings of HL_NOTIFIER_S3_BUCKET."},
     {"HL_NOTIFIER_S3_EVENTS", HL_CFG_BOOL, "false", 0, 0, NULL,
      "Accept S3 event notifications on POST /events/s3 of the admin server (the s3-events source)."},
     {"HL_NOTIFIER_PREFIX", HL_CFG_STRING, "", 0, 1024, NULL,
@@ -58,6 +62,7 @@ static const hl_config_var vars[] = {
     {"HL_NOTIFIER_SHUTDOWN_TIMEOUT", HL_CFG_DURATION, "10s", 0, 600000, NULL,
      "On SIGTERM, how long to wait for acknowledgements of what is in flight."},
     NOTIFIER_KAFKA_VARS,
+    HL_CONFIG_S3_VARS,
     HL_CONFIG_ADMIN_VARS("0.0.0.0:9101"),
 };
 
@@ -127,6 +132,12 @@ int main(int argc, char **argv) {
       .max_watches = (size_t)hl_config_int(cfg, "HL_NOTIFIER_MAX_WATCHES"),
       .metrics = reg,
   };
+  hl_s3_config s3;
+  o.s3_bucket = hl_config_str(cfg, "HL_NOTIFIER_S3_BUCKET");
+  o.poll_ms = (uint64_t)hl_config_int(cfg, "HL_NOTIFIER_POLL_INTERVAL");
+  if (*o.s3_bucket && (r = hl_s3_config_from(cfg, &s3, err, sizeof err)) < 0)
+    goto out;
+  o.s3 = &s3;
   if ((r = hl_notifier_new(loop, &o, &a.n, err, sizeof err)) < 0)
     goto out;
   const char *addr = hl_config_str(cfg, "HL_ADMIN_ADDR");

@@ -13,6 +13,7 @@
 #include "hl/error.h"
 #include "hl/landing.h"
 #include "hl/log.h"
+#include "s3poll.h"
 #include "state.h"
 
 #define TICK_MS 10
@@ -36,6 +37,7 @@ struct hl_notifier {
   hl_nstate *st;
   hl_announcer *ann;
   hl_dirsrc *dir;
+  hl_s3poll *poll;
   char *default_org;
   char *dir_path, *dir_bucket;
   uint64_t stable_ms, rescan_ms;
@@ -109,6 +111,11 @@ static void metrics_init(hl_notifier *n, hl_metrics *reg) {
   n->s_dir_watches = hl_metric_at(w);
 }
 
+/* The s3-poll hand-over: anything but success means "offer again later". */
+static int poll_offer(void *ud, const hl_notifier_object *objs, size_t count) {
+  return hl_notifier_offer_async(ud, objs, count) == 0 ? 0 : -EAGAIN;
+}
+
 int hl_notifier_new(uv_loop_t *loop, const hl_notifier_opts *o, hl_notifier **out, char *err,
                     size_t errlen) {
   if (!o->state_path || !*o->state_path) {
@@ -143,6 +150,15 @@ int hl_notifier_new(uv_loop_t *loop, const hl_notifier_opts *o, hl_notifier **ou
     goto fail;
   }
   metrics_init(n, o->metrics);
+  if (o->s3_bucket && *o->s3_bucket) {
+    hl_s3poll_opts po = {.s3 = o->s3, .bucket = o->s3_bucket, .prefix = o->prefix,
+                         .interval_ms = o->poll_ms, .offer = poll_offer, .ud = n};
+    if (!o->s3 || (r = hl_s3poll_new(&po, &n->poll)) < 0) {
+      snprintf(err, errlen, "s3-poll: invalid S3 settings");
+      r = o->s3 ? r : HL_ECONFIG;
+      goto fail;
+    }
+  }
   hl_announcer_hooks hooks = {.ud = n, .announced = on_announced, .reproduced = on_reproduced};
   if ((r = hl_announcer_new(&o->kafka, n->st, &hooks, &n->ann, err, errlen)) < 0)
     goto fail;
@@ -167,6 +183,7 @@ static void aitems_free(aitem *v, size_t n) {
 hl_notifier *hl_notifier_free(hl_notifier *n) {
   if (!n)
     return NULL;
+  n->poll = hl_s3poll_free(n->poll);
   n->ann = hl_announcer_free(n->ann);
   n->st = hl_nstate_close(n->st);
   n->filter = hl_notifier_filter_free(n->filter);
@@ -432,6 +449,13 @@ int hl_notifier_start(hl_notifier *n, char *err, size_t errlen) {
       return r;
     }
   }
+  if (n->poll) {
+    int r = hl_s3poll_start(n->poll);
+    if (r < 0) {
+      snprintf(err, errlen, "s3-poll thread: %s", hl_strerror(r));
+      return r;
+    }
+  }
   return 0;
 }
 
@@ -441,6 +465,7 @@ void hl_notifier_stop(hl_notifier *n, int timeout_ms) {
   pthread_mutex_unlock(&n->amu);
   set_ready(n);
   n->dir = hl_dirsrc_close(n->dir);
+  n->poll = hl_s3poll_free(n->poll);
   if (!n->started)
     return;
   /*

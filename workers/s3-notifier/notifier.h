@@ -17,6 +17,7 @@
 
 #include "announcer.h"
 #include "hl/metrics.h"
+#include "hl/s3.h"
 #include "object.h"
 
 typedef struct hl_notifier hl_notifier;
@@ -35,6 +36,10 @@ typedef struct hl_notifier_opts {
   const char *dir_bucket;
   uint64_t stable_ms, rescan_ms;
   size_t max_watches;
+  /* s3-poll source; s3_bucket NULL or "" disables it (the list prefix is `prefix`) */
+  const hl_s3_config *s3;
+  const char *s3_bucket;
+  uint64_t poll_ms;
   hl_metrics *metrics;        /* may be NULL; borrowed */
 } hl_notifier_opts;
 
