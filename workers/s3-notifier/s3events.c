@@ -82,6 +82,9 @@ static int add(hl_s3events *ev, const char *bucket, const char *key_in, bool enc
     return 1;
   char *b = keep(ev, strdup(bucket));
   char *e = keep(ev, etag_copy(etag));
+  /* An ETag is a quoted or bare token: an empty one or a stray quote is malformed. */
+  if (e && (!*e || strchr(e, '"')))
+    return 1;
   hl_buf uri;
   hl_buf_init(&uri, 8 + 64 + 2 * MAX_KEY);
   int r = hl_buf_printf(&uri, "s3://%s/%s", bucket, key);

@@ -124,7 +124,7 @@ static int on_object(void *ud, const hl_s3_object *obj) {
     e++;
     elen -= 2;
   }
-  if (elen == 0 || !obj->key || !*obj->key)
+  if (elen == 0 || memchr(e, '"', elen) || !obj->key || !*obj->key)
     return 0;
   hl_buf b;
   hl_buf_init(&b, 4 * HL_S3_MAX_KEY);
