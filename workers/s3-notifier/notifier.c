@@ -18,6 +18,7 @@
 
 #define TICK_MS 10
 #define CONNECT_RETRY_MS 1000
+#define RETRY_MS 1000
 #define ASYNC_MAX 10000
 
 /* A candidate waiting for room; one allocation holds every string. */
@@ -51,6 +52,7 @@ struct hl_notifier {
   uv_async_t async;
   bool started, stopping, recovered;
   uint64_t next_connect_ms;
+  uint64_t retry_at_ms;  /* after a failed recovery or batch, wait until then */
   _Atomic bool ready, failed;
   _Atomic int not_ready_why; /* 0 ok, 1 connecting, 2 recovering, 3 fatal, 4 stopping */
   pthread_mutex_t amu;   /* guards ain */
@@ -383,11 +385,14 @@ void hl_notifier_pump(hl_notifier *n) {
       goto out;
     }
   }
+  if ((uint64_t)mono_ms() < n->retry_at_ms)
+    goto out;
   if ((!n->recovered || hl_announcer_need_recover(n->ann)) && hl_announcer_inflight(n->ann) == 0) {
     int r = hl_announcer_recover(n->ann);
     if (r < 0) {
       hl_log_kv(HL_LOG_WARN, "recovery of pending announcements failed; will retry", "error",
                 hl_strerror(r), NULL);
+      n->retry_at_ms = (uint64_t)mono_ms() + RETRY_MS;
       goto out;
     }
     n->recovered = true;
@@ -406,6 +411,7 @@ void hl_notifier_pump(hl_notifier *n) {
     int r = hl_announcer_submit(n->ann, n->batch, k);
     if (r < 0) {
       hl_log_kv(HL_LOG_WARN, "announcing a batch failed; will retry", "error", hl_strerror(r), NULL);
+      n->retry_at_ms = (uint64_t)mono_ms() + RETRY_MS;
       break;
     }
     if ((size_t)r < k)
