@@ -254,16 +254,30 @@ void hl_config_print_help(const hl_config_spec *spec, FILE *f) {
   }
 }
 
+/* Writes s for a Markdown table cell: '|' is escaped. */
+static void md_cell(FILE *f, const char *s) {
+  for (; *s; s++) {
+    if (*s == '|')
+      fputc('\\', f);
+    fputc(*s, f);
+  }
+}
+
 void hl_config_print_markdown(const hl_config_spec *spec, FILE *f) {
   fprintf(f, "## %s\n\n%s\n\n", spec->binary, spec->summary);
   fprintf(f, "| variable | type | default | bounds | description |\n");
   fprintf(f, "|---|---|---|---|---|\n");
   for (size_t i = 0; i < spec_count(spec); i++) {
     const hl_config_var *v = spec_var(spec, i);
-    fprintf(f, "| `%s` | %s | %s%s%s | ", v->name, type_name(v), v->def ? "`" : "",
-            v->def ? (*v->def ? v->def : "(empty)") : "**required**", v->def ? "`" : "");
+    fprintf(f, "| `%s` | ", v->name);
+    md_cell(f, type_name(v));
+    fprintf(f, " | %s", v->def ? "`" : "");
+    md_cell(f, v->def ? (*v->def ? v->def : "(empty)") : "**required**");
+    fprintf(f, "%s | ", v->def ? "`" : "");
     print_bounds(v, f);
-    fprintf(f, " | %s |\n", v->doc);
+    fprintf(f, " | ");
+    md_cell(f, v->doc);
+    fprintf(f, " |\n");
   }
   fprintf(f, "\n");
 }
