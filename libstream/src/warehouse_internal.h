@@ -1,0 +1,125 @@
+/*
+ * Internals shared by the warehouse front (warehouse.c) and its backends
+ * (warehouse_sqlite.c): the batch layout, the parsed column contract, the
+ * parsed job-status event and the backend vtable.
+ */
+#ifndef HL_WAREHOUSE_INTERNAL_H
+#define HL_WAREHOUSE_INTERNAL_H
+
+#include <stdint.h>
+
+#include "hl/buf.h"
+#include "hl/warehouse.h"
+
+#define HL__WH_NONE SIZE_MAX /* offset of an absent string */
+
+/* A row of a batch: strings are offsets into the batch arena (NUL-terminated there). */
+typedef struct hl__wh_rec {
+  size_t tenant, type, id, json, job, source, ingested_at, topic;
+  size_t json_len;
+  size_t version_id, last_updated; /* from meta, HL__WH_NONE when absent */
+  int64_t line, offset;
+  int32_t partition;
+  hl_wh_row_status status;
+  bool rejected_at_add;
+  const char *code; /* static text */
+  size_t detail;    /* offset, HL__WH_NONE when none */
+  unsigned char key[32];
+} hl__wh_rec;
+
+struct hl_wh_batch {
+  hl_buf arena;
+  hl__wh_rec *recs;
+  size_t n, cap, max_rows;
+  size_t *events; /* arena offsets of event JSON */
+  size_t *event_lens;
+  size_t nevents, events_cap;
+  void *md;       /* EVP_MD_CTX */
+  /* Filled at commit. */
+  int64_t batch_id;
+  uint64_t events_folded, events_skipped;
+  hl_wh_count *counts;
+  size_t ncounts;
+};
+
+static inline const char *hl__wh_str(const hl_wh_batch *b, size_t off) {
+  return off == HL__WH_NONE ? NULL : b->arena.data + off;
+}
+
+/* ---- Contract -------------------------------------------------------------------- */
+
+typedef struct hl__wh_col {
+  char *name, *type, *path, *transform; /* path/transform may be NULL */
+  bool nullable;
+  bool from_row; /* filled from the row, not the resource */
+} hl__wh_col;
+
+typedef struct hl__wh_param {
+  char *param, *table, *path, *system, *code; /* system/code: token sub-paths */
+} hl__wh_param;
+
+typedef struct hl__wh_table {
+  char *rtype, *table;
+  hl__wh_col *cols; /* common columns first */
+  size_t ncols;
+  hl__wh_param *params;
+  size_t nparams;
+} hl__wh_table;
+
+typedef struct hl__wh_side {
+  char *table;
+  hl__wh_col *cols;
+  size_t ncols;
+} hl__wh_side;
+
+typedef struct hl__wh_contract {
+  hl__wh_table *tables;
+  size_t ntables;
+  hl__wh_side *sides;
+  size_t nsides;
+  char *types_json; /* logical type -> {"sqlite": ...} as JSON text */
+} hl__wh_contract;
+
+/* Parses the embedded contract. 0, -ENOMEM or HL_WH_ESCHEMA (message in err). */
+int hl__wh_contract_load(hl__wh_contract **out, char *err, size_t errlen);
+void hl__wh_contract_free(hl__wh_contract *c);
+/* The SQL type of a logical type for a backend ("sqlite"), NULL when unknown. */
+const char *hl__wh_contract_sql_type(const hl__wh_contract *c, const char *logical,
+                                     const char *backend);
+
+/* ---- Job-status events --------------------------------------------------------- */
+
+typedef enum { HL__WH_ACCEPT, HL__WH_PARSE, HL__WH_VALIDATE, HL__WH_LOAD } hl__wh_stage;
+
+typedef struct hl__wh_event {
+  char org[65], job[257], uri[2049], event_id[257], state[16], code[129], detail[1025];
+  hl__wh_stage stage;
+  long long received, emitted, rejected; /* -1 when absent */
+  bool has_event_id, failed;
+} hl__wh_event;
+
+/* Parses and checks one event (schemas/events/job-status.schema.json). 0 or HL_EPARSE. */
+int hl__wh_event_parse(const char *json, size_t len, hl__wh_event *ev);
+
+/* ---- Backends -------------------------------------------------------------------- */
+
+typedef struct hl__wh_backend {
+  const char *name;
+  int (*open)(const hl_wh_opts *opts, const hl__wh_contract *c, hl_wh_stats *stats, void **state,
+              char *err, size_t errlen);
+  void (*close)(void *state);
+  /* Writes the batch in one transaction, setting statuses, batch_id and event counts. */
+  int (*commit)(void *state, hl_wh_batch *b);
+  int (*job_get)(void *state, const char *tenant, const char *job, const char *uri, hl_wh_job *out);
+  int (*get)(void *state, const char *table, const char *tenant, const char *id, char **json,
+             size_t *len, char *version, size_t version_len);
+  int (*checksum)(void *state, const char *table, char hex[65]);
+  int (*count_rows)(void *state, const char *table, int64_t *n);
+} hl__wh_backend;
+
+extern const hl__wh_backend hl__wh_sqlite;
+
+/* Hex SHA-256 of data (65 bytes with NUL). */
+void hl__wh_sha256_hex(const void *data, size_t len, char hex[65]);
+
+#endif

@@ -1,0 +1,1078 @@
+/*
+ * The sqlite warehouse backend: one database file in WAL mode, migrations
+ * from schemas/warehouse/sqlite (embedded at build time), batch commits in
+ * one IMMEDIATE transaction with bounded retries on busy/locked, and the
+ * curated/side-table statements generated from the column contract.
+ */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "embedded.h"
+#include "hl/buf.h"
+#include "warehouse_internal.h"
+
+#define NOW "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
+#define MAX_SQL (64 * 1024)
+
+typedef struct sq_table {
+  const hl__wh_table *t;
+  sqlite3_stmt *cur, *ups, *tok_del, *str_del, *tok_ins, *str_ins;
+} sq_table;
+
+typedef struct sq {
+  sqlite3 *db;
+  const hl__wh_contract *c;
+  hl_wh_stats *stats;
+  long long retry_budget_ms;
+  bool read_only;
+  sqlite3_stmt *raw_ins, *rej_ins, *batch_ins, *batch_upd, *job_add, *job_recompute;
+  sq_table *tables;
+  size_t ntables;
+} sq;
+
+/* A job touched by a batch: its new RAW rows and new rejections. */
+typedef struct job_acc {
+  const char *tenant, *job, *uri;
+  long long loaded, rejected;
+} job_acc;
+
+/* ---- Errors --------------------------------------------------------------------- */
+
+static int classify(int rc) {
+  switch (rc & 0xff) {
+  case SQLITE_OK:
+  case SQLITE_DONE:
+  case SQLITE_ROW:
+    return 0;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return HL_WH_EBUSY;
+  case SQLITE_FULL:
+  case SQLITE_IOERR:
+  case SQLITE_READONLY:
+  case SQLITE_CANTOPEN:
+  case SQLITE_CORRUPT:
+  case SQLITE_NOTADB:
+  case SQLITE_PERM:
+  case SQLITE_NOLFS:
+  case SQLITE_AUTH:
+  case SQLITE_PROTOCOL:
+    return HL_WH_ESTORAGE;
+  case SQLITE_NOMEM:
+    return -ENOMEM;
+  default:
+    return HL_EFATAL;
+  }
+}
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+  }
+}
+
+static int exec(sq *s, const char *sql) {
+  return classify(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+}
+
+static void rollback(sq *s) {
+  if (!sqlite3_get_autocommit(s->db))
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Runs fn in a retry loop while it fails with HL_WH_EBUSY, within the budget. */
+static int with_retry(sq *s, int (*fn)(sq *s, void *ud), void *ud) {
+  long long deadline = now_ms() + (s->retry_budget_ms > 0 ? s->retry_budget_ms : 0);
+  long long delay = 5;
+  unsigned seed = (unsigned)now_ms();
+  for (;;) {
+    int rc = fn(s, ud);
+    if (rc != HL_WH_EBUSY)
+      return rc;
+    long long jitter = (long long)(rand_r(&seed) % (unsigned)(delay / 2 + 1));
+    if (s->retry_budget_ms <= 0 || now_ms() + delay + jitter > deadline) {
+      s->stats->busy_failures++;
+      return HL_WH_EBUSY;
+    }
+    s->stats->busy_retries++;
+    sleep_ms(delay + jitter);
+    delay = delay * 2 > 250 ? 250 : delay * 2;
+  }
+}
+
+/* ---- SQL functions --------------------------------------------------------------- */
+
+static void fn_norm(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  if (sqlite3_value_type(argv[0]) == SQLITE_NULL) {
+    sqlite3_result_null(ctx);
+    return;
+  }
+  const char *t = (const char *)sqlite3_value_text(argv[0]);
+  char *n = t ? hl_wh_normalize(t, (size_t)sqlite3_value_bytes(argv[0])) : NULL;
+  if (!n) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  sqlite3_result_text(ctx, n, -1, free);
+}
+
+static void fn_ref(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  const char *t = (const char *)sqlite3_value_text(argv[0]);
+  const char *id;
+  size_t n;
+  if (!t || hl_wh_reference_id(t, (size_t)sqlite3_value_bytes(argv[0]), &id, &n) < 0) {
+    sqlite3_result_null(ctx);
+    return;
+  }
+  sqlite3_result_text(ctx, id, (int)n, SQLITE_TRANSIENT);
+}
+
+/* ---- SQL generation from the contract -------------------------------------------- */
+
+/* Appends the SQL of one path alternative p (no [*]) read from src. */
+static int sql_extract(hl_buf *q, const char *src, const char *p, size_t n) {
+  return hl_buf_printf(q, "json_extract(%s, '$.%.*s')", src, (int)n, p);
+}
+
+/* Appends a column expression: 'a | b' -> COALESCE(...), with its transform. */
+static int sql_column(hl_buf *q, const hl__wh_col *col) {
+  const char *fn = !col->transform ? NULL : !strcmp(col->transform, "reference") ? "hl_ref"
+                 : !strcmp(col->transform, "normalize") ? "hl_norm" : "?";
+  if (fn && *fn == '?')
+    return HL_WH_ESCHEMA;
+  int rc = 0;
+  if (fn)
+    rc |= hl_buf_printf(q, "%s(", fn);
+  bool alt = strchr(col->path, '|') != NULL;
+  if (alt)
+    rc |= hl_buf_puts(q, "COALESCE(");
+  const char *p = col->path;
+  for (int first = 1;; first = 0) {
+    while (*p == ' ')
+      p++;
+    size_t n = strcspn(p, " |");
+    if (!first)
+      rc |= hl_buf_puts(q, ", ");
+    rc |= sql_extract(q, "?6", p, n);
+    p += n;
+    p += strspn(p, " ");
+    if (*p != '|')
+      break;
+    p++;
+  }
+  if (alt)
+    rc |= hl_buf_puts(q, ")");
+  if (fn)
+    rc |= hl_buf_puts(q, ")");
+  return rc ? -ENOMEM : 0;
+}
+
+/*
+ * Appends one SELECT of a side-table parameter for path alternative a
+ * (which may hold [*]): token (system and code sub-paths) or string.
+ */
+static int sql_side_select(hl_buf *q, const hl__wh_param *pa, const char *a, size_t alen, bool token) {
+  char path[512], from[2048] = "", where[2048] = "1";
+  if (alen >= sizeof(path))
+    return HL_WH_ESCHEMA;
+  memcpy(path, a, alen);
+  path[alen] = 0;
+  /* Split at each [*]: every part before one becomes a json_each. */
+  char *seg = path, *star;
+  int j = 0;
+  size_t fo = 0, wo = 1;
+  while ((star = strstr(seg, "[*]"))) {
+    *star = 0;
+    char src[32];
+    if (j == 0)
+      snprintf(src, sizeof(src), "?4");
+    else
+      snprintf(src, sizeof(src), "j%d.value", j - 1);
+    fo += (size_t)snprintf(from + fo, sizeof(from) - fo, "%sjson_each(%s, '$%s%s') j%d",
+                           j ? ", " : "", src, j ? "" : ".", seg, j);
+    wo += (size_t)snprintf(where + wo, sizeof(where) - wo, " AND typeof(j%d.key) = 'integer'", j);
+    if (j > 0)
+      wo += (size_t)snprintf(where + wo, sizeof(where) - wo, " AND j%d.type = 'object'", j - 1);
+    seg = star + 3;
+    j++;
+    if (fo >= sizeof(from) || wo >= sizeof(where))
+      return HL_WH_ESCHEMA;
+  }
+  /* seg is the remainder after the last [*] ("" or ".x.y"), or the whole path. */
+  char base[600];
+  if (j == 0) {
+    snprintf(base, sizeof(base), "json_extract(?4, '$.%s')", seg);
+    wo += (size_t)snprintf(where + wo, sizeof(where) - wo, " AND json_type(?4, '$.%s') = '%s'", seg,
+                           token ? "object" : "text");
+  } else if (!*seg) {
+    snprintf(base, sizeof(base), "j%d.value", j - 1);
+    wo += (size_t)snprintf(where + wo, sizeof(where) - wo, " AND j%d.type = '%s'", j - 1,
+                           token ? "object" : "text");
+  } else {
+    snprintf(base, sizeof(base), "json_extract(j%d.value, '$%s')", j - 1, seg);
+    wo += (size_t)snprintf(where + wo, sizeof(where) - wo,
+                           " AND j%d.type = 'object' AND json_type(j%d.value, '$%s') = '%s'", j - 1,
+                           j - 1, seg, token ? "object" : "text");
+  }
+  if (wo >= sizeof(where))
+    return HL_WH_ESCHEMA;
+  int rc;
+  if (token)
+    rc = hl_buf_printf(q,
+                       "SELECT '%s' AS p, COALESCE(CAST(json_extract(%s, '$.%s') AS TEXT), '') AS s, "
+                       "CAST(json_extract(%s, '$.%s') AS TEXT) AS c%s%s WHERE %s",
+                       pa->param, base, pa->system ? pa->system : "system", base,
+                       pa->code ? pa->code : "code", j ? " FROM " : "", from, where);
+  else
+    rc = hl_buf_printf(q, "SELECT '%s' AS p, hl_norm(%s) AS v%s%s WHERE %s", pa->param, base,
+                       j ? " FROM " : "", from, where);
+  return rc ? -ENOMEM : 0;
+}
+
+static int prep(sq *s, const char *sql, sqlite3_stmt **st, char *err, size_t errlen) {
+  int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+  if (rc != SQLITE_OK) {
+    snprintf(err, errlen, "prepare: %s", sqlite3_errmsg(s->db));
+    return classify(rc) == HL_EFATAL ? HL_WH_ESCHEMA : classify(rc);
+  }
+  return 0;
+}
+
+static int prep_side(sq *s, sq_table *st, const char *side, bool token, sqlite3_stmt **out,
+                     char *err, size_t errlen) {
+  hl_buf q;
+  hl_buf_init(&q, MAX_SQL);
+  int rc = 0, n = 0;
+  if (token)
+    rc = hl_buf_puts(&q, "INSERT OR IGNORE INTO curated_token (tenant, type, id, param, system, code) "
+                         "SELECT ?1, ?2, ?3, p, s, c FROM (");
+  else
+    rc = hl_buf_puts(&q, "INSERT OR IGNORE INTO curated_string (tenant, type, id, param, value) "
+                         "SELECT ?1, ?2, ?3, p, v FROM (");
+  for (size_t i = 0; rc == 0 && i < st->t->nparams; i++) {
+    const hl__wh_param *pa = &st->t->params[i];
+    if (strcmp(pa->table, side))
+      continue;
+    const char *p = pa->path;
+    for (;;) {
+      while (*p == ' ')
+        p++;
+      size_t len = strcspn(p, " |");
+      if (n++ && (rc = hl_buf_puts(&q, " UNION ALL ")) < 0)
+        break;
+      if ((rc = sql_side_select(&q, pa, p, len, token)) < 0)
+        break;
+      p += len;
+      p += strspn(p, " ");
+      if (*p != '|')
+        break;
+      p++;
+    }
+  }
+  if (rc == 0 && n == 0) {
+    hl_buf_free(&q);
+    *out = NULL;
+    return 0;
+  }
+  if (rc == 0)
+    rc = hl_buf_puts(&q, token ? ") WHERE c IS NOT NULL" : ") WHERE v IS NOT NULL AND v <> ''");
+  if (rc == 0)
+    rc = prep(s, q.data, out, err, errlen);
+  else if (rc != HL_WH_ESCHEMA)
+    rc = -ENOMEM;
+  hl_buf_free(&q);
+  return rc;
+}
+
+static int prep_table(sq *s, sq_table *st, char *err, size_t errlen) {
+  const hl__wh_table *t = st->t;
+  hl_buf q;
+  hl_buf_init(&q, MAX_SQL);
+  int rc = hl_buf_printf(&q, "SELECT version_id, last_updated FROM %s WHERE tenant = ?1 AND id = ?2",
+                         t->table);
+  if (rc == 0)
+    rc = prep(s, q.data, &st->cur, err, errlen);
+  hl_buf_reset(&q);
+  if (rc == 0)
+    rc = hl_buf_printf(&q, "INSERT INTO %s (", t->table);
+  for (size_t i = 0; rc == 0 && i < t->ncols; i++)
+    rc = hl_buf_printf(&q, "%s%s", i ? ", " : "", t->cols[i].name);
+  if (rc == 0)
+    rc = hl_buf_puts(&q, ") VALUES (");
+  static const char *const fixed[] = {"tenant", "id", "version_id", "last_updated", "raw_id", "resource"};
+  for (size_t i = 0; rc == 0 && i < t->ncols; i++) {
+    const hl__wh_col *col = &t->cols[i];
+    int k = -1;
+    for (int f = 0; f < 6; f++)
+      if (!strcmp(col->name, fixed[f]))
+        k = f;
+    if (i && (rc = hl_buf_puts(&q, ", ")) < 0)
+      break;
+    if (k >= 0)
+      rc = hl_buf_printf(&q, "?%d", k + 1);
+    else if (!col->path || strstr(col->path, "[*]"))
+      rc = HL_WH_ESCHEMA;
+    else
+      rc = sql_column(&q, col);
+  }
+  if (rc == 0)
+    rc = hl_buf_puts(&q, ") ON CONFLICT (tenant, id) DO UPDATE SET ");
+  for (size_t i = 0, n = 0; rc == 0 && i < t->ncols; i++) {
+    const char *name = t->cols[i].name;
+    if (!strcmp(name, "tenant") || !strcmp(name, "id"))
+      continue;
+    rc = hl_buf_printf(&q, "%s%s = excluded.%s", n++ ? ", " : "", name, name);
+  }
+  if (rc == 0)
+    rc = prep(s, q.data, &st->ups, err, errlen);
+  else if (rc != HL_WH_ESCHEMA)
+    rc = -ENOMEM;
+  if (rc == HL_WH_ESCHEMA && !err[0])
+    snprintf(err, errlen, "contract: table %s has an unusable column", t->table);
+  hl_buf_free(&q);
+  if (rc == 0)
+    rc = prep_side(s, st, "curated_token", true, &st->tok_ins, err, errlen);
+  if (rc == 0)
+    rc = prep_side(s, st, "curated_string", false, &st->str_ins, err, errlen);
+  if (rc == 0 && st->tok_ins)
+    rc = prep(s, "DELETE FROM curated_token WHERE tenant = ?1 AND type = ?2 AND id = ?3", &st->tok_del,
+              err, errlen);
+  if (rc == 0 && st->str_ins)
+    rc = prep(s, "DELETE FROM curated_string WHERE tenant = ?1 AND type = ?2 AND id = ?3", &st->str_del,
+              err, errlen);
+  return rc;
+}
+
+/* ---- Migrations and the contract check ------------------------------------------- */
+
+typedef struct mig_ctx {
+  char *err;
+  size_t errlen;
+  int known; /* highest embedded version */
+} mig_ctx;
+
+static int migrate_once(sq *s, void *ud) {
+  mig_ctx *m = ud;
+  int rc = exec(s, "BEGIN IMMEDIATE");
+  if (rc < 0)
+    return rc;
+  sqlite3_stmt *st = NULL;
+  int have = 0;
+  rc = exec(s, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+               "name TEXT NOT NULL, applied_at TEXT NOT NULL)");
+  if (rc == 0) {
+    int r = sqlite3_prepare_v2(s->db, "SELECT COALESCE(max(version), 0) FROM schema_version", -1, &st, NULL);
+    if (r == SQLITE_OK && (r = sqlite3_step(st)) == SQLITE_ROW)
+      have = sqlite3_column_int(st, 0);
+    else
+      rc = classify(r);
+    sqlite3_finalize(st);
+  }
+  if (rc == 0 && have > m->known) {
+    snprintf(m->err, m->errlen, "database schema version %d is newer than this binary's %d", have,
+             m->known);
+    rc = HL_WH_ESCHEMA;
+  }
+  for (const hl__embedded *e = hl__wh_schema_files; rc == 0 && e->name; e++) {
+    if (strncmp(e->name, "sqlite/", 7) != 0)
+      continue;
+    int v = atoi(e->name + 7);
+    if (v <= have)
+      continue;
+    char *msg = NULL;
+    int r = sqlite3_exec(s->db, e->data, NULL, NULL, &msg);
+    if (r != SQLITE_OK) {
+      snprintf(m->err, m->errlen, "migration %s: %s", e->name, msg ? msg : sqlite3_errstr(r));
+      rc = classify(r) == HL_EFATAL ? HL_WH_ESCHEMA : classify(r);
+    }
+    sqlite3_free(msg);
+    if (rc == 0) {
+      r = sqlite3_prepare_v2(s->db, "INSERT INTO schema_version VALUES (?1, ?2, " NOW ")", -1, &st, NULL);
+      if (r == SQLITE_OK) {
+        sqlite3_bind_int(st, 1, v);
+        sqlite3_bind_text(st, 2, e->name + 7, -1, SQLITE_STATIC);
+        r = sqlite3_step(st);
+      }
+      sqlite3_finalize(st);
+      rc = classify(r);
+    }
+  }
+  if (rc == 0)
+    rc = exec(s, "COMMIT");
+  if (rc < 0)
+    rollback(s);
+  return rc;
+}
+
+/* Checks one table's columns (name, type, NOT NULL, order) against the contract. */
+static int check_table(sq *s, const char *table, const hl__wh_col *cols, size_t ncols, char *err,
+                       size_t errlen) {
+  char sql[160];
+  sqlite3_stmt *st = NULL;
+  snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+  int r = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  size_t i = 0;
+  int rc = r == SQLITE_OK ? 0 : classify(r);
+  while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 1);
+    const char *type = (const char *)sqlite3_column_text(st, 2);
+    int notnull = sqlite3_column_int(st, 3);
+    const char *want = i < ncols ? hl__wh_contract_sql_type(s->c, cols[i].type, "sqlite") : NULL;
+    if (i >= ncols || !name || strcmp(name, cols[i].name) || !type || !want || strcmp(type, want) ||
+        notnull != !cols[i].nullable) {
+      snprintf(err, errlen, "table %s column #%zu (%s) does not match the column contract", table, i,
+               name ? name : "?");
+      rc = HL_WH_ESCHEMA;
+    }
+    i++;
+  }
+  sqlite3_finalize(st);
+  if (rc == 0 && r != SQLITE_DONE)
+    rc = classify(r);
+  if (rc == 0 && i != ncols) {
+    snprintf(err, errlen, "table %s has %zu columns, the contract %zu", table, i, ncols);
+    rc = HL_WH_ESCHEMA;
+  }
+  return rc;
+}
+
+static int check_contract(sq *s, char *err, size_t errlen) {
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < s->c->ntables; i++)
+    rc = check_table(s, s->c->tables[i].table, s->c->tables[i].cols, s->c->tables[i].ncols, err, errlen);
+  for (size_t i = 0; rc == 0 && i < s->c->nsides; i++)
+    rc = check_table(s, s->c->sides[i].table, s->c->sides[i].cols, s->c->sides[i].ncols, err, errlen);
+  return rc;
+}
+
+typedef struct pragma_ctx {
+  const char *sql;
+} pragma_ctx;
+
+static int pragma_once(sq *s, void *ud) {
+  return exec(s, ((pragma_ctx *)ud)->sql);
+}
+
+/* ---- Open / close ---------------------------------------------------------------- */
+
+static void sq_close(void *state) {
+  sq *s = state;
+  if (!s)
+    return;
+  sqlite3_finalize(s->raw_ins);
+  sqlite3_finalize(s->rej_ins);
+  sqlite3_finalize(s->batch_ins);
+  sqlite3_finalize(s->batch_upd);
+  sqlite3_finalize(s->job_add);
+  sqlite3_finalize(s->job_recompute);
+  for (size_t i = 0; i < s->ntables; i++) {
+    sq_table *t = &s->tables[i];
+    sqlite3_finalize(t->cur);
+    sqlite3_finalize(t->ups);
+    sqlite3_finalize(t->tok_del);
+    sqlite3_finalize(t->str_del);
+    sqlite3_finalize(t->tok_ins);
+    sqlite3_finalize(t->str_ins);
+  }
+  free(s->tables);
+  sqlite3_close(s->db);
+  free(s);
+}
+
+#define JOB_REJECTED "parse_rejected + validate_rejected + load_rejected"
+#define JOB_STATE                                                                             \
+  "CASE "                                                                                     \
+  " WHEN error_code IS NOT NULL THEN 'completed-with-errors' "                                \
+  " WHEN parsed = 1 AND loaded + " JOB_REJECTED " >= received THEN "                          \
+  "   CASE WHEN " JOB_REJECTED " > 0 THEN 'completed-with-errors' ELSE 'completed' END "      \
+  " WHEN parsed = 1 OR valid > 0 OR loaded > 0 OR " JOB_REJECTED " > 0 THEN 'processing' "    \
+  " ELSE 'accepted' END"
+
+/* Derives rejected and state; updated_at moves only when something changed. */
+static const char job_state_sql[] =
+    "UPDATE jobs SET rejected = " JOB_REJECTED ", state = " JOB_STATE ", updated_at = " NOW
+    " WHERE tenant = ?1 AND job = ?2 AND uri = ?3 AND (rejected <> " JOB_REJECTED
+    " OR state <> " JOB_STATE ")";
+
+static int sq_open(const hl_wh_opts *o, const hl__wh_contract *c, hl_wh_stats *stats, void **state,
+                   char *err, size_t errlen) {
+  if (!o->path || !*o->path) {
+    snprintf(err, errlen, "sqlite warehouse: no path");
+    return -EINVAL;
+  }
+  sq *s = calloc(1, sizeof(*s));
+  if (!s)
+    return -ENOMEM;
+  s->c = c;
+  s->stats = stats;
+  s->read_only = o->read_only;
+  s->retry_budget_ms = o->retry_budget_ms == 0 ? 30000 : o->retry_budget_ms;
+  int flags = SQLITE_OPEN_NOMUTEX |
+              (o->read_only ? SQLITE_OPEN_READONLY
+                            : SQLITE_OPEN_READWRITE | (o->create ? SQLITE_OPEN_CREATE : 0));
+  int r = sqlite3_open_v2(o->path, &s->db, flags, NULL);
+  int rc = 0;
+  if (r != SQLITE_OK) {
+    snprintf(err, errlen, "%s: %s", o->path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(r));
+    rc = classify(r) == HL_EFATAL ? HL_WH_ESTORAGE : classify(r);
+    goto fail;
+  }
+  sqlite3_extended_result_codes(s->db, 1);
+  sqlite3_busy_timeout(s->db, (int)(o->busy_timeout_ms > 0 ? o->busy_timeout_ms : 1000));
+  if (!o->read_only) {
+    pragma_ctx p = {"PRAGMA journal_mode = WAL"};
+    if ((rc = with_retry(s, pragma_once, &p)) < 0 ||
+        (rc = exec(s, "PRAGMA synchronous = NORMAL")) < 0 ||
+        (rc = exec(s, "PRAGMA cache_size = -65536")) < 0 ||
+        (rc = exec(s, "PRAGMA temp_store = MEMORY")) < 0) {
+      snprintf(err, errlen, "%s: %s", o->path, sqlite3_errmsg(s->db));
+      goto fail;
+    }
+    mig_ctx m = {err, errlen, 0};
+    for (const hl__embedded *e = hl__wh_schema_files; e->name; e++)
+      if (!strncmp(e->name, "sqlite/", 7) && atoi(e->name + 7) > m.known)
+        m.known = atoi(e->name + 7);
+    if ((rc = with_retry(s, migrate_once, &m)) < 0) {
+      if (!err[0])
+        snprintf(err, errlen, "%s: migration: %s", o->path, sqlite3_errmsg(s->db));
+      goto fail;
+    }
+    if (o->max_pages > 0) {
+      char sql[64];
+      snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld", o->max_pages);
+      exec(s, sql);
+    }
+  }
+  if ((rc = check_contract(s, err, errlen)) < 0)
+    goto fail;
+  if (o->read_only) {
+    *state = s;
+    return 0;
+  }
+  sqlite3_create_function(s->db, "hl_norm", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
+                          NULL, fn_norm, NULL, NULL);
+  sqlite3_create_function(s->db, "hl_ref", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
+                          NULL, fn_ref, NULL, NULL);
+  if ((rc = prep(s,
+                 "INSERT INTO raw (tenant, type, id, version_id, last_updated, resource, job, source, "
+                 "line, kafka_topic, kafka_partition, kafka_offset, ingested_at, batch_id, dedup_key) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, COALESCE(?13, " NOW
+                 "), ?14, ?15) ON CONFLICT (dedup_key) DO NOTHING",
+                 &s->raw_ins, err, errlen)) < 0 ||
+      (rc = prep(s,
+                 "INSERT INTO load_reject (dedup_key, tenant, type, id, job, source, line, code, "
+                 "detail, batch_id, rejected_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, " NOW
+                 ") ON CONFLICT (dedup_key) DO NOTHING",
+                 &s->rej_ins, err, errlen)) < 0 ||
+      (rc = prep(s,
+                 "INSERT INTO load_batch (committed_at, rows, inserted, duplicate, applied, stale, "
+                 "rejected) VALUES (" NOW ", 0, 0, 0, 0, 0, 0)",
+                 &s->batch_ins, err, errlen)) < 0 ||
+      (rc = prep(s,
+                 "UPDATE load_batch SET rows = ?2, inserted = ?3, duplicate = ?4, applied = ?5, "
+                 "stale = ?6, rejected = ?7 WHERE batch_id = ?1",
+                 &s->batch_upd, err, errlen)) < 0 ||
+      (rc = prep(s,
+                 "INSERT INTO jobs (tenant, job, uri, state, loaded, load_rejected, created_at, "
+                 "updated_at) VALUES (?1, ?2, ?3, 'processing', ?4, ?5, " NOW ", " NOW ") "
+                 "ON CONFLICT (tenant, job, uri) DO UPDATE SET loaded = loaded + excluded.loaded, "
+                 "load_rejected = load_rejected + excluded.load_rejected, updated_at = " NOW,
+                 &s->job_add, err, errlen)) < 0 ||
+      (rc = prep(s, job_state_sql, &s->job_recompute, err, errlen)) < 0)
+    goto fail;
+  s->tables = calloc(c->ntables + 1, sizeof(*s->tables));
+  if (!s->tables) {
+    rc = -ENOMEM;
+    goto fail;
+  }
+  for (size_t i = 0; i < c->ntables; i++) {
+    s->tables[s->ntables].t = &c->tables[i];
+    if ((rc = prep_table(s, &s->tables[s->ntables++], err, errlen)) < 0)
+      goto fail;
+  }
+  *state = s;
+  return 0;
+fail:
+  sq_close(s);
+  return rc;
+}
+
+/* ---- Commit ----------------------------------------------------------------------- */
+
+static int step_done(sqlite3_stmt *st) {
+  int r = sqlite3_step(st);
+  sqlite3_reset(st);
+  return r == SQLITE_DONE || r == SQLITE_ROW ? 0 : classify(r);
+}
+
+static void bind_str(sqlite3_stmt *st, int i, const char *s) {
+  if (s)
+    sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+static void bind_int(sqlite3_stmt *st, int i, long long v) {
+  if (v >= 0)
+    sqlite3_bind_int64(st, i, v);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+static sq_table *table_of(sq *s, const char *type) {
+  for (size_t i = 0; i < s->ntables; i++)
+    if (!strcmp(s->tables[i].t->rtype, type))
+      return &s->tables[i];
+  return NULL;
+}
+
+static int job_note(job_acc **jobs, size_t *n, size_t *cap, const char *tenant, const char *job,
+                    const char *uri, int loaded, int rejected) {
+  if (!job)
+    return 0;
+  if (!uri)
+    uri = "";
+  for (size_t i = *n; i-- > 0;) {
+    job_acc *a = &(*jobs)[i];
+    if (!strcmp(a->job, job) && !strcmp(a->uri, uri) && !strcmp(a->tenant, tenant)) {
+      a->loaded += loaded;
+      a->rejected += rejected;
+      return 0;
+    }
+  }
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 8;
+    job_acc *j = realloc(*jobs, nc * sizeof(*j));
+    if (!j)
+      return -ENOMEM;
+    *jobs = j;
+    *cap = nc;
+  }
+  (*jobs)[(*n)++] = (job_acc){tenant, job, uri, loaded, rejected};
+  return 0;
+}
+
+static int recompute(sq *s, const char *tenant, const char *job, const char *uri) {
+  bind_str(s->job_recompute, 1, tenant);
+  bind_str(s->job_recompute, 2, job);
+  bind_str(s->job_recompute, 3, uri);
+  return step_done(s->job_recompute);
+}
+
+/* Runs one statement with text/integer arguments given as a format: 's' text, 'i' integer. */
+static int run(sq *s, const char *sql, const char *fmt, ...) {
+  sqlite3_stmt *st;
+  int r = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  if (r != SQLITE_OK)
+    return classify(r);
+  va_list ap;
+  va_start(ap, fmt);
+  for (int i = 0; fmt[i]; i++) {
+    if (fmt[i] == 's')
+      bind_str(st, i + 1, va_arg(ap, const char *));
+    else
+      bind_int(st, i + 1, va_arg(ap, long long));
+  }
+  va_end(ap);
+  r = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return r == SQLITE_DONE || r == SQLITE_ROW ? 0 : classify(r);
+}
+
+static int fold_event(sq *s, const hl__wh_event *ev) {
+  const char *pk = "WHERE tenant = ?1 AND job = ?2 AND uri = ?3";
+  char sql[512];
+  int rc = run(s,
+               "INSERT INTO jobs (tenant, job, uri, state, created_at, updated_at) VALUES "
+               "(?1, ?2, ?3, 'accepted', " NOW ", " NOW ") ON CONFLICT DO NOTHING",
+               "sss", ev->org, ev->job, ev->uri);
+  if (rc < 0)
+    return rc;
+  long long em = ev->emitted > 0 ? ev->emitted : 0, rj = ev->rejected > 0 ? ev->rejected : 0;
+  const char *code = ev->code[0] ? ev->code : ev->failed ? "failed" : NULL;
+  const char *detail = ev->detail[0] ? ev->detail : NULL;
+  switch (ev->stage) {
+  case HL__WH_ACCEPT:
+    break;
+  case HL__WH_PARSE: {
+    /* Totals of the object: setting them again changes nothing. */
+    long long received = ev->received >= 0 ? ev->received : em + rj;
+    snprintf(sql, sizeof(sql),
+             "UPDATE jobs SET parsed = 1, received = ?4, parse_rejected = ?5, updated_at = " NOW
+             " %s AND (parsed = 0 OR received <> ?4 OR parse_rejected <> ?5)", pk);
+    rc = run(s, sql, "sssii", ev->org, ev->job, ev->uri, received, rj);
+    if (rc == 0 && ev->failed) {
+      snprintf(sql, sizeof(sql), "UPDATE jobs SET error_code = ?4, error_detail = ?5 %s", pk);
+      rc = run(s, sql, "sssss", ev->org, ev->job, ev->uri, code, detail);
+    }
+    break;
+  }
+  case HL__WH_VALIDATE:
+  case HL__WH_LOAD: {
+    /* Increments: folded once per event id. */
+    sqlite3_stmt *st;
+    int r = sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO job_event_seen VALUES (?1, " NOW ")", -1,
+                               &st, NULL);
+    if (r == SQLITE_OK) {
+      bind_str(st, 1, ev->event_id);
+      r = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    if ((rc = classify(r)) < 0)
+      return rc;
+    if (sqlite3_changes(s->db) == 0)
+      return 0;
+    if (ev->stage == HL__WH_VALIDATE)
+      snprintf(sql, sizeof(sql),
+               "UPDATE jobs SET valid = valid + ?4, validate_rejected = validate_rejected + ?5, "
+               "updated_at = " NOW " %s", pk);
+    else
+      snprintf(sql, sizeof(sql),
+               "UPDATE jobs SET loaded = loaded + ?4, load_rejected = load_rejected + ?5, "
+               "updated_at = " NOW " %s", pk);
+    rc = run(s, sql, "sssii", ev->org, ev->job, ev->uri, em, rj);
+    if (rc == 0 && ev->failed) {
+      snprintf(sql, sizeof(sql), "UPDATE jobs SET error_code = ?4, error_detail = ?5 %s", pk);
+      rc = run(s, sql, "sssss", ev->org, ev->job, ev->uri, code, detail);
+    }
+    break;
+  }
+  }
+  return rc < 0 ? rc : recompute(s, ev->org, ev->job, ev->uri);
+}
+
+static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_t *njobs,
+                     size_t *jcap) {
+  const char *tenant = hl__wh_str(b, r->tenant), *type = hl__wh_str(b, r->type),
+             *id = hl__wh_str(b, r->id), *job = hl__wh_str(b, r->job),
+             *source = hl__wh_str(b, r->source);
+  int rc;
+  if (r->status == HL_WH_ROW_REJECTED) {
+    sqlite3_stmt *st = s->rej_ins;
+    sqlite3_bind_blob(st, 1, r->key, 32, SQLITE_STATIC);
+    bind_str(st, 2, tenant ? tenant : "");
+    bind_str(st, 3, type);
+    bind_str(st, 4, id);
+    bind_str(st, 5, job);
+    bind_str(st, 6, source);
+    bind_int(st, 7, r->line);
+    bind_str(st, 8, r->code);
+    bind_str(st, 9, hl__wh_str(b, r->detail));
+    sqlite3_bind_int64(st, 10, b->batch_id);
+    if ((rc = step_done(st)) < 0)
+      return rc;
+    return job_note(jobs, njobs, jcap, tenant ? tenant : "", job, source, 0,
+                    sqlite3_changes(s->db) > 0);
+  }
+  sqlite3_stmt *st = s->raw_ins;
+  bind_str(st, 1, tenant);
+  bind_str(st, 2, type);
+  bind_str(st, 3, id);
+  bind_str(st, 4, hl__wh_str(b, r->version_id));
+  bind_str(st, 5, hl__wh_str(b, r->last_updated));
+  sqlite3_bind_text(st, 6, hl__wh_str(b, r->json), (int)r->json_len, SQLITE_STATIC);
+  bind_str(st, 7, job);
+  bind_str(st, 8, source);
+  bind_int(st, 9, r->line);
+  bind_str(st, 10, hl__wh_str(b, r->topic));
+  bind_int(st, 11, r->partition);
+  bind_int(st, 12, r->offset);
+  bind_str(st, 13, hl__wh_str(b, r->ingested_at));
+  sqlite3_bind_int64(st, 14, b->batch_id);
+  sqlite3_bind_blob(st, 15, r->key, 32, SQLITE_STATIC);
+  if ((rc = step_done(st)) < 0)
+    return rc;
+  if (sqlite3_changes(s->db) == 0) {
+    r->status = HL_WH_ROW_DUPLICATE;
+    return 0;
+  }
+  sqlite3_int64 raw_id = sqlite3_last_insert_rowid(s->db);
+  if ((rc = job_note(jobs, njobs, jcap, tenant, job, source, 1, 0)) < 0)
+    return rc;
+  sq_table *t = table_of(s, type);
+  if (!t) {
+    r->status = HL_WH_ROW_RAW_ONLY;
+    return 0;
+  }
+  const char *vid = hl__wh_str(b, r->version_id), *lu = hl__wh_str(b, r->last_updated);
+  bind_str(t->cur, 1, tenant);
+  bind_str(t->cur, 2, id);
+  int step = sqlite3_step(t->cur);
+  bool exists = step == SQLITE_ROW;
+  int cmp = 1;
+  if (exists)
+    cmp = hl_wh_version_cmp(vid, lu, (const char *)sqlite3_column_text(t->cur, 0),
+                            (const char *)sqlite3_column_text(t->cur, 1));
+  sqlite3_reset(t->cur);
+  if (step != SQLITE_ROW && step != SQLITE_DONE)
+    return classify(step);
+  if (cmp <= 0) {
+    r->status = HL_WH_ROW_STALE;
+    return 0;
+  }
+  st = t->ups;
+  bind_str(st, 1, tenant);
+  bind_str(st, 2, id);
+  bind_str(st, 3, vid);
+  bind_str(st, 4, lu);
+  sqlite3_bind_int64(st, 5, raw_id);
+  sqlite3_bind_text(st, 6, hl__wh_str(b, r->json), (int)r->json_len, SQLITE_STATIC);
+  if ((rc = step_done(st)) < 0)
+    return rc;
+  sqlite3_stmt *side[4] = {exists ? t->tok_del : NULL, exists ? t->str_del : NULL, t->tok_ins,
+                           t->str_ins};
+  for (int k = 0; k < 4; k++) {
+    if (!side[k])
+      continue;
+    bind_str(side[k], 1, tenant);
+    bind_str(side[k], 2, type);
+    bind_str(side[k], 3, id);
+    if (k >= 2)
+      sqlite3_bind_text(side[k], 4, hl__wh_str(b, r->json), (int)r->json_len, SQLITE_STATIC);
+    if ((rc = step_done(side[k])) < 0)
+      return rc;
+  }
+  r->status = HL_WH_ROW_APPLIED;
+  return 0;
+}
+
+static int commit_once(sq *s, void *ud) {
+  hl_wh_batch *b = ud;
+  job_acc *jobs = NULL;
+  size_t njobs = 0, jcap = 0;
+  long long n[6] = {0}; /* rows, inserted, duplicate, applied, stale, rejected */
+  int rc = exec(s, "BEGIN IMMEDIATE");
+  if (rc < 0)
+    return rc;
+  b->events_folded = b->events_skipped = 0;
+  if ((rc = step_done(s->batch_ins)) < 0)
+    goto fail;
+  b->batch_id = sqlite3_last_insert_rowid(s->db);
+  for (size_t i = 0; i < b->n; i++) {
+    hl__wh_rec *r = &b->recs[i];
+    if ((rc = write_row(s, b, r, &jobs, &njobs, &jcap)) < 0)
+      goto fail;
+    n[0]++;
+    n[1] += r->status == HL_WH_ROW_APPLIED || r->status == HL_WH_ROW_STALE ||
+            r->status == HL_WH_ROW_RAW_ONLY;
+    n[2] += r->status == HL_WH_ROW_DUPLICATE;
+    n[3] += r->status == HL_WH_ROW_APPLIED;
+    n[4] += r->status == HL_WH_ROW_STALE;
+    n[5] += r->status == HL_WH_ROW_REJECTED;
+  }
+  for (size_t i = 0; i < b->nevents; i++) {
+    hl__wh_event ev;
+    if (hl__wh_event_parse(hl__wh_str(b, b->events[i]), b->event_lens[i], &ev) < 0) {
+      b->events_skipped++;
+      continue;
+    }
+    if ((rc = fold_event(s, &ev)) < 0)
+      goto fail;
+    b->events_folded++;
+  }
+  for (size_t i = 0; i < njobs; i++) {
+    job_acc *a = &jobs[i];
+    if (a->loaded == 0 && a->rejected == 0)
+      continue;
+    bind_str(s->job_add, 1, a->tenant);
+    bind_str(s->job_add, 2, a->job);
+    bind_str(s->job_add, 3, a->uri);
+    sqlite3_bind_int64(s->job_add, 4, a->loaded);
+    sqlite3_bind_int64(s->job_add, 5, a->rejected);
+    if ((rc = step_done(s->job_add)) < 0 || (rc = recompute(s, a->tenant, a->job, a->uri)) < 0)
+      goto fail;
+  }
+  sqlite3_bind_int64(s->batch_upd, 1, b->batch_id);
+  for (int k = 0; k < 6; k++)
+    sqlite3_bind_int64(s->batch_upd, k + 2, n[k]);
+  if ((rc = step_done(s->batch_upd)) < 0)
+    goto fail;
+  if ((rc = exec(s, "COMMIT")) < 0)
+    goto fail;
+  free(jobs);
+  return 0;
+fail:
+  rollback(s);
+  free(jobs);
+  return rc;
+}
+
+static int sq_commit(void *state, hl_wh_batch *b) {
+  sq *s = state;
+  if (s->read_only)
+    return HL_WH_ESTORAGE;
+  int rc = with_retry(s, commit_once, b);
+  if (rc == HL_WH_ESTORAGE)
+    s->stats->storage_errors++;
+  return rc;
+}
+
+/* ---- Reads ------------------------------------------------------------------------ */
+
+static int sq_job_get(void *state, const char *tenant, const char *job, const char *uri, hl_wh_job *out) {
+  sq *s = state;
+  sqlite3_stmt *st;
+  int r = sqlite3_prepare_v2(s->db,
+                             "SELECT state, received, valid, rejected, loaded, parse_rejected, "
+                             "validate_rejected, load_rejected, parsed, updated_at FROM jobs "
+                             "WHERE tenant = ?1 AND job = ?2 AND uri = ?3",
+                             -1, &st, NULL);
+  if (r != SQLITE_OK)
+    return classify(r);
+  bind_str(st, 1, tenant);
+  bind_str(st, 2, job);
+  bind_str(st, 3, uri);
+  r = sqlite3_step(st);
+  int rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? HL_ENOTFOUND : classify(r);
+  if (rc == 0) {
+    memset(out, 0, sizeof(*out));
+    snprintf(out->state, sizeof(out->state), "%s", (const char *)sqlite3_column_text(st, 0));
+    out->received = (uint64_t)sqlite3_column_int64(st, 1);
+    out->valid = (uint64_t)sqlite3_column_int64(st, 2);
+    out->rejected = (uint64_t)sqlite3_column_int64(st, 3);
+    out->loaded = (uint64_t)sqlite3_column_int64(st, 4);
+    out->parse_rejected = (uint64_t)sqlite3_column_int64(st, 5);
+    out->validate_rejected = (uint64_t)sqlite3_column_int64(st, 6);
+    out->load_rejected = (uint64_t)sqlite3_column_int64(st, 7);
+    out->parsed = sqlite3_column_int(st, 8) != 0;
+    snprintf(out->updated_at, sizeof(out->updated_at), "%s", (const char *)sqlite3_column_text(st, 9));
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int sq_get(void *state, const char *table, const char *tenant, const char *id, char **json,
+                  size_t *len, char *version, size_t version_len) {
+  sq *s = state;
+  char sql[160];
+  sqlite3_stmt *st;
+  snprintf(sql, sizeof(sql), "SELECT resource, version_id FROM %s WHERE tenant = ?1 AND id = ?2", table);
+  int r = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  if (r != SQLITE_OK)
+    return classify(r);
+  bind_str(st, 1, tenant);
+  bind_str(st, 2, id);
+  r = sqlite3_step(st);
+  int rc = r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? HL_ENOTFOUND : classify(r);
+  if (rc == 0) {
+    size_t n = (size_t)sqlite3_column_bytes(st, 0);
+    char *j = malloc(n + 1);
+    if (!j) {
+      rc = -ENOMEM;
+    } else {
+      memcpy(j, sqlite3_column_text(st, 0), n);
+      j[n] = 0;
+      *json = j;
+      if (len)
+        *len = n;
+      if (version && version_len) {
+        const char *v = (const char *)sqlite3_column_text(st, 1);
+        snprintf(version, version_len, "%s", v ? v : "");
+      }
+    }
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int sq_checksum(void *state, const char *table, char hex[65]) {
+  sq *s = state;
+  hl_buf q;
+  hl_buf_init(&q, MAX_SQL);
+  char sql[160];
+  sqlite3_stmt *st = NULL;
+  snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+  int r = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL), rc = 0, ncols = 0;
+  bool curated = !strncmp(table, "curated_", 8);
+  rc = hl_buf_puts(&q, "SELECT ");
+  while (rc == 0 && r == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 1);
+    if (curated && !strcmp(name, "raw_id"))
+      continue; /* provenance, not content */
+    rc = hl_buf_printf(&q, "%s\"%s\"", ncols++ ? ", " : "", name);
+  }
+  sqlite3_finalize(st);
+  if (r != SQLITE_OK || ncols == 0) {
+    hl_buf_free(&q);
+    return r != SQLITE_OK ? classify(r) : HL_ENOTFOUND;
+  }
+  if (rc == 0)
+    rc = hl_buf_printf(&q, " FROM %s ORDER BY ", table);
+  for (int i = 1; rc == 0 && i <= ncols; i++)
+    rc = hl_buf_printf(&q, "%s%d", i > 1 ? ", " : "", i);
+  if (rc < 0) {
+    hl_buf_free(&q);
+    return -ENOMEM;
+  }
+  r = sqlite3_prepare_v2(s->db, q.data, -1, &st, NULL);
+  hl_buf_free(&q);
+  if (r != SQLITE_OK)
+    return classify(r);
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  if (!md) {
+    sqlite3_finalize(st);
+    return -ENOMEM;
+  }
+  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    for (int i = 0; i < ncols; i++) {
+      unsigned char t = (unsigned char)sqlite3_column_type(st, i);
+      const void *p = t == SQLITE_BLOB ? sqlite3_column_blob(st, i) : (const void *)sqlite3_column_text(st, i);
+      uint64_t n = t == SQLITE_NULL ? 0 : (uint64_t)sqlite3_column_bytes(st, i);
+      EVP_DigestUpdate(md, &t, 1);
+      EVP_DigestUpdate(md, &n, sizeof(n));
+      if (n)
+        EVP_DigestUpdate(md, p, n);
+    }
+  }
+  rc = r == SQLITE_DONE ? 0 : classify(r);
+  sqlite3_finalize(st);
+  unsigned char d[32];
+  unsigned int dl = 0;
+  EVP_DigestFinal_ex(md, d, &dl);
+  EVP_MD_CTX_free(md);
+  for (int i = 0; i < 32; i++)
+    snprintf(hex + 2 * i, 3, "%02x", d[i]);
+  return rc;
+}
+
+static int sq_count_rows(void *state, const char *table, int64_t *n) {
+  sq *s = state;
+  char sql[160];
+  sqlite3_stmt *st;
+  snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+  int r = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  if (r != SQLITE_OK)
+    return classify(r);
+  r = sqlite3_step(st);
+  int rc = r == SQLITE_ROW ? 0 : classify(r);
+  if (rc == 0)
+    *n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+const hl__wh_backend hl__wh_sqlite = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .commit = sq_commit,
+    .job_get = sq_job_get,
+    .get = sq_get,
+    .checksum = sq_checksum,
+    .count_rows = sq_count_rows,
+};
