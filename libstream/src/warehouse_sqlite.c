@@ -712,8 +712,8 @@ static int fold_event(sq *s, const hl__wh_event *ev) {
     /* Totals of the object: setting them again changes nothing. */
     long long received = ev->received >= 0 ? ev->received : em + rj;
     snprintf(sql, sizeof(sql),
-             "UPDATE jobs SET parsed = 1, received = ?4, parse_rejected = ?5, updated_at = " NOW
-             " %s AND (parsed = 0 OR received <> ?4 OR parse_rejected <> ?5)", pk);
+             "UPDATE jobs SET parsed = 1, received = ?4, parse_rejected = ?5, updated_at = %s"
+             " %s AND (parsed = 0 OR received <> ?4 OR parse_rejected <> ?5)", NOW, pk);
     rc = run(s, sql, "sssii", ev->org, ev->job, ev->uri, received, rj);
     if (rc == 0 && ev->failed) {
       snprintf(sql, sizeof(sql), "UPDATE jobs SET error_code = ?4, error_detail = ?5 %s", pk);
@@ -739,11 +739,11 @@ static int fold_event(sq *s, const hl__wh_event *ev) {
     if (ev->stage == HL__WH_VALIDATE)
       snprintf(sql, sizeof(sql),
                "UPDATE jobs SET valid = valid + ?4, validate_rejected = validate_rejected + ?5, "
-               "updated_at = " NOW " %s", pk);
+               "updated_at = %s %s", NOW, pk);
     else
       snprintf(sql, sizeof(sql),
                "UPDATE jobs SET loaded = loaded + ?4, load_rejected = load_rejected + ?5, "
-               "updated_at = " NOW " %s", pk);
+               "updated_at = %s %s", NOW, pk);
     rc = run(s, sql, "sssii", ev->org, ev->job, ev->uri, em, rj);
     if (rc == 0 && ev->failed) {
       snprintf(sql, sizeof(sql), "UPDATE jobs SET error_code = ?4, error_detail = ?5 %s", pk);

@@ -18,11 +18,13 @@ WITH p AS (
     (SELECT json_extract(s.value, '$.valueCoding.code')
        FROM json_each(c.resource, '$.extension') e, json_each(e.value, '$.extension') s
       WHERE json_extract(e.value, '$.url') = 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-race'
-        AND json_extract(s.value, '$.url') = 'ombCategory' LIMIT 1) AS race,
+        AND json_extract(s.value, '$.url') IN ('ombCategory', 'detailed')
+      ORDER BY json_extract(s.value, '$.url') = 'ombCategory' DESC, s.key LIMIT 1) AS race,
     (SELECT json_extract(s.value, '$.valueCoding.code')
        FROM json_each(c.resource, '$.extension') e, json_each(e.value, '$.extension') s
       WHERE json_extract(e.value, '$.url') = 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity'
-        AND json_extract(s.value, '$.url') = 'ombCategory' LIMIT 1) AS ethnicity
+        AND json_extract(s.value, '$.url') IN ('ombCategory', 'detailed')
+      ORDER BY json_extract(s.value, '$.url') = 'ombCategory' DESC, s.key LIMIT 1) AS ethnicity
   FROM curated_patient c
 )
 SELECT p.tenant,
