@@ -1,0 +1,618 @@
+/*
+ * Unit tests of the warehouse (hl/warehouse.h) on real SQLite files:
+ * the contract against the DDL, idempotent replay, newest-wins with
+ * out-of-order versions, bad rows, job-status folding, a reader in another
+ * process during writes (WAL), busy retry and a full database.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hl/warehouse.h"
+#include "hl_test.h"
+
+HL_TEST_SUITE(warehouse);
+
+static char dir[256], dbpath[300];
+
+static void mkdb(void) {
+  snprintf(dir, sizeof(dir), "%s/hl-wh-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(dbpath, sizeof(dbpath), "%s/wh.db", dir);
+}
+
+static void rmdb(void) {
+  char cmd[400];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+static hl_wh *open_wh(long long busy_ms, long long budget_ms, long long max_pages) {
+  hl_wh_opts o = {.path = dbpath, .create = true, .busy_timeout_ms = busy_ms,
+                  .retry_budget_ms = budget_ms, .max_pages = max_pages};
+  hl_wh *wh = NULL;
+  char err[256] = "";
+  int rc = hl_wh_new(&o, &wh, err, sizeof(err));
+  cr_assert_eq(rc, 0, "open: %s: %s", hl_wh_strerror(rc), err);
+  return wh;
+}
+
+static char json_buf[8][2048];
+
+/* A Patient with a given version, lastUpdated and family name. */
+static const char *patient(int slot, const char *id, const char *vid, const char *lu, const char *family) {
+  snprintf(json_buf[slot], sizeof(json_buf[slot]),
+           "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"meta\":{\"versionId\":\"%s\",\"lastUpdated\":"
+           "\"%s\"},\"identifier\":[{\"system\":\"urn:mrn\",\"value\":\"%s-%s\"}],\"name\":[{\"family\":"
+           "\"%s\",\"given\":[\"Zoë\"]}],\"gender\":\"female\",\"birthDate\":\"1980-02-03\"}",
+           id, vid, lu, id, vid, family);
+  return json_buf[slot];
+}
+
+static int add(hl_wh_batch *b, const char *tenant, const char *type, const char *id, const char *json,
+               long line) {
+  hl_wh_row r = {.tenant = tenant, .type = type, .id = id, .json = json, .job = "job-1",
+                 .source = "file:///landing/org=a/Patient.ndjson", .line = line,
+                 .topic = "hl.fhir.valid", .partition = 1, .offset = line};
+  return hl_wh_batch_add(b, &r);
+}
+
+static char *sql_text(const char *sql) {
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  sqlite3_stmt *st;
+  cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+  char *out = NULL;
+  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+    out = strdup((const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+static long long sql_int(const char *sql) {
+  char *t = sql_text(sql);
+  long long v = t ? atoll(t) : -1;
+  free(t);
+  return v;
+}
+
+/* ---- The contract is the DDL -------------------------------------------------------------- */
+
+static void check_table(sqlite3 *db, json_t *types, const char *table, json_t *cols, json_t *pk) {
+  char sql[200];
+  snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+  sqlite3_stmt *st;
+  cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  size_t i = 0;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    json_t *c = json_array_get(cols, i);
+    cr_assert_not_null(c, "%s: more columns in the DDL than in the contract", table);
+    const char *name = json_string_value(json_object_get(c, "name"));
+    const char *type = json_string_value(
+        json_object_get(json_object_get(types, json_string_value(json_object_get(c, "type"))), "sqlite"));
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 1), name, "%s column %zu", table, i);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 2), type, "%s.%s type", table, name);
+    cr_assert_eq(sqlite3_column_int(st, 3), !json_is_true(json_object_get(c, "nullable")),
+                 "%s.%s NOT NULL", table, name);
+    /* pk: 1-based position in the primary key, 0 when not part of it. */
+    int pkpos = 0;
+    for (size_t k = 0; k < json_array_size(pk); k++)
+      if (!strcmp(json_string_value(json_array_get(pk, k)), name))
+        pkpos = (int)k + 1;
+    cr_assert_eq(sqlite3_column_int(st, 5), pkpos, "%s.%s primary key position", table, name);
+    i++;
+  }
+  sqlite3_finalize(st);
+  cr_assert_eq(i, json_array_size(cols), "%s: %zu columns in the DDL, %zu in the contract", table, i,
+               json_array_size(cols));
+}
+
+Test(warehouse, contract_equals_sqlite_ddl) {
+  mkdb();
+  hl_wh_free(open_wh(0, 0, 0));
+  json_error_t je;
+  json_t *c = json_load_file(HL_SOURCE_ROOT "/schemas/warehouse/curated_contract.json", 0, &je);
+  cr_assert_not_null(c, "%s", je.text);
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  json_t *types = json_object_get(c, "types"), *common = json_object_get(c, "common_columns");
+  size_t i;
+  json_t *t;
+  json_array_foreach(json_object_get(c, "tables"), i, t) {
+    json_t *cols = json_array();
+    json_array_extend(cols, common);
+    json_array_extend(cols, json_object_get(t, "columns"));
+    check_table(db, types, json_string_value(json_object_get(t, "table")), cols,
+                json_object_get(c, "primary_key"));
+    cr_assert_str_eq(hl_wh_curated_table(json_string_value(json_object_get(t, "resourceType"))),
+                     json_string_value(json_object_get(t, "table")));
+    json_decref(cols);
+  }
+  cr_assert_eq(i, 9);
+  json_array_foreach(json_object_get(c, "side_tables"), i, t)
+    check_table(db, types, json_string_value(json_object_get(t, "table")), json_object_get(t, "columns"),
+                json_object_get(t, "primary_key"));
+  sqlite3_close(db);
+  json_decref(c);
+  cr_assert_str_eq(sql_text("PRAGMA journal_mode"), "wal");
+  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 5);
+  rmdb();
+}
+
+Test(warehouse, reopen_does_not_migrate_again_and_newer_schema_is_refused) {
+  mkdb();
+  hl_wh_free(open_wh(0, 0, 0));
+  hl_wh_free(open_wh(0, 0, 0));
+  cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 5);
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+  cr_assert_eq(sqlite3_exec(db, "INSERT INTO schema_version VALUES (999, 'future', 'now')", 0, 0, 0), SQLITE_OK);
+  sqlite3_close(db);
+  hl_wh_opts o = {.path = dbpath};
+  hl_wh *wh = NULL;
+  char err[256];
+  cr_assert_eq(hl_wh_new(&o, &wh, err, sizeof(err)), HL_WH_ESCHEMA);
+  cr_assert_null(wh);
+  rmdb();
+}
+
+Test(warehouse, missing_directory_is_a_storage_error) {
+  hl_wh_opts o = {.path = "/nonexistent-dir/x/wh.db", .create = true};
+  hl_wh *wh = NULL;
+  int rc = hl_wh_new(&o, &wh, NULL, 0);
+  cr_assert_eq(rc, HL_WH_ESTORAGE, "%s", hl_wh_strerror(rc));
+  cr_assert(hl_wh_is_fatal(rc));
+}
+
+/* ---- Idempotency and newest wins ------------------------------------------------------------ */
+
+static const char *const tables[] = {"raw", "curated_patient", "curated_token", "curated_string", "jobs",
+                                     "load_reject", "omop_person"};
+#define NT (sizeof(tables) / sizeof(tables[0]))
+
+Test(warehouse, replaying_a_batch_changes_nothing) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  cr_assert_eq(add(b, "org-a", "Patient", "p1", patient(0, "p1", "1", "2024-01-01T00:00:00Z", "Smith"), 1), 0);
+  cr_assert_eq(add(b, "org-a", "Patient", "p2", patient(1, "p2", "1", "2024-01-01T00:00:00Z", "Jones"), 2), 1);
+  cr_assert_eq(add(b, "org-a", "Patient", "p3", "{not json", 3), 2);
+  hl_wh_result res;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(res.rows, 3);
+  cr_assert_eq(res.applied, 2);
+  cr_assert_eq(res.rejected, 1);
+  cr_assert_eq(res.ncounts, 1);
+  cr_assert_str_eq(res.counts[0].tenant, "org-a");
+  cr_assert_str_eq(res.counts[0].job, "job-1");
+  cr_assert_str_eq(res.counts[0].type, "Patient");
+  const char *code, *detail;
+  cr_assert_eq(hl_wh_batch_status(b, 2, &code, &detail), HL_WH_ROW_REJECTED);
+  cr_assert_str_eq(code, "json");
+  cr_assert_not_null(detail);
+  char sums[NT][65], again[NT][65];
+  for (size_t i = 0; i < NT; i++)
+    cr_assert_eq(hl_wh_checksum(wh, tables[i], sums[i]), 0, "%s", tables[i]);
+  int64_t batch1 = res.batch_id;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(res.duplicate, 2);
+  cr_assert_eq(res.rejected, 1);
+  cr_assert_eq(res.applied, 0);
+  cr_assert_gt(res.batch_id, batch1);
+  for (size_t i = 0; i < NT; i++) {
+    cr_assert_eq(hl_wh_checksum(wh, tables[i], again[i]), 0);
+    cr_assert_str_eq(sums[i], again[i], "%s changed on replay", tables[i]);
+  }
+  /* The job counted 2 loaded and 1 rejected once. */
+  hl_wh_job j;
+  cr_assert_eq(hl_wh_job_get(wh, "org-a", "job-1", "file:///landing/org=a/Patient.ndjson", &j), 0);
+  cr_assert_eq(j.loaded, 2);
+  cr_assert_eq(j.load_rejected, 1);
+  cr_assert_str_eq(j.state, "processing");
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  rmdb();
+}
+
+Test(warehouse, newest_version_wins_whatever_the_arrival_order) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  /* Versions 3, 1, 10, 9, 2 of p1: "10" > "9" numerically. */
+  add(b, "t", "Patient", "p1", patient(0, "p1", "3", "2024-01-03T00:00:00Z", "Three"), 1);
+  add(b, "t", "Patient", "p1", patient(1, "p1", "1", "2024-01-01T00:00:00Z", "One"), 2);
+  hl_wh_result res;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(hl_wh_batch_status(b, 0, NULL, NULL), HL_WH_ROW_APPLIED);
+  cr_assert_eq(hl_wh_batch_status(b, 1, NULL, NULL), HL_WH_ROW_STALE);
+  hl_wh_batch_reset(b);
+  add(b, "t", "Patient", "p1", patient(2, "p1", "10", "2024-01-10T00:00:00Z", "Ten"), 3);
+  add(b, "t", "Patient", "p1", patient(3, "p1", "9", "2024-01-09T00:00:00Z", "Nine"), 4);
+  add(b, "t", "Patient", "p1", patient(4, "p1", "2", "2024-01-02T00:00:00Z", "Two"), 5);
+  /* Same versionId as the current one, later lastUpdated: wins on lastUpdated. */
+  add(b, "t", "Patient", "p1", patient(5, "p1", "10", "2024-01-10T00:00:01+00:00", "TenLater"), 6);
+  /* Equal version and instant (another offset): does not overwrite. */
+  add(b, "t", "Patient", "p1", patient(6, "p1", "10", "2024-01-10T01:00:01+01:00", "TenSame"), 7);
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(res.applied, 2);
+  cr_assert_eq(res.stale, 3);
+  char *json = NULL, ver[16];
+  size_t len;
+  cr_assert_eq(hl_wh_get(wh, "t", "Patient", "p1", &json, &len, ver, sizeof(ver)), 0);
+  cr_assert_str_eq(ver, "10");
+  cr_assert_not_null(strstr(json, "TenLater"));
+  free(json);
+  cr_assert_eq(hl_wh_get(wh, "other-tenant", "Patient", "p1", &json, &len, NULL, 0), HL_ENOTFOUND);
+  /* Search columns and side tables follow the current version only. */
+  cr_assert_str_eq(sql_text("SELECT family || '|' || given FROM curated_patient"), "tenlater|zoe");
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_token WHERE param = 'identifier'"), 1);
+  cr_assert_str_eq(sql_text("SELECT code FROM curated_token WHERE param = 'identifier'"), "p1-10");
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_string WHERE param = 'family'"), 1);
+  cr_assert_eq(sql_int("SELECT count(*) FROM raw"), 7);
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  rmdb();
+}
+
+Test(warehouse, version_compare_rules) {
+  cr_assert_gt(hl_wh_version_cmp("10", NULL, "9", NULL), 0);
+  cr_assert_gt(hl_wh_version_cmp("010", NULL, "9", NULL), 0);
+  cr_assert_eq(hl_wh_version_cmp("007", "2024-01-01T00:00:00Z", "7", "2024-01-01T00:00:00.000Z"), 0);
+  cr_assert_lt(hl_wh_version_cmp("a", NULL, "b", NULL), 0);
+  cr_assert_gt(hl_wh_version_cmp("1", NULL, NULL, NULL), 0);
+  cr_assert_gt(hl_wh_version_cmp("1", "2024-01-01T00:00:00.5Z", "1", "2024-01-01T00:00:00Z"), 0);
+  cr_assert_lt(hl_wh_version_cmp("1", "2024-01-01T00:00:00+01:00", "1", "2024-01-01T00:00:00Z"), 0);
+  cr_assert_gt(hl_wh_version_cmp("1", "2024-01-01T00:00:00Z", "1", NULL), 0);
+}
+
+Test(warehouse, normalize_and_references) {
+  char *n = hl_wh_normalize("Zoë Ærøskøbing-ŁÓDŹ Straße", strlen("Zoë Ærøskøbing-ŁÓDŹ Straße"));
+  cr_assert_str_eq(n, "zoe aeroskobing-lodz strasse");
+  free(n);
+  const char *id;
+  size_t len;
+  cr_assert_eq(hl_wh_reference_id("Patient/abc", 11, &id, &len), 0);
+  cr_assert_eq(len, 3);
+  cr_assert_eq(strncmp(id, "abc", 3), 0);
+  const char *u = "https://x.org/fhir/Patient/p9/_history/2";
+  cr_assert_eq(hl_wh_reference_id(u, strlen(u), &id, &len), 0);
+  cr_assert_eq(len, 2);
+  cr_assert_eq(strncmp(id, "p9", 2), 0);
+  cr_assert_eq(hl_wh_reference_id("urn:uuid:1234", 13, &id, &len), 0);
+  cr_assert_eq(len, 4);
+  cr_assert_eq(hl_wh_reference_id("#contained", 10, &id, &len), HL_EPARSE);
+  hl_wh_row r = {0};
+  cr_assert_eq(hl_wh_row_set_key(&r, "org-1/Patient/x1", 16), 0);
+  cr_assert_eq(r.tenant_len, 5);
+  cr_assert_eq(r.type_len, 7);
+  cr_assert_eq(r.id_len, 2);
+  cr_assert_eq(hl_wh_row_set_key(&r, "org-1/Patient", 13), HL_EPARSE);
+  cr_assert_eq(hl_wh_row_set_key(&r, "a/b/c/d", 7), HL_EPARSE);
+}
+
+Test(warehouse, rows_whose_key_disagrees_are_rejected_alone) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  add(b, "t", "Patient", "p1", patient(0, "p2", "1", "2024-01-01T00:00:00Z", "X"), 1);
+  add(b, "t", "Observation", "p1", patient(1, "p1", "1", "2024-01-01T00:00:00Z", "X"), 2);
+  add(b, "t", "Patient", "p1", patient(2, "p1", "1", "2024-01-01T00:00:00Z", "X"), 3);
+  add(b, "t", "Basic", "b1", "{\"resourceType\":\"Basic\",\"id\":\"b1\"}", 4);
+  hl_wh_result res;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  const char *code;
+  cr_assert_eq(hl_wh_batch_status(b, 0, &code, NULL), HL_WH_ROW_REJECTED);
+  cr_assert_str_eq(code, "key-mismatch");
+  cr_assert_eq(hl_wh_batch_status(b, 1, &code, NULL), HL_WH_ROW_REJECTED);
+  cr_assert_eq(hl_wh_batch_status(b, 2, NULL, NULL), HL_WH_ROW_APPLIED);
+  cr_assert_eq(hl_wh_batch_status(b, 3, NULL, NULL), HL_WH_ROW_RAW_ONLY);
+  cr_assert_eq(res.ncounts, 3); /* Basic, Observation, Patient */
+  cr_assert_eq(sql_int("SELECT count(*) FROM load_reject"), 2);
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  rmdb();
+}
+
+/* ---- Job status ------------------------------------------------------------------------------ */
+
+Test(warehouse, job_events_fold_into_states) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  const char *uri = "file:///landing/org=t/Patient.ndjson";
+  char ev[512];
+  snprintf(ev, sizeof(ev), "{\"job\":\"job-1\",\"org\":\"t\",\"uri\":\"%s\",\"stage\":\"accept\","
+                           "\"state\":\"accepted\",\"time\":\"2024-01-01T00:00:00Z\"}", uri);
+  cr_assert_eq(hl_wh_job_event(wh, ev, strlen(ev)), 0);
+  hl_wh_job j;
+  cr_assert_eq(hl_wh_job_get(wh, "t", "job-1", uri, &j), 0);
+  cr_assert_str_eq(j.state, "accepted");
+  snprintf(ev, sizeof(ev), "{\"job\":\"job-1\",\"org\":\"t\",\"uri\":\"%s\",\"stage\":\"parse\","
+                           "\"state\":\"parsed\",\"received\":4,\"emitted\":3,\"rejected\":1,"
+                           "\"time\":\"2024-01-01T00:00:01Z\"}", uri);
+  cr_assert_eq(hl_wh_job_event(wh, ev, strlen(ev)), 0);
+  cr_assert_eq(hl_wh_job_event(wh, ev, strlen(ev)), 0); /* totals: a replay changes nothing */
+  snprintf(ev, sizeof(ev), "{\"job\":\"job-1\",\"org\":\"t\",\"uri\":\"%s\",\"stage\":\"validate\","
+                           "\"state\":\"validated\",\"emitted\":2,\"rejected\":1,\"event_id\":\"v:0:10\","
+                           "\"time\":\"2024-01-01T00:00:02Z\"}", uri);
+  cr_assert_eq(hl_wh_job_event(wh, ev, strlen(ev)), 0);
+  cr_assert_eq(hl_wh_job_event(wh, ev, strlen(ev)), 0); /* deltas: folded once per event_id */
+  cr_assert_eq(hl_wh_job_get(wh, "t", "job-1", uri, &j), 0);
+  cr_assert_str_eq(j.state, "processing");
+  cr_assert_eq(j.received, 4);
+  cr_assert_eq(j.valid, 2);
+  cr_assert_eq(j.rejected, 2);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  hl_wh_row r1 = {.tenant = "t", .type = "Patient", .id = "p1",
+                  .json = patient(0, "p1", "1", "2024-01-01T00:00:00Z", "A"), .job = "job-1",
+                  .source = uri, .line = 1};
+  hl_wh_batch_add(b, &r1);
+  hl_wh_result res;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  hl_wh_batch_reset(b);
+  hl_wh_row r = {.tenant = "t", .type = "Patient", .id = "p2", .json = patient(1, "p2", "1", "2024-01-01T00:00:00Z", "B"),
+                 .job = "job-1", .source = uri, .line = 2};
+  hl_wh_batch_add(b, &r);
+  /* Events ride in a batch too, in the same transaction. */
+  snprintf(ev, sizeof(ev), "{\"job\":\"job-2\",\"org\":\"t\",\"uri\":\"%s\",\"stage\":\"accept\","
+                           "\"state\":\"accepted\",\"time\":\"2024-01-01T00:00:00Z\"}", uri);
+  cr_assert_eq(hl_wh_batch_add_event(b, ev, strlen(ev)), 0);
+  cr_assert_eq(hl_wh_batch_add_event(b, "{\"nope\":1}", 10), 0);
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(res.events, 1);
+  cr_assert_eq(res.events_skipped, 1);
+  cr_assert_eq(hl_wh_job_get(wh, "t", "job-1", uri, &j), 0);
+  cr_assert_eq(j.loaded, 2);
+  cr_assert_str_eq(j.state, "completed-with-errors", "state %s", j.state);
+  cr_assert_eq(hl_wh_job_get(wh, "t", "job-2", uri, &j), 0);
+  cr_assert_eq(hl_wh_job_get(wh, "t", "job-3", uri, &j), HL_ENOTFOUND);
+  /* Bad events. */
+  cr_assert_eq(hl_wh_job_event(wh, "{\"job\":\"j\"}", 11), HL_EPARSE);
+  snprintf(ev, sizeof(ev), "{\"job\":\"j\",\"org\":\"bad org\",\"uri\":\"u\",\"stage\":\"parse\","
+                           "\"state\":\"parsed\",\"time\":\"2024-01-01T00:00:00Z\"}");
+  cr_assert_eq(hl_wh_job_event(wh, ev, strlen(ev)), HL_EPARSE);
+  snprintf(ev, sizeof(ev), "{\"job\":\"j\",\"org\":\"o\",\"uri\":\"u\",\"stage\":\"parse\","
+                           "\"state\":\"validated\",\"time\":\"2024-01-01T00:00:00Z\"}");
+  cr_assert_eq(hl_wh_job_event(wh, ev, strlen(ev)), HL_EPARSE);
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  rmdb();
+}
+
+Test(warehouse, a_clean_object_completes) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  const char *uri = "s3://bucket/org=t/x.ndjson";
+  char ev[512];
+  snprintf(ev, sizeof(ev), "{\"job\":\"j\",\"org\":\"t\",\"uri\":\"%s\",\"stage\":\"parse\","
+                           "\"state\":\"parsed\",\"received\":1,\"emitted\":1,\"rejected\":0,"
+                           "\"time\":\"2024-01-01T00:00:01Z\"}", uri);
+  cr_assert_eq(hl_wh_job_event(wh, ev, strlen(ev)), 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  hl_wh_row r = {.tenant = "t", .type = "Patient", .id = "p1",
+                 .json = patient(0, "p1", "1", "2024-01-01T00:00:00Z", "A"), .job = "j", .source = uri, .line = 1};
+  hl_wh_batch_add(b, &r);
+  cr_assert_eq(hl_wh_batch_commit(wh, b, NULL), 0);
+  hl_wh_job j;
+  cr_assert_eq(hl_wh_job_get(wh, "t", "j", uri, &j), 0);
+  cr_assert_str_eq(j.state, "completed");
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  rmdb();
+}
+
+/* ---- Concurrency and storage errors ----------------------------------------------------------- */
+
+static void fill(hl_wh_batch *b, int from, int n) {
+  for (int i = from; i < from + n; i++) {
+    char id[32], json[512];
+    snprintf(id, sizeof(id), "o%d", i);
+    snprintf(json, sizeof(json),
+             "{\"resourceType\":\"Observation\",\"id\":\"%s\",\"meta\":{\"versionId\":\"1\"},"
+             "\"status\":\"final\",\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"8867-4\"}]},"
+             "\"subject\":{\"reference\":\"Patient/p1\"},\"valueQuantity\":{\"value\":%d,\"code\":\"/min\"}}",
+             id, 60 + i % 40);
+    hl_wh_row r = {.tenant = "t", .type = "Observation", .id = id, .json = json, .line = i};
+    cr_assert_geq(hl_wh_batch_add(b, &r), 0);
+  }
+}
+
+Test(warehouse, a_reader_in_another_process_sees_whole_batches_and_never_blocks, .timeout = 120) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  enum { BATCHES = 30, ROWS = 200 };
+  int pipefd[2];
+  cr_assert_eq(pipe(pipefd), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    /* The reader: counts rows until it has seen them all; every count must be whole batches. */
+    close(pipefd[1]);
+    sqlite3 *db;
+    if (sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+      _exit(2);
+    char go;
+    if (read(pipefd[0], &go, 1) != 1)
+      _exit(3);
+    long reads = 0;
+    for (;;) {
+      sqlite3_stmt *st;
+      if (sqlite3_prepare_v2(db, "SELECT count(*) FROM curated_observation", -1, &st, NULL) != SQLITE_OK)
+        _exit(4);
+      int r = sqlite3_step(st);
+      if (r != SQLITE_ROW)
+        _exit(5); /* BUSY here would mean the writer blocked a reader */
+      long n = sqlite3_column_int(st, 0);
+      sqlite3_finalize(st);
+      reads++;
+      if (n % ROWS != 0)
+        _exit(6);
+      if (n == BATCHES * ROWS)
+        break;
+    }
+    sqlite3_close(db);
+    _exit(reads > 1 ? 0 : 7);
+  }
+  close(pipefd[0]);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  cr_assert_eq(write(pipefd[1], "g", 1), 1);
+  for (int k = 0; k < BATCHES; k++) {
+    hl_wh_batch_reset(b);
+    fill(b, k * ROWS, ROWS);
+    cr_assert_eq(hl_wh_batch_commit(wh, b, NULL), 0);
+  }
+  int status;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "reader exit %d", WEXITSTATUS(status));
+  close(pipefd[1]);
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  rmdb();
+}
+
+typedef struct holder {
+  int hold_ms;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int locked;
+} holder;
+
+/* Holds the write lock from another connection for hold_ms. */
+static void *hold_lock(void *ud) {
+  holder *h = ud;
+  sqlite3 *db;
+  sqlite3_open(dbpath, &db);
+  int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  pthread_mutex_lock(&h->mu);
+  h->locked = rc == SQLITE_OK ? 1 : -1;
+  pthread_cond_signal(&h->cv);
+  pthread_mutex_unlock(&h->mu);
+  usleep((useconds_t)h->hold_ms * 1000);
+  sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+  sqlite3_close(db);
+  return NULL;
+}
+
+static pthread_t start_holder(holder *h, int ms) {
+  memset(h, 0, sizeof(*h));
+  h->hold_ms = ms;
+  pthread_mutex_init(&h->mu, NULL);
+  pthread_cond_init(&h->cv, NULL);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, hold_lock, h), 0);
+  pthread_mutex_lock(&h->mu);
+  while (!h->locked)
+    pthread_cond_wait(&h->cv, &h->mu);
+  pthread_mutex_unlock(&h->mu);
+  cr_assert_eq(h->locked, 1);
+  return t;
+}
+
+Test(warehouse, busy_is_retried_then_given_up_cleanly, .timeout = 120) {
+  mkdb();
+  /* Each attempt waits 20 ms for the lock; the budget is 10 s. */
+  hl_wh *wh = open_wh(20, 10000, 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  fill(b, 0, 50);
+  holder h;
+  pthread_t t = start_holder(&h, 400);
+  cr_assert_eq(hl_wh_batch_commit(wh, b, NULL), 0);
+  pthread_join(t, NULL);
+  hl_wh_stats st;
+  hl_wh_get_stats(wh, &st);
+  cr_assert_gt(st.busy_retries, 0, "the lock was held: the commit must have retried");
+  cr_assert_eq(st.busy_failures, 0);
+  hl_wh_free(wh);
+
+  /* A budget shorter than the lock: HL_WH_EBUSY, nothing written, then it goes through. */
+  wh = open_wh(20, 150, 0);
+  char before[65], after[65];
+  cr_assert_eq(hl_wh_checksum(wh, "raw", before), 0);
+  hl_wh_batch_reset(b);
+  fill(b, 50, 50);
+  t = start_holder(&h, 1500);
+  int rc = hl_wh_batch_commit(wh, b, NULL);
+  cr_assert_eq(rc, HL_WH_EBUSY, "%s", hl_wh_strerror(rc));
+  cr_assert_not(hl_wh_is_fatal(rc));
+  cr_assert_eq(hl_wh_batch_status(b, 0, NULL, NULL), HL_WH_ROW_PENDING);
+  pthread_join(t, NULL);
+  cr_assert_eq(hl_wh_checksum(wh, "raw", after), 0);
+  cr_assert_str_eq(before, after);
+  cr_assert_eq(hl_wh_batch_commit(wh, b, NULL), 0);
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_observation"), 100);
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  rmdb();
+}
+
+Test(warehouse, a_full_database_is_fatal_and_loses_nothing, .timeout = 120) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  fill(b, 0, 100);
+  cr_assert_eq(hl_wh_batch_commit(wh, b, NULL), 0);
+  hl_wh_free(wh);
+  long long pages = sql_int("PRAGMA page_count");
+  cr_assert_gt(pages, 0);
+  /* A quota a few pages above the current size stands for a full disk. */
+  wh = open_wh(0, 0, pages + 4);
+  char sums[NT][65], after[NT][65];
+  for (size_t i = 0; i < NT; i++)
+    cr_assert_eq(hl_wh_checksum(wh, tables[i], sums[i]), 0);
+  char obs_before[65], obs_after[65];
+  cr_assert_eq(hl_wh_checksum(wh, "curated_observation", obs_before), 0);
+  hl_wh_batch_reset(b);
+  fill(b, 100, 2000);
+  int rc = hl_wh_batch_commit(wh, b, NULL);
+  cr_assert_eq(rc, HL_WH_ESTORAGE, "%s", hl_wh_strerror(rc));
+  cr_assert(hl_wh_is_fatal(rc));
+  for (size_t i = 0; i < NT; i++) {
+    cr_assert_eq(hl_wh_checksum(wh, tables[i], after[i]), 0);
+    cr_assert_str_eq(sums[i], after[i], "%s changed by a failed commit", tables[i]);
+  }
+  cr_assert_eq(hl_wh_checksum(wh, "curated_observation", obs_after), 0);
+  cr_assert_str_eq(obs_before, obs_after);
+  hl_wh_stats st;
+  hl_wh_get_stats(wh, &st);
+  cr_assert_eq(st.storage_errors, 1);
+  hl_wh_free(wh);
+  /* Space back: the same batch commits in full. */
+  wh = open_wh(0, 0, 0);
+  cr_assert_eq(hl_wh_batch_commit(wh, b, NULL), 0);
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_observation"), 2100);
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  rmdb();
+}
+
+Test(warehouse, batch_limits) {
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(2, 0, &b), 0);
+  hl_wh_row r = {.tenant = "t", .type = "Basic", .id = "b", .json = "{\"resourceType\":\"Basic\",\"id\":\"b\"}"};
+  cr_assert_eq(hl_wh_batch_add(b, &r), 0);
+  cr_assert_eq(hl_wh_batch_add(b, &r), 1);
+  cr_assert_eq(hl_wh_batch_add(b, &r), HL_ELIMIT);
+  cr_assert_eq(hl_wh_batch_len(b), 2);
+  hl_wh_batch_free(b);
+  cr_assert_eq(hl_wh_batch_new(0, 100, &b), 0);
+  char big[300];
+  snprintf(big, sizeof(big), "{\"resourceType\":\"Basic\",\"id\":\"b\",\"x\":\"%0200d\"}", 0);
+  r.json = big;
+  cr_assert_eq(hl_wh_batch_add(b, &r), HL_ELIMIT);
+  cr_assert_eq(hl_wh_batch_len(b), 0);
+  hl_wh_batch_free(b);
+}
