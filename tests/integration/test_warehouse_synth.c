@@ -520,8 +520,11 @@ int main(int argc, char **argv) {
   size_t norgs = list_dir(omop, "org=", "", &orgs);
   ok(norgs == 2, "hl-synth wrote 2 organizations of OMOP CSV");
   for (size_t i = 0; i < norgs; i++)
-    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+    for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
+      double c0 = now_s();
       compare_table(rd, omop, orgs[i] + 4, tables[t]);
+      printf("# %s/%s compared in %.2f s\n", orgs[i] + 4, tables[t], now_s() - c0);
+    }
 
   /* Jobs: one row per object, loaded = received, completed. */
   sqlite3_stmt *st;
@@ -541,7 +544,9 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < NCHECKED; i++)
     hl_wh_checksum(L.wh, checked[i], before[i]);
   loader R = {.wh = L.wh, .batch = L.batch};
+  double r0 = now_s();
   rc = load_all(&R, fhir, NULL, NULL, true);
+  printf("# replay in %.2f s\n", now_s() - r0);
   ok(rc == 0 && R.failures == 0 && R.duplicate == R.rows && R.rows == L.rows,
      "replay: %llu rows, all duplicates", (unsigned long long)R.rows);
   int same = 1;

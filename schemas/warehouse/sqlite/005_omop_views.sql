@@ -134,12 +134,12 @@ LEFT JOIN omop_concept_map m
 -- (in array order) is the id of its n-th row.
 CREATE VIEW omop_measurement AS
 WITH part AS (
-  SELECT o.tenant, o.id, o.patient, o.encounter, o.effective, 0 AS n,
+  SELECT o.tenant, o.id, o.resource, o.patient, o.encounter, o.effective, 0 AS n,
          o.code_system AS system, o.code AS code, o.value_quantity AS value, o.value_unit AS unit
     FROM curated_observation o
    WHERE json_type(o.resource, '$.component') IS NULL
   UNION ALL
-  SELECT o.tenant, o.id, o.patient, o.encounter, o.effective, c.key AS n,
+  SELECT o.tenant, o.id, o.resource, o.patient, o.encounter, o.effective, c.key AS n,
          json_extract(c.value, '$.code.coding[0].system'),
          json_extract(c.value, '$.code.coding[0].code'),
          json_extract(c.value, '$.valueQuantity.value'),
@@ -147,13 +147,16 @@ WITH part AS (
     FROM curated_observation o, json_each(o.resource, '$.component') c
 ),
 mid AS (
-  SELECT o.tenant, o.id, json_extract(i.value, '$.value') AS measurement_id,
-         row_number() OVER (PARTITION BY o.tenant, o.id ORDER BY i.key) - 1 AS n
-    FROM curated_observation o, json_each(o.resource, '$.identifier') i
-   WHERE json_extract(i.value, '$.system') = 'urn:healthlake:omop:measurement'
+  SELECT part.*,
+    (SELECT json_extract(i.value, '$.value') FROM json_each(part.resource, '$.identifier') i
+      WHERE json_extract(i.value, '$.system') = 'urn:healthlake:omop:measurement'
+        AND (SELECT count(*) FROM json_each(part.resource, '$.identifier') k
+              WHERE json_extract(k.value, '$.system') = 'urn:healthlake:omop:measurement'
+                AND k.key < i.key) = part.n) AS measurement_id
+  FROM part
 )
 SELECT part.tenant,
-  CAST(mid.measurement_id AS INTEGER) AS measurement_id,
+  CAST(part.measurement_id AS INTEGER) AS measurement_id,
   CAST(pp.code AS INTEGER) AS person_id,
   COALESCE(m.concept_id, 0) AS measurement_concept_id,
   date(part.effective) AS measurement_date,
@@ -176,8 +179,7 @@ SELECT part.tenant,
   CAST(part.value AS TEXT) AS value_source_value,
   NULL AS measurement_event_id,
   NULL AS meas_event_field_concept_id
-FROM part
-JOIN mid ON mid.tenant = part.tenant AND mid.id = part.id AND mid.n = part.n
+FROM mid part
 LEFT JOIN curated_token pp
   ON pp.tenant = part.tenant AND pp.type = 'Patient' AND pp.id = part.patient
  AND pp.param = 'identifier' AND pp.system = 'urn:healthlake:omop:person'
@@ -187,7 +189,8 @@ LEFT JOIN curated_token v
 LEFT JOIN omop_concept_map m
   ON m.domain = 'Measurement' AND m.system = part.system AND m.code = part.code
 LEFT JOIN omop_concept_map u
-  ON u.domain = 'Unit' AND u.system = 'http://unitsofmeasure.org' AND u.code = part.unit;
+  ON u.domain = 'Unit' AND u.system = 'http://unitsofmeasure.org' AND u.code = part.unit
+WHERE part.measurement_id IS NOT NULL;
 
 CREATE VIEW omop_drug_exposure AS
 SELECT r.tenant,
