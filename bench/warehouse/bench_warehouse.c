@@ -25,7 +25,7 @@ typedef struct rec {
   const char *json;
   size_t len;
   long line;
-  char source[512];
+  const char *source; /* shared by the rows of a file */
 } rec;
 
 static rec *recs;
@@ -66,6 +66,12 @@ static void load_dir(const char *dir, const char *org) {
     }
     fclose(f);
     data[n] = 0;
+    char *source = malloc(strlen(path) + 8);
+    if (!source) {
+      free(data);
+      continue;
+    }
+    sprintf(source, "file://%s", path);
     long line = 0;
     for (char *p = data; *p;) {
       char *nl = strchr(p, '\n');
@@ -84,7 +90,7 @@ static void load_dir(const char *dir, const char *org) {
         r->json = p;
         r->len = len;
         r->line = line;
-        snprintf(r->source, sizeof(r->source), "file://%s", path);
+        r->source = source;
       }
       if (!nl)
         break;
@@ -201,7 +207,7 @@ int main(int argc, char **argv) {
   int rc = 0;
   for (int k = 0; k < 3 && rc == 0; k++) {
     double x = 0, y = 0;
-    char cmd0[1200];
+    char cmd0[4096];
     snprintf(cmd0, sizeof(cmd0), "rm -f '%s' '%s' '%s-wal' '%s-shm' '%s-wal' '%s-shm'", a, b, a, a, b, b);
     if (system(cmd0) != 0)
       return 1;
@@ -213,7 +219,7 @@ int main(int argc, char **argv) {
     if (k == 0 || y < tb)
       tb = y;
   }
-  char cmd[2000];
+  char cmd[4096];
   snprintf(cmd, sizeof(cmd), "rm -f '%s' '%s' '%s-wal' '%s-shm' '%s-wal' '%s-shm'", a, b, a, a, b, b);
   if (system(cmd) != 0)
     fprintf(stderr, "could not remove the bench files\n");
