@@ -1,0 +1,154 @@
+/*
+ * The worker run loop: consume -> process -> produce -> commit.
+ *
+ * A worker owns a group consumer and an idempotent producer (hl/kafka.h)
+ * and drives a processor: callbacks that turn one input message (or a
+ * batch) into zero or more output messages and/or dead letters. An input's
+ * offset is stored for commit only when the processor is done with it AND
+ * everything produced for it is acknowledged AND every earlier input of the
+ * same partition is done too. Delivery is therefore at-least-once: after a
+ * crash the uncommitted inputs are processed again.
+ *
+ * Backpressure: at most max_inflight inputs (and about max_inflight_bytes
+ * of input bytes) are held between consume and done; over either bound the
+ * worker pauses its partitions and only serves delivery reports and group
+ * events until it is back under three quarters of the bound.
+ *
+ * Shutdown (hl_worker_stop, e.g. from SIGTERM/SIGINT): stop consuming,
+ * finish the inputs in hand, wait for the producer until the drain
+ * deadline, store and commit the offsets of what is done, close the
+ * consumer (leaving the group), then drop what is still undelivered (it is
+ * not committed, so it is processed again by the next owner).
+ */
+#ifndef HL_WORKER_H
+#define HL_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hl/config.h"
+#include "hl/kafka.h"
+
+/* The variables of the run loop, spliced into a worker's table. */
+#define HL_CONFIG_WORKER_VARS                                                           \
+  {"HL_DRAIN_TIMEOUT", HL_CFG_DURATION, "30s", 0, 3600000, NULL,                        \
+   "On SIGTERM/SIGINT, time allowed to finish in-flight work, flush and commit."},      \
+  {"HL_WORKER_BATCH_MAX", HL_CFG_INT, "500", 1, 100000, NULL,                           \
+   "Most input messages handed to the processor at once."},                             \
+  {"HL_WORKER_BATCH_WAIT", HL_CFG_DURATION, "5ms", 0, 60000, NULL,                      \
+   "Longest wait for more input to fill a batch once one message is in hand."},         \
+  {"HL_WORKER_MAX_INFLIGHT", HL_CFG_INT, "20000", 1, 10000000, NULL,                    \
+   "Most input messages consumed and not yet done (backpressure bound)."},              \
+  {"HL_WORKER_MAX_INFLIGHT_BYTES", HL_CFG_SIZE, "64MiB", 1024, 68719476736LL, NULL,     \
+   "Most input bytes consumed and not yet done (backpressure bound)."},                 \
+  {"HL_WORKER_RETRY_TIMEOUT", HL_CFG_DURATION, "60s", 0, 3600000, NULL,                 \
+   "How long an input whose processing fails with a retriable error is retried "        \
+   "before the worker stops with a fatal error."}
+
+/* What a processor made of an input. */
+typedef enum hl_proc_result {
+  HL_PROC_OK = 0,        /* done; its outputs (if any) were produced */
+  HL_PROC_RETRY = 1,     /* transient failure: process it again after a backoff */
+  HL_PROC_BAD_INPUT = 2, /* it can never be processed: it goes to the dead-letter topic */
+  HL_PROC_FATAL = 3,     /* stop the worker; the input is not committed */
+} hl_proc_result;
+
+typedef struct hl_worker hl_worker;
+
+/*
+ * A processor. Set process, or process_batch, or both (then batches are
+ * used). Callbacks run in the worker's thread; msg pointers are valid only
+ * during the call. Outputs are produced with hl_worker_produce /
+ * hl_worker_forward / hl_worker_reject, naming the input they belong to.
+ * A retried input may have produced outputs in the failed attempt; they
+ * are not taken back (sinks are idempotent).
+ */
+typedef struct hl_processor {
+  const char *stage; /* hl-error-stage of dead letters, e.g. "parser" */
+  void *ud;
+  hl_proc_result (*process)(void *ud, hl_worker *w, hl_kafka_msg *msg);
+  /* Fills results[i] for msgs[i], 0 <= i < n. */
+  void (*process_batch)(void *ud, hl_worker *w, hl_kafka_msg *msgs, size_t n,
+                        hl_proc_result *results);
+} hl_processor;
+
+typedef struct hl_worker_opts {
+  hl_kafka_opts kafka;         /* kafka.metrics is also the worker's registry (may be NULL) */
+  const char *const *topics;   /* input topics (copied) */
+  size_t ntopics;
+  size_t batch_max;            /* 0: 500 */
+  long long batch_wait_ms;
+  size_t max_inflight;         /* 0: 20000 */
+  size_t max_inflight_bytes;   /* 0: 64 MiB */
+  long long drain_timeout_ms;
+  long long retry_timeout_ms;
+} hl_worker_opts;
+
+/* Fills opts from HL_CONFIG_KAFKA_VARS and HL_CONFIG_WORKER_VARS (topics stay empty). */
+void hl_worker_opts_from_config(const hl_config *cfg, hl_worker_opts *opts);
+
+/*
+ * Creates a worker (its producer and consumer). proc is copied; proc->ud
+ * stays the caller's. 0, HL_ECONFIG or HL_EKAFKA with a message in err
+ * (may be NULL).
+ */
+int hl_worker_new(const hl_worker_opts *opts, const hl_processor *proc, hl_worker **out,
+                  char *err, size_t errlen);
+hl_worker *hl_worker_free(hl_worker *w);
+
+/*
+ * Runs until hl_worker_stop() or a fatal error, then drains (see above).
+ * Returns 0 after a clean stop, HL_EFATAL after a fatal error (logged
+ * once), HL_ETIMEOUT when the drain deadline passed with work left.
+ * A worker runs once.
+ */
+int hl_worker_run(hl_worker *w);
+
+/* Asks the loop to stop. Async-signal-safe; may be called from any thread. */
+void hl_worker_stop(hl_worker *w);
+
+/* Installs SIGTERM and SIGINT handlers that call hl_worker_stop(w) (one worker per process). */
+int hl_worker_handle_signals(hl_worker *w);
+
+/*
+ * Readiness for /readyz, shaped for hl_admin_set_readiness(): false with a
+ * reason while no broker is reachable, before the first assignment, after
+ * an out-of-range offset or a fatal error, and while draining. ud is the
+ * hl_worker. Thread-safe.
+ */
+bool hl_worker_ready(void *ud, char *reason, size_t len);
+
+/* ---- Inside processor callbacks ------------------------------------------------ */
+
+/* Produces out on behalf of msg. Returns as hl_producer_send. */
+int hl_worker_produce(hl_worker *w, hl_kafka_msg *msg, const hl_kafka_out *out);
+/* Copies msg (key, value, headers) unchanged to topic. */
+int hl_worker_forward(hl_worker *w, hl_kafka_msg *msg, const char *topic);
+/*
+ * Sends msg to the dead-letter topic (hl_kafka_dlq with the processor's
+ * stage) and returns HL_PROC_BAD_INPUT, or HL_PROC_RETRY / HL_PROC_FATAL
+ * when it could not be enqueued. A processor returning HL_PROC_BAD_INPUT
+ * without calling it gets code "rejected".
+ */
+hl_proc_result hl_worker_reject(hl_worker *w, hl_kafka_msg *msg, const char *code,
+                                const char *detail);
+
+/* The worker's producer (to produce outputs not tied to an input). */
+hl_producer *hl_worker_producer(hl_worker *w);
+hl_consumer *hl_worker_consumer(hl_worker *w);
+
+/* Counters for tests and benchmarks; read from the worker's thread or after run. */
+typedef struct hl_worker_stats {
+  uint64_t consumed;      /* input messages received */
+  uint64_t done;          /* inputs done and stored */
+  uint64_t dlq;           /* inputs sent to the dead-letter topic */
+  uint64_t retries;       /* processor retries */
+  size_t inflight;        /* inputs held now */
+  size_t inflight_bytes;
+  size_t max_inflight_seen;
+  uint64_t pauses;        /* times the bound paused consumption */
+} hl_worker_stats;
+void hl_worker_get_stats(hl_worker *w, hl_worker_stats *out);
+
+#endif

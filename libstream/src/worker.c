@@ -1,0 +1,816 @@
+#include "hl/worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hl/error.h"
+#include "hl/lag.h"
+#include "hl/log.h"
+
+#define NONE UINT32_MAX
+/* Highest partition number a worker tracks (Kafka's practical limits are far below). */
+#define PARTITION_MAX 100000
+/* How often the loop refreshes its gauges and, when paused, serves group events. */
+#define TICK_NS 100000000ull
+/* Retry backoff of a failing processor: 50 ms doubling up to 5 s. */
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 5000
+/* How long a producer call may wait for room in the local queue. */
+#define ENQUEUE_TIMEOUT_MS 30000
+
+struct part;
+
+/* One input between consume and done. The ticket is first: a ticket pointer is a slot pointer. */
+typedef struct slot {
+  hl_kafka_ticket ticket;
+  struct part *part; /* NULL once abandoned by a revoke: freed when its deliveries end */
+  uint32_t next;     /* next in the partition's FIFO, or in the free list */
+  bool in_use;
+  bool processed; /* the processor is done with it (the guard was released) */
+  bool rejected;  /* hl_worker_reject was called */
+  int64_t offset;
+  int64_t ts_ms;
+  uint64_t recv_ns;
+  size_t bytes;
+} slot;
+
+typedef struct wtopic wtopic;
+
+typedef struct part {
+  wtopic *topic;
+  int32_t partition;
+  uint32_t head, tail; /* FIFO of slots in offset order */
+  bool dirty;          /* in the dirty list */
+  bool blocked;        /* the head failed: nothing after it may be stored */
+} part;
+
+struct wtopic {
+  char *name;
+  rd_kafka_topic_t *rkt; /* the consumer's handle, for offset stores */
+  part **parts;          /* indexed by partition number */
+  int32_t nparts;
+  hl_series *in, *dlq;
+};
+
+struct hl_worker {
+  hl_worker_opts o;
+  hl_processor proc;
+  char **topics;
+  hl_producer *producer;
+  hl_consumer *consumer;
+
+  slot *slots;
+  uint32_t nslots;
+  uint32_t free_head;
+  size_t inflight, inflight_bytes;
+
+  wtopic **wtopics;
+  size_t nwtopics;
+  wtopic *last_topic;
+  part **dirty;
+  size_t ndirty, capdirty, nparts_total;
+
+  hl_kafka_msg *batch;
+  hl_proc_result *results;
+  size_t nbatch;
+
+  bool paused, draining_now;
+  _Atomic bool started, draining, fatal;
+  _Atomic int stop;
+  char fatal_reason[256]; /* written once before fatal is set */
+
+  hl_metric *m_in, *m_dlq;
+  hl_series *s_latency, *s_inflight, *s_inflight_bytes, *s_paused, *s_retries;
+
+  _Atomic uint64_t n_consumed, n_done, n_dlq, n_retries, n_pauses;
+  _Atomic size_t a_inflight, a_inflight_bytes, a_max_inflight;
+};
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void hl_worker_opts_from_config(const hl_config *cfg, hl_worker_opts *o) {
+  memset(o, 0, sizeof *o);
+  hl_kafka_opts_from_config(cfg, &o->kafka);
+  o->drain_timeout_ms = hl_config_int(cfg, "HL_DRAIN_TIMEOUT");
+  o->batch_max = (size_t)hl_config_int(cfg, "HL_WORKER_BATCH_MAX");
+  o->batch_wait_ms = hl_config_int(cfg, "HL_WORKER_BATCH_WAIT");
+  o->max_inflight = (size_t)hl_config_int(cfg, "HL_WORKER_MAX_INFLIGHT");
+  o->max_inflight_bytes = (size_t)hl_config_int(cfg, "HL_WORKER_MAX_INFLIGHT_BYTES");
+  o->retry_timeout_ms = hl_config_int(cfg, "HL_WORKER_RETRY_TIMEOUT");
+}
+
+static void set_fatal(hl_worker *w, const char *why) {
+  if (atomic_load(&w->fatal))
+    return;
+  snprintf(w->fatal_reason, sizeof w->fatal_reason, "%s", why);
+  atomic_store(&w->fatal, true);
+  hl_log_kv(HL_LOG_ERROR, "worker stopping on a fatal error", "error", w->fatal_reason, NULL);
+}
+
+/* ---- Slots and partitions ------------------------------------------------------ */
+
+static slot *slot_alloc(hl_worker *w) {
+  if (w->free_head == NONE)
+    return NULL;
+  slot *s = &w->slots[w->free_head];
+  w->free_head = s->next;
+  memset(s, 0, sizeof *s);
+  s->in_use = true;
+  s->next = NONE;
+  s->ticket.pending = 1; /* the processing guard */
+  return s;
+}
+
+static void slot_free(hl_worker *w, slot *s) {
+  w->inflight--;
+  w->inflight_bytes -= s->bytes;
+  s->in_use = false;
+  s->part = NULL;
+  s->next = w->free_head;
+  w->free_head = (uint32_t)(s - w->slots);
+}
+
+static wtopic *topic_get(hl_worker *w, const char *name) {
+  if (w->last_topic && strcmp(w->last_topic->name, name) == 0)
+    return w->last_topic;
+  for (size_t i = 0; i < w->nwtopics; i++)
+    if (strcmp(w->wtopics[i]->name, name) == 0)
+      return w->last_topic = w->wtopics[i];
+  wtopic **v = realloc(w->wtopics, (w->nwtopics + 1) * sizeof *v);
+  if (!v)
+    return NULL;
+  w->wtopics = v;
+  wtopic *t = calloc(1, sizeof *t);
+  if (!t)
+    return NULL;
+  t->name = strdup(name);
+  t->rkt = t->name ? rd_kafka_topic_new(hl_consumer_handle(w->consumer), name, NULL) : NULL;
+  if (!t->rkt) {
+    free(t->name);
+    free(t);
+    return NULL;
+  }
+  t->in = hl_metric_at(w->m_in, name);
+  t->dlq = hl_metric_at(w->m_dlq, name);
+  w->wtopics[w->nwtopics++] = t;
+  return w->last_topic = t;
+}
+
+static part *part_get(hl_worker *w, const char *topic, int32_t partition) {
+  if (partition < 0 || partition >= PARTITION_MAX)
+    return NULL;
+  wtopic *t = topic_get(w, topic);
+  if (!t)
+    return NULL;
+  if (partition >= t->nparts) {
+    int32_t n = partition + 1;
+    part **v = realloc(t->parts, (size_t)n * sizeof *v);
+    if (!v)
+      return NULL;
+    for (int32_t i = t->nparts; i < n; i++)
+      v[i] = NULL;
+    t->parts = v;
+    t->nparts = n;
+  }
+  if (t->parts[partition])
+    return t->parts[partition];
+  if (w->nparts_total + 1 > w->capdirty) {
+    size_t cap = w->capdirty ? w->capdirty * 2 : 64;
+    part **d = realloc(w->dirty, cap * sizeof *d);
+    if (!d)
+      return NULL;
+    w->dirty = d;
+    w->capdirty = cap;
+  }
+  part *p = calloc(1, sizeof *p);
+  if (!p)
+    return NULL;
+  p->topic = t;
+  p->partition = partition;
+  p->head = p->tail = NONE;
+  w->nparts_total++;
+  t->parts[partition] = p;
+  return p;
+}
+
+static void mark_dirty(hl_worker *w, part *p) {
+  if (!p->dirty) {
+    p->dirty = true;
+    w->dirty[w->ndirty++] = p;
+  }
+}
+
+/* Ticket completion: the processor and every delivery are done. */
+static void ticket_done(void *ud, hl_kafka_ticket *t) {
+  hl_worker *w = ud;
+  slot *s = (slot *)t;
+  if (!s->part) {
+    slot_free(w, s); /* abandoned by a revoke or drain */
+    return;
+  }
+  mark_dirty(w, s->part);
+}
+
+/* Pops the done prefix of p's FIFO and stores the offset after it. */
+static void sweep_part(hl_worker *w, part *p, uint64_t now) {
+  int64_t last = -1;
+  while (p->head != NONE && !p->blocked) {
+    slot *s = &w->slots[p->head];
+    if (s->ticket.pending != 0)
+      break;
+    if (s->ticket.err) {
+      char why[400];
+      snprintf(why, sizeof why, "output of %s/%d offset %lld not delivered: %s", p->topic->name,
+               (int)p->partition, (long long)s->offset, rd_kafka_err2str(s->ticket.err));
+      set_fatal(w, why);
+      p->blocked = true;
+      break;
+    }
+    last = s->offset;
+    hl_series_observe(w->s_latency, (double)(now - s->recv_ns) / 1e9);
+    p->head = s->next;
+    if (p->head == NONE)
+      p->tail = NONE;
+    slot_free(w, s);
+    atomic_fetch_add_explicit(&w->n_done, 1, memory_order_relaxed);
+  }
+  if (last >= 0 && hl_consumer_store(w->consumer, p->topic->rkt, p->partition, last + 1) < 0 &&
+      hl_log_enabled(HL_LOG_DEBUG))
+    hl_log_kv(HL_LOG_DEBUG, "offset store refused (partition no longer assigned)", "topic",
+              p->topic->name, NULL);
+}
+
+static void sweep_dirty(hl_worker *w) {
+  if (w->ndirty == 0)
+    return;
+  uint64_t now = now_ns();
+  for (size_t i = 0; i < w->ndirty; i++) {
+    w->dirty[i]->dirty = false;
+    sweep_part(w, w->dirty[i], now);
+  }
+  w->ndirty = 0;
+}
+
+/*
+ * Lets go of every slot of p: those waiting for deliveries are orphaned
+ * (freed when their reports arrive), the rest are freed now.
+ */
+static void abandon_part(hl_worker *w, part *p) {
+  uint32_t i = p->head;
+  while (i != NONE) {
+    slot *s = &w->slots[i];
+    i = s->next;
+    if (s->processed && s->ticket.pending > 0)
+      s->part = NULL;
+    else
+      slot_free(w, s);
+  }
+  p->head = p->tail = NONE;
+  p->blocked = false;
+}
+
+static bool part_waiting(hl_worker *w, part *p) {
+  for (uint32_t i = p->head; i != NONE; i = w->slots[i].next)
+    if (w->slots[i].processed && w->slots[i].ticket.pending > 0)
+      return true;
+  return false;
+}
+
+static int64_t age_fn(void *ud, const char *topic, int32_t partition) {
+  hl_worker *w = ud;
+  for (size_t i = 0; i < w->nwtopics; i++) {
+    wtopic *t = w->wtopics[i];
+    if (strcmp(t->name, topic) != 0 || partition < 0 || partition >= t->nparts)
+      continue;
+    part *p = t->parts[partition];
+    if (!p || p->head == NONE)
+      return -1;
+    return w->slots[p->head].ts_ms;
+  }
+  return -1;
+}
+
+/* ---- Rebalance hooks ------------------------------------------------------------- */
+
+static void on_assigned(void *ud, const rd_kafka_topic_partition_list_t *parts) {
+  hl_worker *w = ud;
+  for (int i = 0; i < parts->cnt; i++) {
+    part *p = part_get(w, parts->elems[i].topic, parts->elems[i].partition);
+    if (p)
+      p->blocked = false;
+  }
+  if (w->paused)
+    hl_consumer_pause(w->consumer, true); /* new partitions start paused too */
+  if (hl_log_enabled(HL_LOG_INFO)) {
+    char n[16];
+    snprintf(n, sizeof n, "%d", parts->cnt);
+    hl_log_kv(HL_LOG_INFO, "partitions assigned", "count", n, NULL);
+  }
+}
+
+static void on_revoking(void *ud, const rd_kafka_topic_partition_list_t *parts, bool lost) {
+  hl_worker *w = ud;
+  /* Inputs of these partitions not yet processed are dropped (they are not stored). */
+  for (size_t i = 0; i < w->nbatch; i++) {
+    hl_kafka_msg *m = &w->batch[i];
+    if (!m->rkm)
+      continue;
+    for (int j = 0; j < parts->cnt; j++) {
+      if (m->partition == parts->elems[j].partition && strcmp(m->topic, parts->elems[j].topic) == 0) {
+        rd_kafka_message_destroy(m->rkm);
+        m->rkm = NULL;
+        break;
+      }
+    }
+  }
+  /* Wait for what was already produced, then store what is done. */
+  uint64_t deadline = now_ns() + (uint64_t)w->o.drain_timeout_ms * 1000000ull;
+  for (int j = 0; j < parts->cnt; j++) {
+    part *p = part_get(w, parts->elems[j].topic, parts->elems[j].partition);
+    if (!p)
+      continue;
+    while (!lost && !w->draining_now && part_waiting(w, p) && now_ns() < deadline)
+      hl_producer_poll(w->producer, 10);
+    if (!lost)
+      sweep_part(w, p, now_ns());
+    abandon_part(w, p);
+  }
+  if (hl_log_enabled(HL_LOG_INFO)) {
+    char n[16];
+    snprintf(n, sizeof n, "%d", parts->cnt);
+    hl_log_kv(HL_LOG_INFO, lost ? "partitions lost" : "partitions revoked", "count", n, NULL);
+  }
+}
+
+/* ---- Creation ---------------------------------------------------------------------- */
+
+int hl_worker_new(const hl_worker_opts *opts, const hl_processor *proc, hl_worker **out,
+                  char *err, size_t errlen) {
+  if (!opts || !proc || (!proc->process && !proc->process_batch) || opts->ntopics == 0) {
+    if (err)
+      snprintf(err, errlen, "worker: a processor and at least one input topic are required");
+    return -EINVAL;
+  }
+  hl_worker *w = calloc(1, sizeof *w);
+  if (!w)
+    return -ENOMEM;
+  w->o = *opts;
+  w->proc = *proc;
+  if (!w->proc.stage)
+    w->proc.stage = "worker";
+  if (!w->o.batch_max)
+    w->o.batch_max = 500;
+  if (!w->o.max_inflight)
+    w->o.max_inflight = 20000;
+  if (!w->o.max_inflight_bytes)
+    w->o.max_inflight_bytes = 64u << 20;
+  if (w->o.max_inflight > 10000000)
+    w->o.max_inflight = 10000000;
+  if (w->o.batch_max > w->o.max_inflight)
+    w->o.batch_max = w->o.max_inflight;
+  int r = -ENOMEM;
+  w->topics = calloc(opts->ntopics, sizeof *w->topics);
+  if (!w->topics)
+    goto fail;
+  for (size_t i = 0; i < opts->ntopics; i++)
+    if (!(w->topics[i] = strdup(opts->topics[i])))
+      goto fail;
+  w->o.topics = (const char *const *)w->topics;
+  /* One spare slot per batch entry, so a batch in hand always fits. */
+  w->nslots = (uint32_t)(w->o.max_inflight + w->o.batch_max);
+  w->slots = calloc(w->nslots, sizeof *w->slots);
+  w->batch = calloc(w->o.batch_max, sizeof *w->batch);
+  w->results = calloc(w->o.batch_max, sizeof *w->results);
+  if (!w->slots || !w->batch || !w->results)
+    goto fail;
+  for (uint32_t i = 0; i < w->nslots; i++)
+    w->slots[i].next = i + 1 < w->nslots ? i + 1 : NONE;
+  w->free_head = 0;
+
+  hl_metrics *m = opts->kafka.metrics;
+  if (m) {
+    w->m_in = hl_metrics_counter(m, "hl_worker_messages_in_total", "Input messages consumed.",
+                                 "topic");
+    w->m_dlq = hl_metrics_counter(m, "hl_worker_messages_dlq_total",
+                                  "Input messages sent to the dead-letter topic, by input topic.",
+                                  "topic");
+    w->s_latency = hl_metric_at(hl_metrics_histogram(m, "hl_worker_processing_seconds",
+                                                     "Time from consuming an input to its offset "
+                                                     "being stored (outputs acknowledged).",
+                                                     NULL, hl_metrics_latency_buckets,
+                                                     hl_metrics_latency_nbuckets));
+    w->s_inflight = hl_metric_at(hl_metrics_gauge(m, "hl_worker_inflight_messages",
+                                                  "Inputs consumed and not yet done.", NULL));
+    w->s_inflight_bytes = hl_metric_at(hl_metrics_gauge(
+        m, "hl_worker_inflight_bytes", "Bytes of inputs consumed and not yet done.", NULL));
+    w->s_paused = hl_metric_at(hl_metrics_gauge(
+        m, "hl_worker_paused", "1 while consumption is paused by the in-flight bound.", NULL));
+    w->s_retries = hl_metric_at(hl_metrics_counter(
+        m, "hl_worker_retries_total", "Inputs processed again after a retriable error.", NULL));
+  }
+
+  r = hl_producer_new(&opts->kafka, ticket_done, w, &w->producer, err, errlen);
+  if (r)
+    goto fail;
+  hl_consumer_hooks hooks = {.ud = w, .assigned = on_assigned, .revoking = on_revoking};
+  r = hl_consumer_new(&opts->kafka, &hooks, &w->consumer, err, errlen);
+  if (r)
+    goto fail;
+  if (hl_consumer_lag(w->consumer))
+    hl_lag_set_age_fn(hl_consumer_lag(w->consumer), age_fn, w);
+  *out = w;
+  return 0;
+fail:
+  hl_worker_free(w);
+  return r;
+}
+
+hl_worker *hl_worker_free(hl_worker *w) {
+  if (!w)
+    return NULL;
+  /* The consumer goes first: closing it runs the revoke hook, which uses the producer. */
+  w->draining_now = true;
+  w->consumer = hl_consumer_free(w->consumer);
+  for (size_t i = 0; i < w->nbatch; i++)
+    if (w->batch[i].rkm)
+      rd_kafka_message_destroy(w->batch[i].rkm);
+  w->producer = hl_producer_free(w->producer);
+  for (size_t i = 0; i < w->nwtopics; i++) {
+    wtopic *t = w->wtopics[i];
+    for (int32_t j = 0; j < t->nparts; j++)
+      free(t->parts[j]);
+    free(t->parts);
+    if (t->rkt)
+      rd_kafka_topic_destroy(t->rkt);
+    free(t->name);
+    free(t);
+  }
+  free(w->wtopics);
+  free(w->dirty);
+  if (w->topics)
+    for (size_t i = 0; i < w->o.ntopics; i++)
+      free(w->topics[i]);
+  free(w->topics);
+  free(w->slots);
+  free(w->batch);
+  free(w->results);
+  free(w);
+  return NULL;
+}
+
+/* The consumer must be destroyed before the topic handles it lent; see hl_worker_free. */
+
+hl_producer *hl_worker_producer(hl_worker *w) { return w->producer; }
+hl_consumer *hl_worker_consumer(hl_worker *w) { return w->consumer; }
+
+void hl_worker_stop(hl_worker *w) { atomic_store(&w->stop, 1); }
+
+static hl_worker *_Atomic signal_worker;
+
+static void on_signal(int sig) {
+  (void)sig;
+  hl_worker *w = atomic_load(&signal_worker);
+  if (w)
+    hl_worker_stop(w);
+}
+
+int hl_worker_handle_signals(hl_worker *w) {
+  atomic_store(&signal_worker, w);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
+    return -errno;
+  return 0;
+}
+
+bool hl_worker_ready(void *ud, char *reason, size_t len) {
+  hl_worker *w = ud;
+  const char *why = NULL;
+  if (atomic_load(&w->fatal))
+    why = w->fatal_reason;
+  else if (atomic_load(&w->draining))
+    why = "draining";
+  else if (!atomic_load(&w->started))
+    why = "not started";
+  if (why) {
+    if (reason && len)
+      snprintf(reason, len, "%s", why);
+    return false;
+  }
+  if (hl_producer_fatal(w->producer, reason, len))
+    return false;
+  return hl_consumer_ready(w->consumer, reason, len);
+}
+
+void hl_worker_get_stats(hl_worker *w, hl_worker_stats *st) {
+  st->consumed = atomic_load(&w->n_consumed);
+  st->done = atomic_load(&w->n_done);
+  st->dlq = atomic_load(&w->n_dlq);
+  st->retries = atomic_load(&w->n_retries);
+  st->inflight = atomic_load(&w->a_inflight);
+  st->inflight_bytes = atomic_load(&w->a_inflight_bytes);
+  st->max_inflight_seen = atomic_load(&w->a_max_inflight);
+  st->pauses = atomic_load(&w->n_pauses);
+}
+
+/* ---- Producing from processors ----------------------------------------------------- */
+
+int hl_worker_produce(hl_worker *w, hl_kafka_msg *msg, const hl_kafka_out *out) {
+  slot *s = msg ? msg->priv : NULL;
+  return hl_producer_send(w->producer, out, s ? &s->ticket : NULL, ENQUEUE_TIMEOUT_MS);
+}
+
+int hl_worker_forward(hl_worker *w, hl_kafka_msg *msg, const char *topic) {
+  rd_kafka_headers_t *h = NULL, *copy = NULL;
+  if (rd_kafka_message_headers(msg->rkm, &h) == RD_KAFKA_RESP_ERR_NO_ERROR && h) {
+    copy = rd_kafka_headers_copy(h);
+    if (!copy)
+      return -ENOMEM;
+  }
+  hl_kafka_out out = {.topic = topic,
+                      .key = msg->key,
+                      .key_len = msg->key_len,
+                      .value = msg->value,
+                      .len = msg->len,
+                      .headers = copy};
+  int r = hl_worker_produce(w, msg, &out);
+  if (r && copy)
+    rd_kafka_headers_destroy(copy);
+  return r;
+}
+
+hl_proc_result hl_worker_reject(hl_worker *w, hl_kafka_msg *msg, const char *code,
+                                const char *detail) {
+  slot *s = msg->priv;
+  int r = hl_kafka_dlq(w->producer, msg->rkm, w->proc.stage, code, detail, s ? &s->ticket : NULL);
+  if (r == HL_EFATAL)
+    return HL_PROC_FATAL;
+  if (r)
+    return HL_PROC_RETRY;
+  if (s)
+    s->rejected = true;
+  return HL_PROC_BAD_INPUT;
+}
+
+/* ---- The loop ------------------------------------------------------------------------ */
+
+static void update_gauges(hl_worker *w) {
+  hl_series_set(w->s_inflight, (double)w->inflight);
+  hl_series_set(w->s_inflight_bytes, (double)w->inflight_bytes);
+  hl_series_set(w->s_paused, w->paused ? 1 : 0);
+}
+
+/* Takes rkm into the batch with a slot; false (rkm untouched) when no slot is free. */
+static bool batch_add(hl_worker *w, rd_kafka_message_t *rkm, uint64_t now) {
+  hl_kafka_msg *m = &w->batch[w->nbatch];
+  hl_kafka_msg_init(m, rkm);
+  part *p = part_get(w, m->topic, m->partition);
+  if (!p)
+    return false;
+  slot *s = slot_alloc(w);
+  if (!s)
+    return false;
+  s->part = p;
+  s->offset = m->offset;
+  s->ts_ms = m->timestamp_ms >= 0 ? m->timestamp_ms : hl_lag_now_ms();
+  s->recv_ns = now;
+  s->bytes = m->len + m->key_len;
+  uint32_t idx = (uint32_t)(s - w->slots);
+  if (p->tail == NONE)
+    p->head = idx;
+  else
+    w->slots[p->tail].next = idx;
+  p->tail = idx;
+  w->inflight++;
+  w->inflight_bytes += s->bytes;
+  if (w->inflight > atomic_load_explicit(&w->a_max_inflight, memory_order_relaxed))
+    atomic_store_explicit(&w->a_max_inflight, w->inflight, memory_order_relaxed);
+  m->priv = s;
+  w->nbatch++;
+  hl_series_inc(p->topic->in);
+  atomic_fetch_add_explicit(&w->n_consumed, 1, memory_order_relaxed);
+  return true;
+}
+
+/* Collects a batch: waits up to 100 ms for a first message, then up to batch_wait for more. */
+static void collect(hl_worker *w, size_t limit) {
+  uint64_t deadline = now_ns() + TICK_NS;
+  while (w->nbatch < limit && w->inflight_bytes < w->o.max_inflight_bytes &&
+         !atomic_load(&w->stop)) {
+    rd_kafka_message_t *rkm = hl_consumer_poll(w->consumer, 0);
+    if (!rkm) {
+      uint64_t now = now_ns();
+      if (now >= deadline)
+        return;
+      /* Error events and rebalances return early: the loop checks the deadline again. */
+      rkm = hl_consumer_poll(w->consumer, (int)((deadline - now + 999999) / 1000000));
+      if (!rkm)
+        continue;
+    }
+    uint64_t now = now_ns();
+    if (!batch_add(w, rkm, now)) {
+      /* Only memory exhaustion gets here; the input is not stored, so nothing is lost. */
+      rd_kafka_message_destroy(rkm);
+      set_fatal(w, "out of memory tracking partitions");
+      return;
+    }
+    if (w->nbatch == 1)
+      deadline = now + (uint64_t)w->o.batch_wait_ms * 1000000ull;
+  }
+}
+
+static void run_processor(hl_worker *w, hl_kafka_msg *msgs, size_t n, hl_proc_result *res) {
+  if (w->proc.process_batch) {
+    for (size_t i = 0; i < n; i++)
+      res[i] = HL_PROC_FATAL;
+    w->proc.process_batch(w->proc.ud, w, msgs, n, res);
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    res[i] = w->proc.process(w->proc.ud, w, &msgs[i]);
+}
+
+/* Finishes one input after the processor: dead letter if needed, then drop the guard. */
+static bool finish(hl_worker *w, hl_kafka_msg *m, hl_proc_result r) {
+  slot *s = m->priv;
+  if (r == HL_PROC_BAD_INPUT && !s->rejected)
+    r = hl_worker_reject(w, m, "rejected", "the processor rejected the input");
+  if (r == HL_PROC_BAD_INPUT) {
+    hl_series_inc(s->part ? s->part->topic->dlq : NULL);
+    atomic_fetch_add_explicit(&w->n_dlq, 1, memory_order_relaxed);
+  } else if (r != HL_PROC_OK) {
+    return false;
+  }
+  s->processed = true;
+  hl_kafka_ticket_release(w->producer, &s->ticket);
+  return true;
+}
+
+/* Backoff that keeps serving delivery reports; false when a stop was requested. */
+static bool backoff(hl_worker *w, int ms) {
+  uint64_t end = now_ns() + (uint64_t)ms * 1000000ull;
+  while (now_ns() < end) {
+    if (atomic_load(&w->stop))
+      return false;
+    hl_producer_poll(w->producer, 10);
+    sweep_dirty(w);
+  }
+  return true;
+}
+
+static void process_batch(hl_worker *w) {
+  /* Drop entries a revoke took away. */
+  size_t n = 0;
+  for (size_t i = 0; i < w->nbatch; i++)
+    if (w->batch[i].rkm)
+      w->batch[n++] = w->batch[i];
+  w->nbatch = n;
+  uint64_t first_try = now_ns();
+  int delay = BACKOFF_MIN_MS;
+  while (n > 0) {
+    run_processor(w, w->batch, n, w->results);
+    size_t again = 0;
+    for (size_t i = 0; i < n; i++) {
+      hl_proc_result r = w->results[i];
+      if (r == HL_PROC_OK || r == HL_PROC_BAD_INPUT) {
+        if (finish(w, &w->batch[i], r)) {
+          rd_kafka_message_destroy(w->batch[i].rkm);
+          continue;
+        }
+        r = HL_PROC_RETRY; /* the dead letter could not be enqueued */
+      }
+      if (r == HL_PROC_FATAL || hl_producer_fatal(w->producer, NULL, 0)) {
+        char why[400];
+        snprintf(why, sizeof why, "processing failed fatally on %s/%d offset %lld",
+                 w->batch[i].topic, (int)w->batch[i].partition, (long long)w->batch[i].offset);
+        set_fatal(w, why);
+      }
+      w->batch[again++] = w->batch[i];
+    }
+    n = again;
+    w->nbatch = n;
+    if (n == 0 || atomic_load(&w->fatal))
+      break;
+    atomic_fetch_add_explicit(&w->n_retries, n, memory_order_relaxed);
+    hl_series_add(w->s_retries, (double)n);
+    if ((int64_t)(now_ns() - first_try) / 1000000 > w->o.retry_timeout_ms) {
+      char why[400];
+      snprintf(why, sizeof why, "processing still failing after the retry timeout on %s/%d",
+               w->batch[0].topic, (int)w->batch[0].partition);
+      set_fatal(w, why);
+      break;
+    }
+    if (!backoff(w, delay))
+      break; /* stopping: the inputs stay unprocessed and uncommitted */
+    delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+  }
+  /* Inputs left (fatal or stopping) are never stored; their slots go at drain. */
+  for (size_t i = 0; i < w->nbatch; i++)
+    rd_kafka_message_destroy(w->batch[i].rkm);
+  w->nbatch = 0;
+}
+
+static void check_clients(hl_worker *w) {
+  char why[256];
+  if (hl_producer_fatal(w->producer, why, sizeof why))
+    set_fatal(w, why);
+  else if (hl_consumer_fatal(w->consumer, why, sizeof why))
+    set_fatal(w, why);
+}
+
+static int drain(hl_worker *w) {
+  atomic_store(&w->draining, true);
+  uint64_t deadline = now_ns() + (uint64_t)w->o.drain_timeout_ms * 1000000ull;
+  /* Finish what was produced: wait for every acknowledgement (or the deadline). */
+  while (hl_producer_outq_len(w->producer) > 0 && now_ns() < deadline) {
+    hl_producer_poll(w->producer, 10);
+    sweep_dirty(w);
+  }
+  hl_producer_poll(w->producer, 0);
+  sweep_dirty(w);
+  int left = hl_producer_outq_len(w->producer);
+  int r = hl_consumer_commit(w->consumer);
+  if (r && hl_log_enabled(HL_LOG_WARN))
+    hl_log_kv(HL_LOG_WARN, "final offset commit failed", "error", hl_strerror(r), NULL);
+  /* Leaving the group runs the revoke hook, which must not wait any more. */
+  w->draining_now = true;
+  hl_consumer_close(w->consumer);
+  if (left > 0) {
+    char n[16];
+    snprintf(n, sizeof n, "%d", left);
+    hl_log_kv(HL_LOG_WARN, "drain deadline passed; undelivered outputs dropped (inputs not committed)",
+              "messages", n, NULL);
+    hl_producer_purge(w->producer);
+  }
+  update_gauges(w);
+  return left > 0 ? HL_ETIMEOUT : 0;
+}
+
+int hl_worker_run(hl_worker *w) {
+  if (atomic_exchange(&w->started, true))
+    return HL_ECLOSED;
+  int r = hl_consumer_subscribe(w->consumer, (const char *const *)w->topics, w->o.ntopics);
+  if (r) {
+    set_fatal(w, "cannot subscribe to the input topics");
+    return HL_EFATAL;
+  }
+  size_t lo_msgs = w->o.max_inflight * 3 / 4, lo_bytes = w->o.max_inflight_bytes / 4 * 3;
+  uint64_t last_tick = 0;
+  while (!atomic_load(&w->stop) && !atomic_load(&w->fatal)) {
+    hl_producer_poll(w->producer, 0);
+    sweep_dirty(w);
+    uint64_t now = now_ns();
+    if (now - last_tick >= TICK_NS) {
+      last_tick = now;
+      check_clients(w);
+      update_gauges(w);
+      atomic_store_explicit(&w->a_inflight, w->inflight, memory_order_relaxed);
+      atomic_store_explicit(&w->a_inflight_bytes, w->inflight_bytes, memory_order_relaxed);
+    }
+    bool over = w->inflight >= w->o.max_inflight || w->inflight_bytes >= w->o.max_inflight_bytes;
+    if (over) {
+      if (!w->paused) {
+        w->paused = true;
+        hl_consumer_pause(w->consumer, true);
+        atomic_fetch_add(&w->n_pauses, 1);
+        update_gauges(w);
+      }
+      /* Serve group events now and then; a message fetched before the pause is still taken. */
+      if (last_tick == now && w->inflight < w->nslots) {
+        rd_kafka_message_t *rkm = hl_consumer_poll(w->consumer, 0);
+        if (rkm) {
+          if (batch_add(w, rkm, now))
+            process_batch(w);
+          else
+            rd_kafka_message_destroy(rkm);
+        }
+      }
+      hl_producer_poll(w->producer, 10);
+      continue;
+    }
+    if (w->paused && w->inflight <= lo_msgs && w->inflight_bytes <= lo_bytes) {
+      w->paused = false;
+      hl_consumer_pause(w->consumer, false);
+      update_gauges(w);
+    }
+    size_t room = w->o.max_inflight - w->inflight;
+    collect(w, room < w->o.batch_max ? room : w->o.batch_max);
+    if (w->nbatch)
+      process_batch(w);
+  }
+  r = drain(w);
+  atomic_store(&w->a_inflight, w->inflight);
+  atomic_store(&w->a_inflight_bytes, w->inflight_bytes);
+  return atomic_load(&w->fatal) ? HL_EFATAL : r;
+}
