@@ -1,0 +1,352 @@
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hl/error.h"
+#include "hl/kafka.h"
+#include "hl/metrics.h"
+#include "hl_kafka_test.h"
+
+HL_TEST_SUITE(kafka);
+
+static hl_kafka_opts opts_for(const char *bs, const char *group, hl_metrics *reg) {
+  hl_kafka_opts o = {.brokers = bs,
+                     .group = group,
+                     .props = HL_TEST_KAFKA_PROPS,
+                     .stats_interval_ms = 200,
+                     .metrics = reg};
+  return o;
+}
+
+Test(kafka, props_parse_escapes_and_errors) {
+  char err[256];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  cr_assert_eq(hl_kafka_props_apply(conf, "linger.ms=7,client.id=a\\,b,,", err, sizeof err), 0,
+               "%s", err);
+  char v[64];
+  size_t n = sizeof v;
+  cr_assert_eq(rd_kafka_conf_get(conf, "linger.ms", v, &n), RD_KAFKA_CONF_OK);
+  cr_assert_str_eq(v, "7");
+  n = sizeof v;
+  rd_kafka_conf_get(conf, "client.id", v, &n);
+  cr_assert_str_eq(v, "a,b");
+  cr_assert_eq(hl_kafka_props_apply(conf, "linger.ms", err, sizeof err), HL_ECONFIG);
+  cr_assert(strstr(err, "linger.ms") != NULL, "%s", err);
+  cr_assert_eq(hl_kafka_props_apply(conf, "=5", err, sizeof err), HL_ECONFIG);
+  cr_assert_eq(hl_kafka_props_apply(conf, "no.such.thing=1", err, sizeof err), HL_ECONFIG);
+  cr_assert(strstr(err, "no.such.thing") != NULL, "%s", err);
+  cr_assert_eq(hl_kafka_props_apply(conf, NULL, err, sizeof err), 0);
+  rd_kafka_conf_destroy(conf);
+
+  hl_kafka_opts o = {.brokers = "127.0.0.1:1", .group = "g", .props = "linger.ms=-3"};
+  cr_assert_eq(hl_kafka_opts_check(&o, err, sizeof err), HL_ECONFIG);
+  o.props = "fetch.wait.max.ms=10";
+  cr_assert_eq(hl_kafka_opts_check(&o, err, sizeof err), 0, "%s", err);
+  o.brokers = "";
+  cr_assert_eq(hl_kafka_opts_check(&o, err, sizeof err), HL_ECONFIG);
+}
+
+Test(kafka, error_classes) {
+  cr_assert_eq(hl_kafka_classify(RD_KAFKA_RESP_ERR_NO_ERROR), HL_KAFKA_OK);
+  cr_assert_eq(hl_kafka_classify(RD_KAFKA_RESP_ERR__TRANSPORT), HL_KAFKA_RETRIABLE);
+  cr_assert_eq(hl_kafka_classify(RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS), HL_KAFKA_RETRIABLE);
+  cr_assert_eq(hl_kafka_classify(RD_KAFKA_RESP_ERR__QUEUE_FULL), HL_KAFKA_RETRIABLE);
+  cr_assert_eq(hl_kafka_classify(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE), HL_KAFKA_FATAL);
+  cr_assert_eq(hl_kafka_classify(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED), HL_KAFKA_FATAL);
+  cr_assert_eq(hl_kafka_classify(RD_KAFKA_RESP_ERR__FATAL), HL_KAFKA_FATAL);
+  cr_assert_eq(hl_kafka_error(RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET), HL_EOFFSET);
+  cr_assert_eq(hl_kafka_error(RD_KAFKA_RESP_ERR__FATAL), HL_EFATAL);
+  cr_assert_eq(hl_kafka_error(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT), HL_ETIMEOUT);
+  cr_assert_eq(hl_kafka_error(RD_KAFKA_RESP_ERR_NO_ERROR), 0);
+}
+
+Test(kafka, header_helpers) {
+  rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+  cr_assert_eq(hl_kafka_header_set(h, HL_HDR_ORG, "org-1"), 0);
+  cr_assert_eq(hl_kafka_header_set(h, HL_HDR_ORG, "org-2"), 0);
+  cr_assert_eq(hl_kafka_header_set(h, HL_HDR_JOB, ""), 0);
+  cr_assert_eq(rd_kafka_header_cnt(h), 2, "set replaces");
+  const void *v;
+  size_t n;
+  cr_assert_eq(hl_kafka_header_view(h, HL_HDR_ORG, &v, &n), 0);
+  cr_assert_eq(n, 5);
+  cr_assert_eq(memcmp(v, "org-2", 5), 0);
+  cr_assert_eq(hl_kafka_header_view(h, HL_HDR_JOB, &v, &n), 0);
+  cr_assert_eq(n, 0);
+  cr_assert_eq(hl_kafka_header_view(h, HL_HDR_LINE, &v, &n), HL_ENOTFOUND);
+  cr_assert_eq(hl_kafka_header_view(NULL, HL_HDR_LINE, &v, &n), HL_ENOTFOUND);
+  rd_kafka_headers_destroy(h);
+}
+
+Test(kafka, outcome_json_is_valid_and_capped) {
+  hl_buf b;
+  hl_buf_init(&b, HL_KAFKA_DETAIL_MAX);
+  cr_assert_eq(hl_kafka_outcome_json(&b, "invalid", "json-parse", "bad \"quote\"\n at 3"), 0);
+  json_error_t je;
+  json_t *j = json_loads(b.data, 0, &je);
+  cr_assert_not_null(j, "%s: %s", je.text, b.data);
+  cr_assert_str_eq(json_string_value(json_object_get(j, "resourceType")), "OperationOutcome");
+  json_t *issue = json_array_get(json_object_get(j, "issue"), 0);
+  cr_assert_str_eq(json_string_value(json_object_get(issue, "severity")), "error");
+  cr_assert_str_eq(json_string_value(json_object_get(issue, "code")), "invalid");
+  cr_assert_str_eq(json_string_value(json_object_get(issue, "diagnostics")), "bad \"quote\"\n at 3");
+  json_decref(j);
+  hl_buf_free(&b);
+  /* A huge detail is cut, and the result still parses. */
+  char *big = malloc(100000);
+  memset(big, 'a', 99999);
+  big[99999] = '\0';
+  hl_buf_init(&b, HL_KAFKA_DETAIL_MAX);
+  cr_assert_eq(hl_kafka_outcome_json(&b, NULL, "x", big), 0);
+  cr_assert_lt(b.len, HL_KAFKA_DETAIL_MAX);
+  j = json_loads(b.data, 0, &je);
+  cr_assert_not_null(j);
+  json_decref(j);
+  hl_buf_free(&b);
+  free(big);
+}
+
+static int done_calls;
+static void on_done(void *ud, hl_kafka_ticket *t) {
+  (void)ud;
+  (void)t;
+  done_calls++;
+}
+
+typedef struct seen {
+  int n;
+  int with_headers;
+  int dlq_ok;
+} seen;
+
+/* Produce through hl_producer with a ticket, then read back with hl_consumer. */
+Test(kafka, roundtrip_tickets_headers_and_new_group_from_earliest, .timeout = 90) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "rt.in", 2);
+  hl_metrics *reg = NULL;
+  hl_metrics_new(&reg);
+  hl_kafka_opts o = opts_for(m.bootstraps, "g-rt", reg);
+  char err[256] = "";
+  hl_producer *p = NULL;
+  cr_assert_eq(hl_producer_new(&o, on_done, NULL, &p, err, sizeof err), 0, "%s", err);
+
+  done_calls = 0;
+  hl_kafka_ticket t = {.pending = 1};
+  for (int i = 0; i < 20; i++) {
+    char key[8], val[16];
+    snprintf(key, sizeof key, "k%d", i);
+    snprintf(val, sizeof val, "value-%d", i);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    hl_kafka_header_set(h, HL_HDR_ORG, "org-7");
+    hl_kafka_header_set(h, HL_HDR_LINE, key + 1);
+    hl_kafka_out out = {.topic = "rt.in", .key = key, .key_len = strlen(key), .value = val,
+                        .len = strlen(val), .headers = h};
+    cr_assert_eq(hl_producer_send(p, &out, &t, 1000), 0);
+  }
+  cr_assert_eq(t.pending, 21);
+  /* The guard keeps the ticket open even when every delivery is in. */
+  cr_assert_eq(hl_producer_flush(p, 20000), 0);
+  cr_assert_eq(t.pending, 1);
+  cr_assert_eq(done_calls, 0);
+  hl_kafka_ticket_release(p, &t);
+  cr_assert_eq(t.pending, 0);
+  cr_assert_eq(t.err, 0);
+  cr_assert_eq(done_calls, 1);
+  cr_assert_eq(hl_series_value(hl_metric_at(hl_metrics_counter(reg, "hl_kafka_messages_produced_total", "", "topic"), "rt.in")), 20);
+
+  hl_consumer *c = NULL;
+  cr_assert_eq(hl_consumer_new(&o, NULL, &c, err, sizeof err), 0, "%s", err);
+  char reason[256];
+  cr_assert_not(hl_consumer_ready(c, reason, sizeof reason));
+  const char *topics[] = {"rt.in"};
+  cr_assert_eq(hl_consumer_subscribe(c, topics, 1), 0);
+  int got = 0, hdr_ok = 0;
+  double end = hl_test_now() + 30;
+  while (got < 20 && hl_test_now() < end) {
+    rd_kafka_message_t *msg = hl_consumer_poll(c, 100);
+    if (!msg)
+      continue;
+    got++;
+    char org[16], line[16], key[16];
+    snprintf(key, sizeof key, "%.*s", (int)msg->key_len, (const char *)msg->key);
+    if (hl_kafka_header_get(msg, HL_HDR_ORG, org, sizeof org) == 5 &&
+        strcmp(org, "org-7") == 0 && hl_kafka_header_get(msg, HL_HDR_LINE, line, sizeof line) > 0 &&
+        strcmp(line, key + 1) == 0)
+      hdr_ok++;
+    char tiny[3];
+    cr_assert_eq(hl_kafka_header_get(msg, HL_HDR_ORG, tiny, sizeof tiny), HL_ELIMIT);
+    cr_assert_eq(hl_kafka_header_get(msg, HL_HDR_JOB, tiny, sizeof tiny), HL_ENOTFOUND);
+    rd_kafka_message_destroy(msg);
+  }
+  cr_assert_eq(got, 20, "a new group starts at the earliest offset");
+  cr_assert_eq(hdr_ok, 20);
+  end = hl_test_now() + 10;
+  while (!hl_consumer_ready(c, reason, sizeof reason) && hl_test_now() < end)
+    hl_consumer_poll(c, 100);
+  cr_assert(hl_consumer_ready(c, reason, sizeof reason), "%s", reason);
+  cr_assert_geq(hl_consumer_rebalances(c), 1);
+  /* Nothing was stored, so nothing is committed. */
+  hl_consumer_commit(c);
+  cr_assert_eq(hl_test_committed(m.bootstraps, "g-rt", "rt.in", 0), RD_KAFKA_OFFSET_INVALID);
+  hl_consumer_free(c);
+  hl_producer_free(p);
+  hl_metrics_free(reg);
+  hl_mock_stop(&m);
+}
+
+static void check_dlq(void *ud, const rd_kafka_message_t *msg) {
+  seen *s = ud;
+  s->n++;
+  cr_assert_eq(msg->key_len, 3);
+  cr_assert_eq(memcmp(msg->key, "k\0x", 3), 0, "key bytes unchanged");
+  cr_assert_eq(msg->len, 5);
+  cr_assert_eq(memcmp(msg->payload, "\x01{\0}\xff", 5), 0, "value bytes unchanged");
+  char b[HL_KAFKA_DETAIL_MAX];
+  cr_assert_eq(hl_kafka_header_get(msg, HL_HDR_ORG, b, sizeof b), 5);
+  cr_assert_str_eq(b, "org-9");
+  cr_assert_gt(hl_kafka_header_get(msg, HL_HDR_ERROR_STAGE, b, sizeof b), 0);
+  cr_assert_str_eq(b, "validator");
+  cr_assert_gt(hl_kafka_header_get(msg, HL_HDR_ERROR_CODE, b, sizeof b), 0);
+  cr_assert_str_eq(b, "schema");
+  cr_assert_gt(hl_kafka_header_get(msg, HL_HDR_SOURCE_TOPIC, b, sizeof b), 0);
+  cr_assert_str_eq(b, "dlq.in");
+  cr_assert_gt(hl_kafka_header_get(msg, HL_HDR_SOURCE_PARTITION, b, sizeof b), 0);
+  cr_assert_str_eq(b, "0");
+  cr_assert_gt(hl_kafka_header_get(msg, HL_HDR_SOURCE_OFFSET, b, sizeof b), 0);
+  cr_assert_str_eq(b, "0");
+  cr_assert_gt(hl_kafka_header_get(msg, HL_HDR_ERROR_DETAIL, b, sizeof b), 0);
+  json_error_t je;
+  json_t *j = json_loads(b, 0, &je);
+  cr_assert_not_null(j, "%s", b);
+  cr_assert_str_eq(json_string_value(json_object_get(j, "resourceType")), "OperationOutcome");
+  json_t *issue = json_array_get(json_object_get(j, "issue"), 0);
+  cr_assert_str_eq(json_string_value(json_object_get(issue, "diagnostics")),
+                   "Observation.status: required");
+  json_decref(j);
+  /* Exactly one of each error header, even though the input carried a stale one. */
+  rd_kafka_headers_t *h = NULL;
+  rd_kafka_message_headers((rd_kafka_message_t *)msg, &h);
+  const void *v;
+  size_t n;
+  int count = 0;
+  for (size_t i = 0; rd_kafka_header_get(h, i, HL_HDR_ERROR_CODE, &v, &n) == 0; i++)
+    count++;
+  cr_assert_eq(count, 1);
+  s->dlq_ok++;
+}
+
+Test(kafka, dlq_keeps_original_bytes_and_headers, .timeout = 90) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "dlq.in", 1);
+  hl_mock_topic(&m, "hl.dlq", 1);
+  /* An input with binary key and value and a stale error header. */
+  char err[256];
+  rd_kafka_t *raw = rd_kafka_new(RD_KAFKA_PRODUCER, hl_test_conf(m.bootstraps), err, sizeof err);
+  rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+  rd_kafka_header_add(h, HL_HDR_ORG, -1, "org-9", -1);
+  rd_kafka_header_add(h, HL_HDR_ERROR_CODE, -1, "old", -1);
+  cr_assert_eq(rd_kafka_producev(raw, RD_KAFKA_V_TOPIC("dlq.in"), RD_KAFKA_V_KEY("k\0x", 3),
+                                 RD_KAFKA_V_VALUE("\x01{\0}\xff", 5),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+                                 RD_KAFKA_V_END),
+               0);
+  rd_kafka_flush(raw, 10000);
+  rd_kafka_destroy(raw);
+
+  hl_kafka_opts o = opts_for(m.bootstraps, "g-dlq", NULL);
+  hl_producer *p = NULL;
+  hl_consumer *c = NULL;
+  cr_assert_eq(hl_producer_new(&o, NULL, NULL, &p, err, sizeof err), 0);
+  cr_assert_eq(hl_consumer_new(&o, NULL, &c, err, sizeof err), 0);
+  const char *topics[] = {"dlq.in"};
+  hl_consumer_subscribe(c, topics, 1);
+  rd_kafka_message_t *in = NULL;
+  double end = hl_test_now() + 30;
+  while (!in && hl_test_now() < end)
+    in = hl_consumer_poll(c, 100);
+  cr_assert_not_null(in);
+  hl_kafka_ticket t = {.pending = 1};
+  cr_assert_eq(hl_kafka_dlq(p, in, "validator", "schema", "Observation.status: required", &t), 0);
+  hl_kafka_ticket_release(p, &t);
+  cr_assert_eq(hl_producer_flush(p, 20000), 0);
+  cr_assert_eq(t.pending, 0);
+  cr_assert_eq(t.err, 0);
+  rd_kafka_message_destroy(in);
+  seen s = {0};
+  cr_assert_eq(hl_test_read(m.bootstraps, "hl.dlq", 1, 1, 30, check_dlq, &s), 1);
+  cr_assert_eq(s.dlq_ok, 1);
+  hl_consumer_free(c);
+  hl_producer_free(p);
+  hl_mock_stop(&m);
+}
+
+/* Consumes with hl_consumer until an out-of-range event; returns messages seen. */
+static int poll_until_oor(hl_consumer *c, double secs) {
+  int msgs = 0;
+  double end = hl_test_now() + secs;
+  while (hl_consumer_out_of_range(c) == 0 && hl_test_now() < end) {
+    rd_kafka_message_t *msg = hl_consumer_poll(c, 100);
+    if (msg) {
+      msgs++;
+      rd_kafka_message_destroy(msg);
+    }
+  }
+  /* Keep polling a little: nothing may arrive after the error either. */
+  end = hl_test_now() + 1;
+  while (hl_test_now() < end) {
+    rd_kafka_message_t *msg = hl_consumer_poll(c, 100);
+    if (msg) {
+      msgs++;
+      rd_kafka_message_destroy(msg);
+    }
+  }
+  return msgs;
+}
+
+static void assert_oor(hl_mock *m, const char *topic, const char *group, int64_t committed) {
+  hl_metrics *reg = NULL;
+  hl_metrics_new(&reg);
+  hl_kafka_opts o = opts_for(m->bootstraps, group, reg);
+  hl_consumer *c = NULL;
+  char err[256];
+  cr_assert_eq(hl_consumer_new(&o, NULL, &c, err, sizeof err), 0);
+  const char *topics[] = {topic};
+  hl_consumer_subscribe(c, topics, 1);
+  int msgs = poll_until_oor(c, 30);
+  cr_assert_gt(hl_consumer_out_of_range(c), 0, "out-of-range not detected");
+  cr_assert_eq(msgs, 0, "the consumer skipped ahead instead of stopping");
+  char reason[256];
+  cr_assert_not(hl_consumer_ready(c, reason, sizeof reason));
+  cr_assert(strstr(reason, "out of range") != NULL, "%s", reason);
+  hl_metric *fam = hl_metrics_counter(reg, "hl_kafka_offset_out_of_range_total", "",
+                                      "topic,partition");
+  cr_assert_geq(hl_series_value(hl_metric_at(fam, topic, "0")), 1);
+  hl_consumer_free(c);
+  /* The committed offset was not moved by a reset. */
+  cr_assert_eq(hl_test_committed(m->bootstraps, group, topic, 0), committed);
+  hl_metrics_free(reg);
+}
+
+Test(kafka, offset_beyond_end_is_an_error_not_a_skip, .timeout = 90) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "oor.ahead", 1);
+  hl_test_produce(m.bootstraps, "oor.ahead", 0, 10, 16, 0);
+  hl_test_commit(m.bootstraps, "g-oor1", "oor.ahead", 0, 1000);
+  assert_oor(&m, "oor.ahead", "g-oor1", 1000);
+  hl_mock_stop(&m);
+}
+
+Test(kafka, data_aged_out_is_an_error_not_a_skip, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "oor.aged", 1);
+  /* The group has read 5 messages; then > 5 MiB more push offset 5 out of the mock's log. */
+  hl_test_produce(m.bootstraps, "oor.aged", 0, 10, 16, 0);
+  hl_test_commit(m.bootstraps, "g-oor2", "oor.aged", 0, 5);
+  hl_test_produce(m.bootstraps, "oor.aged", 10, 7000, 1024, 0);
+  assert_oor(&m, "oor.aged", "g-oor2", 5);
+  hl_mock_stop(&m);
+}

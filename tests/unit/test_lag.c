@@ -1,0 +1,2 @@
+#include "hl_test.h"
+HL_TEST_SUITE(lag);
