@@ -867,7 +867,10 @@ rd_kafka_message_t *hl_consumer_poll(hl_consumer *c, int timeout_ms) {
 
 int hl_consumer_store(hl_consumer *c, rd_kafka_topic_t *rkt, int32_t partition,
                       int64_t next_offset) {
-  rd_kafka_resp_err_t e = rd_kafka_offset_store(rkt, partition, next_offset);
+  if (next_offset < 1)
+    return -EINVAL;
+  /* The legacy call stores its argument + 1, i.e. it takes the last done offset. */
+  rd_kafka_resp_err_t e = rd_kafka_offset_store(rkt, partition, next_offset - 1);
   return e ? HL_EKAFKA : 0;
 }
 

@@ -1,2 +1,478 @@
-#include "hl_test.h"
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hl/error.h"
+#include "hl/kafka.h"
+#include "hl/metrics.h"
+#include "hl/worker.h"
+#include "hl_kafka_test.h"
+
 HL_TEST_SUITE(worker);
+
+typedef struct run {
+  hl_worker *w;
+  pthread_t th;
+  int rc;
+} run;
+
+static void *runner(void *arg) {
+  run *r = arg;
+  r->rc = hl_worker_run(r->w);
+  return NULL;
+}
+
+static void run_start(run *r) { cr_assert_eq(pthread_create(&r->th, NULL, runner, r), 0); }
+
+static int run_stop(run *r) {
+  hl_worker_stop(r->w);
+  pthread_join(r->th, NULL);
+  return r->rc;
+}
+
+static hl_worker_stats stats_of(hl_worker *w) {
+  hl_worker_stats s;
+  hl_worker_get_stats(w, &s);
+  return s;
+}
+
+/* Waits until the worker has done n inputs; false after secs. */
+static bool wait_done(hl_worker *w, uint64_t n, double secs) {
+  double end = hl_test_now() + secs;
+  while (hl_test_now() < end) {
+    if (stats_of(w).done >= n)
+      return true;
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, NULL);
+  }
+  return false;
+}
+
+static bool wait_consumed(hl_worker *w, uint64_t n, double secs) {
+  double end = hl_test_now() + secs;
+  while (hl_test_now() < end) {
+    if (stats_of(w).consumed >= n)
+      return true;
+    struct timespec ts = {0, 10000000};
+    nanosleep(&ts, NULL);
+  }
+  return false;
+}
+
+static hl_worker_opts wopts(const char *bs, const char *group, const char **topic,
+                            hl_metrics *reg) {
+  hl_worker_opts o = {0};
+  o.kafka.brokers = bs;
+  o.kafka.group = group;
+  o.kafka.props = HL_TEST_KAFKA_PROPS;
+  o.kafka.stats_interval_ms = 200;
+  o.kafka.metrics = reg;
+  o.topics = topic;
+  o.ntopics = 1;
+  o.batch_max = 100;
+  o.batch_wait_ms = 2;
+  o.max_inflight = 1000;
+  o.max_inflight_bytes = 16u << 20;
+  o.drain_timeout_ms = 20000;
+  o.retry_timeout_ms = 20000;
+  return o;
+}
+
+static hl_proc_result forward(void *ud, hl_worker *w, hl_kafka_msg *msg) {
+  int r = hl_worker_forward(w, msg, ud);
+  return r == 0 ? HL_PROC_OK : r == HL_EFATAL ? HL_PROC_FATAL : HL_PROC_RETRY;
+}
+
+static int key_number(const void *key, size_t len) {
+  char buf[16];
+  snprintf(buf, sizeof buf, "%.*s", (int)len, (const char *)key);
+  return atoi(buf + 1);
+}
+
+/* Checks one copied message: key kN, value "vN:...", headers hl-org and hl-line=N. */
+typedef struct copies {
+  int n, bad;
+  unsigned char seen[4096];
+} copies;
+
+static void check_copy(void *ud, const rd_kafka_message_t *m) {
+  copies *c = ud;
+  c->n++;
+  int k = key_number(m->key, m->key_len);
+  char line[16], org[16], prefix[16];
+  snprintf(prefix, sizeof prefix, "v%d:", k);
+  if (k < 0 || k >= 4096 || c->seen[k] ||
+      hl_kafka_header_get(m, HL_HDR_LINE, line, sizeof line) < 0 || atoi(line) != k ||
+      hl_kafka_header_get(m, HL_HDR_ORG, org, sizeof org) != 5 ||
+      m->len < strlen(prefix) || memcmp(m->payload, prefix, strlen(prefix)) != 0) {
+    c->bad++;
+    return;
+  }
+  c->seen[k] = 1;
+}
+
+static void assert_committed_at_end(hl_mock *m, const char *group, const char *topic, int parts) {
+  for (int p = 0; p < parts; p++) {
+    int64_t end = hl_test_end(m->bootstraps, topic, p);
+    int64_t c = hl_test_committed(m->bootstraps, group, topic, p);
+    cr_assert_eq(c, end, "partition %d: committed %lld, end %lld", p, (long long)c,
+                 (long long)end);
+  }
+}
+
+static double metric_value(hl_metrics *reg, const char *needle) {
+  hl_buf b;
+  hl_buf_init(&b, 0);
+  hl_metrics_render(reg, &b);
+  char *at = strstr(b.data, needle);
+  double v = at ? strtod(at + strlen(needle), NULL) : -1;
+  hl_buf_free(&b);
+  return v;
+}
+
+Test(worker, passes_messages_through_and_commits_end_offsets, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 2);
+  hl_mock_topic(&m, "pt.in", 4);
+  hl_mock_topic(&m, "pt.out", 3);
+  const int n = 2000;
+  hl_test_produce(m.bootstraps, "pt.in", 0, n, 256, -1);
+  hl_metrics *reg = NULL;
+  hl_metrics_new(&reg);
+  const char *topic[] = {"pt.in"};
+  hl_worker_opts o = wopts(m.bootstraps, "g-pt", topic, reg);
+  hl_processor proc = {.stage = "test", .ud = "pt.out", .process = forward};
+  run r = {0};
+  char err[256] = "";
+  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, err, sizeof err), 0, "%s", err);
+  char reason[256];
+  cr_assert_not(hl_worker_ready(r.w, reason, sizeof reason));
+  run_start(&r);
+  cr_assert(wait_done(r.w, n, 60), "done %llu of %d", (unsigned long long)stats_of(r.w).done, n);
+  double end = hl_test_now() + 20;
+  while (!hl_worker_ready(r.w, reason, sizeof reason) && hl_test_now() < end)
+    nanosleep(&(struct timespec){0, 50000000}, NULL);
+  cr_assert(hl_worker_ready(r.w, reason, sizeof reason), "%s", reason);
+  /* Lag from the statistics falls to 0 once the offsets are stored. */
+  end = hl_test_now() + 20;
+  double total = -1;
+  while (hl_test_now() < end) {
+    total = 0;
+    for (int p = 0; p < 4; p++) {
+      char needle[160];
+      snprintf(needle, sizeof needle,
+               "hl_consumer_lag_messages{group=\"g-pt\",topic=\"pt.in\",partition=\"%d\"} ", p);
+      double v = metric_value(reg, needle);
+      total = v < 0 || total < 0 ? -1 : total + v;
+    }
+    if (total == 0)
+      break;
+    nanosleep(&(struct timespec){0, 100000000}, NULL);
+  }
+  cr_assert_eq(total, 0, "consumer lag gauges did not reach 0");
+  cr_assert_eq(metric_value(reg, "hl_worker_messages_in_total{topic=\"pt.in\"} "), n);
+  cr_assert_eq(run_stop(&r), 0);
+  cr_assert_not(hl_worker_ready(r.w, reason, sizeof reason));
+  hl_worker_stats s = stats_of(r.w);
+  cr_assert_eq(s.consumed, (uint64_t)n, "each input once (no rebalance here)");
+  cr_assert_eq(s.inflight, 0);
+  assert_committed_at_end(&m, "g-pt", "pt.in", 4);
+  copies c = {0};
+  cr_assert_eq(hl_test_read(m.bootstraps, "pt.out", 3, n, 30, check_copy, &c), n);
+  cr_assert_eq(c.bad, 0);
+  hl_worker_free(r.w);
+  hl_metrics_free(reg);
+  hl_mock_stop(&m);
+}
+
+Test(worker, offsets_wait_for_output_acknowledgement, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "ack.in", 1);
+  hl_mock_topic(&m, "ack.out", 1);
+  hl_test_produce(m.bootstraps, "ack.in", 0, 50, 64, 0);
+  /* The next 25 Produce requests (about 4 s of retries) fail with a retriable error. */
+  rd_kafka_resp_err_t errs[25];
+  for (int i = 0; i < 25; i++)
+    errs[i] = RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
+  rd_kafka_mock_push_request_errors_array(m.mc, 0 /* Produce */, 25, errs);
+  const char *topic[] = {"ack.in"};
+  hl_worker_opts o = wopts(m.bootstraps, "g-ack", topic, NULL);
+  o.kafka.props = HL_TEST_KAFKA_PROPS ",retry.backoff.ms=150";
+  hl_processor proc = {.stage = "test", .ud = "ack.out", .process = forward};
+  run r = {0};
+  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, NULL, 0), 0);
+  run_start(&r);
+  cr_assert(wait_consumed(r.w, 50, 60));
+  /*
+   * Processed but not acknowledged: the committed offset never passes the
+   * inputs whose outputs are acknowledged (done), and while nothing is
+   * acknowledged nothing is committed.
+   */
+  double end = hl_test_now() + 2;
+  int held = 0;
+  while (hl_test_now() < end) {
+    uint64_t before = stats_of(r.w).done;
+    int64_t c = hl_test_committed(m.bootstraps, "g-ack", "ack.in", 0);
+    uint64_t after = stats_of(r.w).done;
+    cr_assert_leq(c < 0 ? 0 : c, (int64_t)after, "committed %lld with %llu done", (long long)c,
+                  (unsigned long long)after);
+    held += before == 0 && after == 0 && c == RD_KAFKA_OFFSET_INVALID;
+    nanosleep(&(struct timespec){0, 100000000}, NULL);
+  }
+  cr_assert_gt(held, 0, "the produce errors did not hold the deliveries back");
+  cr_assert(wait_done(r.w, 50, 60), "the retried deliveries never completed");
+  cr_assert_eq(run_stop(&r), 0);
+  assert_committed_at_end(&m, "g-ack", "ack.in", 1);
+  hl_worker_free(r.w);
+  hl_mock_stop(&m);
+}
+
+Test(worker, failed_delivery_is_fatal_and_not_committed, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "fail.in", 1);
+  hl_mock_topic(&m, "fail.out", 1);
+  hl_test_produce(m.bootstraps, "fail.in", 0, 20, 64, 0);
+  rd_kafka_resp_err_t errs[200];
+  for (int i = 0; i < 200; i++)
+    errs[i] = RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
+  rd_kafka_mock_push_request_errors_array(m.mc, 0 /* Produce */, 200, errs);
+  const char *topic[] = {"fail.in"};
+  hl_worker_opts o = wopts(m.bootstraps, "g-fail", topic, NULL);
+  hl_processor proc = {.stage = "test", .ud = "fail.out", .process = forward};
+  run r = {0};
+  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, NULL, 0), 0);
+  run_start(&r);
+  pthread_join(r.th, NULL); /* stops by itself */
+  cr_assert_eq(r.rc, HL_EFATAL);
+  char reason[256];
+  cr_assert_not(hl_worker_ready(r.w, reason, sizeof reason));
+  cr_assert(strstr(reason, "not delivered") != NULL || strstr(reason, "fatal") != NULL, "%s",
+            reason);
+  cr_assert_eq(stats_of(r.w).done, 0);
+  cr_assert_eq(hl_test_committed(m.bootstraps, "g-fail", "fail.in", 0), RD_KAFKA_OFFSET_INVALID);
+  hl_worker_free(r.w);
+  hl_mock_stop(&m);
+}
+
+/* Batch processor: multiples of 5 are bad input, multiples of 7 fail twice first. */
+static _Atomic int attempts[512];
+static void mixed_batch(void *ud, hl_worker *w, hl_kafka_msg *msgs, size_t n,
+                        hl_proc_result *res) {
+  for (size_t i = 0; i < n; i++) {
+    int k = key_number(msgs[i].key, msgs[i].key_len);
+    if (k % 5 == 0) {
+      res[i] = hl_worker_reject(w, &msgs[i], "bad-number", "multiples of five are refused");
+      continue;
+    }
+    if (k % 7 == 0 && atomic_fetch_add(&attempts[k], 1) < 2) {
+      res[i] = HL_PROC_RETRY;
+      continue;
+    }
+    res[i] = forward(ud, w, &msgs[i]);
+  }
+}
+
+typedef struct dlq_seen {
+  int n, bad;
+} dlq_seen;
+
+static void check_dlq(void *ud, const rd_kafka_message_t *m) {
+  dlq_seen *d = ud;
+  d->n++;
+  char stage[32], code[32];
+  int k = key_number(m->key, m->key_len);
+  if (k % 5 != 0 || hl_kafka_header_get(m, HL_HDR_ERROR_STAGE, stage, sizeof stage) < 0 ||
+      strcmp(stage, "test") != 0 || hl_kafka_header_get(m, HL_HDR_ERROR_CODE, code, sizeof code) < 0 ||
+      strcmp(code, "bad-number") != 0)
+    d->bad++;
+}
+
+Test(worker, dead_letters_and_retries_in_batches, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "mix.in", 2);
+  hl_mock_topic(&m, "mix.out", 1);
+  hl_mock_topic(&m, "hl.dlq", 1);
+  const int n = 200;
+  hl_test_produce(m.bootstraps, "mix.in", 0, n, 32, -1);
+  hl_metrics *reg = NULL;
+  hl_metrics_new(&reg);
+  const char *topic[] = {"mix.in"};
+  hl_worker_opts o = wopts(m.bootstraps, "g-mix", topic, reg);
+  hl_processor proc = {.stage = "test", .ud = "mix.out", .process_batch = mixed_batch};
+  run r = {0};
+  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, NULL, 0), 0);
+  run_start(&r);
+  cr_assert(wait_done(r.w, n, 60));
+  cr_assert_eq(run_stop(&r), 0);
+  hl_worker_stats s = stats_of(r.w);
+  cr_assert_eq(s.dlq, 40);
+  int sevens = 0;
+  for (int k = 0; k < n; k++)
+    sevens += k % 7 == 0 && k % 5 != 0;
+  cr_assert_eq(s.retries, (uint64_t)sevens * 2);
+  cr_assert_eq(metric_value(reg, "hl_worker_messages_dlq_total{topic=\"mix.in\"} "), 40);
+  assert_committed_at_end(&m, "g-mix", "mix.in", 2);
+  dlq_seen d = {0};
+  cr_assert_eq(hl_test_read(m.bootstraps, "hl.dlq", 1, 40, 30, check_dlq, &d), 40);
+  cr_assert_eq(d.bad, 0);
+  cr_assert_eq(hl_test_read(m.bootstraps, "mix.out", 1, n - 40, 30, NULL, NULL), n - 40);
+  hl_worker_free(r.w);
+  hl_metrics_free(reg);
+  hl_mock_stop(&m);
+}
+
+static void backpressure_case(const char *group, size_t max_msgs, size_t max_bytes,
+                              size_t expect_max) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "bp.in", 1);
+  hl_mock_topic(&m, "bp.out", 1);
+  const int n = max_bytes < 100000 ? 100 : 400;
+  hl_test_produce(m.bootstraps, "bp.in", 0, n, 1000, 0);
+  /* Slow acknowledgements keep inputs in flight. */
+  rd_kafka_mock_broker_set_rtt(m.mc, 1, 30);
+  const char *topic[] = {"bp.in"};
+  hl_worker_opts o = wopts(m.bootstraps, group, topic, NULL);
+  o.max_inflight = max_msgs;
+  o.max_inflight_bytes = max_bytes;
+  o.batch_max = 10;
+  o.kafka.props = HL_TEST_KAFKA_PROPS ",fetch.wait.max.ms=20";
+  hl_processor proc = {.stage = "test", .ud = "bp.out", .process = forward};
+  run r = {0};
+  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, NULL, 0), 0);
+  run_start(&r);
+  cr_assert(wait_done(r.w, n, 90), "done %llu", (unsigned long long)stats_of(r.w).done);
+  cr_assert_eq(run_stop(&r), 0);
+  hl_worker_stats s = stats_of(r.w);
+  cr_assert_leq(s.max_inflight_seen, expect_max, "in flight peaked at %zu", s.max_inflight_seen);
+  cr_assert_gt(s.pauses, 0, "the bound was never reached");
+  assert_committed_at_end(&m, group, "bp.in", 1);
+  hl_worker_free(r.w);
+  hl_mock_stop(&m);
+}
+
+Test(worker, backpressure_bounds_messages_in_flight, .timeout = 150) {
+  backpressure_case("g-bp1", 20, 16u << 20, 20);
+}
+
+Test(worker, backpressure_bounds_bytes_in_flight, .timeout = 150) {
+  /* About 1 KiB per input: the byte bound (4 KiB) is hit after 4 or 5 of them. */
+  backpressure_case("g-bp2", 1000, 4096, 5);
+}
+
+Test(worker, stop_drains_in_flight_work_before_committing, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "dr.in", 1);
+  hl_mock_topic(&m, "dr.out", 1);
+  hl_test_produce(m.bootstraps, "dr.in", 0, 300, 64, 0);
+  rd_kafka_mock_broker_set_rtt(m.mc, 1, 200);
+  const char *topic[] = {"dr.in"};
+  hl_worker_opts o = wopts(m.bootstraps, "g-dr", topic, NULL);
+  o.batch_max = 20;
+  hl_processor proc = {.stage = "test", .ud = "dr.out", .process = forward};
+  run r = {0};
+  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, NULL, 0), 0);
+  run_start(&r);
+  cr_assert(wait_consumed(r.w, 20, 60));
+  cr_assert_eq(run_stop(&r), 0, "the drain finished within its deadline");
+  hl_worker_stats s = stats_of(r.w);
+  cr_assert_eq(s.done, s.consumed, "everything consumed was finished");
+  cr_assert_eq(s.inflight, 0);
+  int64_t committed = hl_test_committed(m.bootstraps, "g-dr", "dr.in", 0);
+  cr_assert_eq(committed, (int64_t)s.done, "committed %lld, done %llu", (long long)committed,
+               (unsigned long long)s.done);
+  rd_kafka_mock_broker_set_rtt(m.mc, 1, 0);
+  cr_assert_geq(hl_test_read(m.bootstraps, "dr.out", 1, (int)committed, 30, NULL, NULL),
+                committed, "every committed input has its output");
+  hl_worker_free(r.w);
+  hl_mock_stop(&m);
+}
+
+Test(worker, drain_deadline_drops_undelivered_without_committing, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "dd.in", 1);
+  hl_mock_topic(&m, "dd.out", 1);
+  hl_test_produce(m.bootstraps, "dd.in", 0, 100, 64, 0);
+  const char *topic[] = {"dd.in"};
+  hl_worker_opts o = wopts(m.bootstraps, "g-dd", topic, NULL);
+  o.drain_timeout_ms = 300;
+  hl_processor proc = {.stage = "test", .ud = "dd.out", .process = forward};
+  run r = {0};
+  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, NULL, 0), 0);
+  run_start(&r);
+  cr_assert(wait_consumed(r.w, 1, 60));
+  rd_kafka_mock_broker_set_rtt(m.mc, 1, 3000); /* acknowledgements now come too late */
+  nanosleep(&(struct timespec){0, 100000000}, NULL);
+  int rc = run_stop(&r);
+  hl_worker_stats s = stats_of(r.w);
+  cr_assert(rc == HL_ETIMEOUT || s.done == s.consumed, "rc %d", rc);
+  rd_kafka_mock_broker_set_rtt(m.mc, 1, 0);
+  int64_t committed = hl_test_committed(m.bootstraps, "g-dd", "dd.in", 0);
+  if (committed < 0)
+    committed = 0;
+  cr_assert_leq(committed, (int64_t)s.done);
+  int out = hl_test_read(m.bootstraps, "dd.out", 1, (int)s.consumed, 10, NULL, NULL);
+  cr_assert_geq(out, committed, "a committed input lost its output");
+  hl_worker_free(r.w);
+  hl_mock_stop(&m);
+}
+
+Test(worker, out_of_range_offset_makes_the_worker_unready, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "wo.in", 1);
+  hl_test_produce(m.bootstraps, "wo.in", 0, 10, 16, 0);
+  hl_test_commit(m.bootstraps, "g-wo", "wo.in", 0, 500);
+  const char *topic[] = {"wo.in"};
+  hl_worker_opts o = wopts(m.bootstraps, "g-wo", topic, NULL);
+  hl_processor proc = {.stage = "test", .ud = "wo.out", .process = forward};
+  run r = {0};
+  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, NULL, 0), 0);
+  run_start(&r);
+  char reason[256] = "";
+  double end = hl_test_now() + 30;
+  while (hl_test_now() < end) {
+    hl_worker_ready(r.w, reason, sizeof reason);
+    if (strstr(reason, "out of range"))
+      break;
+    nanosleep(&(struct timespec){0, 50000000}, NULL);
+  }
+  cr_assert(strstr(reason, "out of range") != NULL, "%s", reason);
+  cr_assert_eq(run_stop(&r), 0);
+  cr_assert_eq(stats_of(r.w).consumed, 0);
+  cr_assert_eq(hl_test_committed(m.bootstraps, "g-wo", "wo.in", 0), 500);
+  hl_worker_free(r.w);
+  hl_mock_stop(&m);
+}
+
+Test(worker, readiness_and_stop_before_run) {
+  const char *topic[] = {"x"};
+  hl_worker_opts o = wopts("127.0.0.1:1", "g-x", topic, NULL);
+  hl_processor none = {0};
+  hl_worker *w = NULL;
+  char err[128];
+  cr_assert_eq(hl_worker_new(&o, &none, &w, err, sizeof err), -EINVAL);
+  hl_processor proc = {.ud = "y", .process = forward};
+  o.ntopics = 0;
+  cr_assert_eq(hl_worker_new(&o, &proc, &w, err, sizeof err), -EINVAL);
+  o.ntopics = 1;
+  o.kafka.props = "bogus.property=1";
+  cr_assert_eq(hl_worker_new(&o, &proc, &w, err, sizeof err), HL_ECONFIG);
+  cr_assert(strstr(err, "bogus.property") != NULL, "%s", err);
+  o.kafka.props = NULL;
+  cr_assert_eq(hl_worker_new(&o, &proc, &w, err, sizeof err), 0);
+  char reason[64];
+  cr_assert_not(hl_worker_ready(w, reason, sizeof reason));
+  cr_assert_str_eq(reason, "not started");
+  hl_worker_stop(w); /* a stop before run makes run drain at once */
+  cr_assert_eq(hl_worker_run(w), 0);
+  cr_assert_eq(hl_worker_run(w), HL_ECLOSED, "a worker runs once");
+  hl_worker_free(w);
+}
