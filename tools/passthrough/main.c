@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hl/admin.h"
 #include "hl/config.h"
 #include "hl/error.h"
 #include "hl/log.h"
@@ -18,6 +19,7 @@ static const hl_config_var vars[] = {
     {"HL_PT_OUTPUT_TOPIC", HL_CFG_STRING, NULL, 1, 249, NULL, "Topic to copy to."},
     HL_CONFIG_KAFKA_VARS("hl-passthrough"),
     HL_CONFIG_WORKER_VARS,
+    HL_CONFIG_ADMIN_VARS(""),
 };
 
 static const hl_config_spec spec = {
@@ -55,9 +57,9 @@ int main(int argc, char **argv) {
   int status = 1;
   hl_metrics *metrics = NULL;
   hl_worker *w = NULL;
+  hl_admin *admin = NULL;
   if (hl_metrics_new(&metrics) < 0)
     goto done;
-  /* The admin server (/metrics, /readyz) is not wired yet; hl_worker_ready is its readiness. */
   opts.kafka.metrics = metrics;
   opts.topics = &in;
   opts.ntopics = 1;
@@ -67,12 +69,21 @@ int main(int argc, char **argv) {
     hl_log_kv(HL_LOG_ERROR, "cannot start", "error", err[0] ? err : hl_strerror(r), NULL);
     goto done;
   }
+  const char *addr = hl_config_str(cfg, "HL_ADMIN_ADDR");
+  if (*addr && (r = hl_admin_start(addr, metrics, &admin)) < 0) {
+    hl_log_kv(HL_LOG_ERROR, "cannot start the admin server", "addr", addr, "error", hl_strerror(r),
+              NULL);
+    goto done;
+  }
+  if (admin)
+    hl_admin_set_readiness(admin, hl_worker_ready, w);
   hl_worker_handle_signals(w);
   hl_log_kv(HL_LOG_INFO, "copying", "from", in, "to", out, NULL);
   r = hl_worker_run(w);
   hl_log_kv(HL_LOG_INFO, "stopped", "result", hl_strerror(r), NULL);
   status = r == 0 ? 0 : 1;
 done:
+  hl_admin_stop(admin);
   hl_worker_free(w);
   hl_metrics_free(metrics);
   hl_config_free(cfg);
