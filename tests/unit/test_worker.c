@@ -91,10 +91,12 @@ static int key_number(const void *key, size_t len) {
   return atoi(buf + 1);
 }
 
+#define HL_COPIES_MAX 16384
+
 /* Checks one copied message: key kN, value "vN:...", headers hl-org and hl-line=N. */
 typedef struct copies {
-  int n, bad;
-  unsigned char seen[4096];
+  int n, bad, dups;
+  unsigned char seen[HL_COPIES_MAX];
 } copies;
 
 static void check_copy(void *ud, const rd_kafka_message_t *m) {
@@ -103,7 +105,11 @@ static void check_copy(void *ud, const rd_kafka_message_t *m) {
   int k = key_number(m->key, m->key_len);
   char line[16], org[16], prefix[16];
   snprintf(prefix, sizeof prefix, "v%d:", k);
-  if (k < 0 || k >= 4096 || c->seen[k] ||
+  if (k >= 0 && k < HL_COPIES_MAX && c->seen[k]) {
+    c->dups++;
+    return;
+  }
+  if (k < 0 || k >= HL_COPIES_MAX ||
       hl_kafka_header_get(m, HL_HDR_LINE, line, sizeof line) < 0 || atoi(line) != k ||
       hl_kafka_header_get(m, HL_HDR_ORG, org, sizeof org) != 5 ||
       m->len < strlen(prefix) || memcmp(m->payload, prefix, strlen(prefix)) != 0) {
@@ -182,6 +188,7 @@ Test(worker, passes_messages_through_and_commits_end_offsets, .timeout = 120) {
   copies c = {0};
   cr_assert_eq(hl_test_read(m.bootstraps, "pt.out", 3, n, 30, check_copy, &c), n);
   cr_assert_eq(c.bad, 0);
+  cr_assert_eq(c.dups, 0);
   hl_worker_free(r.w);
   hl_metrics_free(reg);
   hl_mock_stop(&m);
@@ -475,4 +482,93 @@ Test(worker, readiness_and_stop_before_run) {
   cr_assert_eq(hl_worker_run(w), 0);
   cr_assert_eq(hl_worker_run(w), HL_ECLOSED, "a worker runs once");
   hl_worker_free(w);
+}
+
+typedef struct feeder {
+  const char *bs;
+  _Atomic bool stop;
+  int n;
+  pthread_t th;
+} feeder;
+
+/*
+ * Produces 20 inputs every 100 ms until told to stop, then 10 chunks more,
+ * so that input keeps arriving during and after a rebalance.
+ */
+static void *feed(void *arg) {
+  feeder *f = arg;
+  int extra = 10;
+  while ((!atomic_load(&f->stop) || extra-- > 0) && f->n + 20 <= HL_COPIES_MAX) {
+    hl_test_produce(f->bs, "rb.in", f->n, 20, 128, -1);
+    f->n += 20;
+    nanosleep(&(struct timespec){0, 100000000}, NULL);
+  }
+  return NULL;
+}
+
+static int assigned_count(hl_worker *w) {
+  rd_kafka_topic_partition_list_t *l = NULL;
+  if (rd_kafka_assignment(hl_consumer_handle(hl_worker_consumer(w)), &l) != 0)
+    return 0;
+  int n = l->cnt;
+  rd_kafka_topic_partition_list_destroy(l);
+  return n;
+}
+
+Test(worker, cooperative_rebalance_between_two_workers_loses_nothing, .timeout = 180) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "rb.in", 6);
+  hl_mock_topic(&m, "rb.out", 2);
+  const char *topic[] = {"rb.in"};
+  hl_worker_opts o = wopts(m.bootstraps, "g-rb", topic, NULL);
+  o.max_inflight = 200;
+  /* Slow acknowledgements so that the revoke finds outputs in flight. */
+  rd_kafka_mock_broker_set_rtt(m.mc, 1, 20);
+  hl_processor proc = {.stage = "test", .ud = "rb.out", .process = forward};
+  run a = {0}, b = {0};
+  cr_assert_eq(hl_worker_new(&o, &proc, &a.w, NULL, 0), 0);
+  cr_assert_eq(hl_worker_new(&o, &proc, &b.w, NULL, 0), 0);
+  feeder f = {.bs = m.bootstraps};
+  run_start(&a);
+  cr_assert_eq(pthread_create(&f.th, NULL, feed, &f), 0);
+  cr_assert(wait_consumed(a.w, 100, 60));
+  run_start(&b); /* joins: some partitions move from a to b while input flows */
+  double end = hl_test_now() + 60;
+  while (assigned_count(b.w) == 0 && hl_test_now() < end)
+    nanosleep(&(struct timespec){0, 50000000}, NULL);
+  atomic_store(&f.stop, true);
+  pthread_join(f.th, NULL);
+  cr_assert_gt(assigned_count(b.w), 0, "the second worker got no partitions");
+  const int n = f.n;
+  end = hl_test_now() + 90;
+  bool caught_up = false;
+  while (!caught_up && hl_test_now() < end) {
+    caught_up = true;
+    for (int p = 0; p < 6 && caught_up; p++) {
+      int64_t c = hl_test_committed(m.bootstraps, "g-rb", "rb.in", p);
+      caught_up = c == hl_test_end(m.bootstraps, "rb.in", p);
+    }
+    if (!caught_up)
+      nanosleep(&(struct timespec){0, 250000000}, NULL);
+  }
+  cr_assert(caught_up, "committed offsets did not reach the end");
+  cr_assert_gt(stats_of(b.w).done, 0);
+  cr_assert_eq(run_stop(&b), 0);
+  cr_assert_eq(run_stop(&a), 0);
+  assert_committed_at_end(&m, "g-rb", "rb.in", 6);
+  rd_kafka_mock_broker_set_rtt(m.mc, 1, 0);
+  /* At-least-once: every input has an output (duplicates are allowed). */
+  copies *c = calloc(1, sizeof *c);
+  uint64_t consumed = stats_of(a.w).consumed + stats_of(b.w).consumed;
+  hl_test_read(m.bootstraps, "rb.out", 2, (int)consumed, 30, check_copy, c);
+  int distinct = 0;
+  for (int k = 0; k < n; k++)
+    distinct += c->seen[k];
+  cr_assert_eq(distinct, n, "%d of %d inputs reached the output", distinct, n);
+  cr_assert_eq(c->bad, 0);
+  free(c);
+  hl_worker_free(a.w);
+  hl_worker_free(b.w);
+  hl_mock_stop(&m);
 }
