@@ -858,8 +858,11 @@ rd_kafka_message_t *hl_consumer_poll(hl_consumer *c, int timeout_ms) {
   rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout_ms);
   if (!m)
     return NULL;
-  if (!m->err)
+  if (!m->err) {
+    if (!atomic_load_explicit(&c->connected, memory_order_relaxed))
+      atomic_store(&c->connected, true);
     return m;
+  }
   consumer_msg_error(c, m);
   rd_kafka_message_destroy(m);
   return NULL;
