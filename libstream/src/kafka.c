@@ -89,6 +89,17 @@ static const char *client_id_of(const hl_kafka_opts *o) {
   return "healthlake";
 }
 
+/*
+ * librdkafka's own log lines (connection failures and the like, from its
+ * threads) become JSON lines like every other: syslog levels up to 4 as
+ * warn, 5 and 6 as info, 7 as debug.
+ */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+  hl_log_level l = level <= 4 ? HL_LOG_WARN : level <= 6 ? HL_LOG_INFO : HL_LOG_DEBUG;
+  if (hl_log_enabled(l))
+    hl_log_kv(l, buf, "source", "librdkafka", "client", rd_kafka_name(rk), "facility", fac, NULL);
+}
+
 static int base_conf(const hl_kafka_opts *o, bool consumer, rd_kafka_conf_t **out, char *err,
                      size_t errlen) {
   if (!o->brokers || !*o->brokers) {
@@ -104,6 +115,7 @@ static int base_conf(const hl_kafka_opts *o, bool consumer, rd_kafka_conf_t **ou
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   if (!conf)
     return -ENOMEM;
+  rd_kafka_conf_set_log_cb(conf, log_cb);
   char stats[32];
   snprintf(stats, sizeof stats, "%lld", o->stats_interval_ms > 0 ? o->stats_interval_ms : 0);
   int r = conf_set(conf, "bootstrap.servers", o->brokers, err, errlen);

@@ -350,3 +350,44 @@ Test(kafka, data_aged_out_is_an_error_not_a_skip, .timeout = 120) {
   assert_oor(&m, "oor.aged", "g-oor2", 5);
   hl_mock_stop(&m);
 }
+
+static bool poll_until_ready(hl_consumer *c, bool want, double secs, char *reason, size_t len) {
+  double end = hl_test_now() + secs;
+  while (hl_test_now() < end) {
+    rd_kafka_message_t *msg = hl_consumer_poll(c, 100);
+    if (msg)
+      rd_kafka_message_destroy(msg);
+    if (hl_consumer_ready(c, reason, len) == want)
+      return true;
+  }
+  return false;
+}
+
+Test(kafka, readiness_follows_broker_connectivity, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "conn.in", 1);
+  hl_metrics *reg = NULL;
+  hl_metrics_new(&reg);
+  hl_kafka_opts o = opts_for(m.bootstraps, "g-conn", reg);
+  hl_consumer *c = NULL;
+  char err[256], reason[256] = "";
+  cr_assert_eq(hl_consumer_new(&o, NULL, &c, err, sizeof err), 0);
+  const char *topics[] = {"conn.in"};
+  hl_consumer_subscribe(c, topics, 1);
+  cr_assert(poll_until_ready(c, true, 30, reason, sizeof reason), "%s", reason);
+  rd_kafka_mock_broker_set_down(m.mc, 1);
+  cr_assert(poll_until_ready(c, false, 30, reason, sizeof reason), "still ready with the broker down");
+  cr_assert(strstr(reason, "broker") != NULL, "%s", reason);
+  rd_kafka_mock_broker_set_up(m.mc, 1);
+  cr_assert(poll_until_ready(c, true, 30, reason, sizeof reason), "%s", reason);
+  /* The broker gauge says the same thing. */
+  hl_buf b;
+  hl_buf_init(&b, 0);
+  hl_metrics_render(reg, &b);
+  cr_assert(strstr(b.data, "hl_kafka_broker_up{broker=") != NULL, "%s", b.data);
+  hl_buf_free(&b);
+  hl_consumer_free(c);
+  hl_metrics_free(reg);
+  hl_mock_stop(&m);
+}
