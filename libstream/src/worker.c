@@ -437,13 +437,17 @@ fail:
 hl_worker *hl_worker_free(hl_worker *w) {
   if (!w)
     return NULL;
-  /* The consumer goes first: closing it runs the revoke hook, which uses the producer. */
+  /*
+   * Order matters: closing the consumer runs the revoke hook, which uses the
+   * producer and the topic handles; the topic handles belong to the
+   * consumer's rd_kafka_t and must go before it is destroyed.
+   */
   w->draining_now = true;
-  w->consumer = hl_consumer_free(w->consumer);
+  if (w->consumer)
+    hl_consumer_close(w->consumer);
   for (size_t i = 0; i < w->nbatch; i++)
     if (w->batch[i].rkm)
       rd_kafka_message_destroy(w->batch[i].rkm);
-  w->producer = hl_producer_free(w->producer);
   for (size_t i = 0; i < w->nwtopics; i++) {
     wtopic *t = w->wtopics[i];
     for (int32_t j = 0; j < t->nparts; j++)
@@ -454,6 +458,9 @@ hl_worker *hl_worker_free(hl_worker *w) {
     free(t->name);
     free(t);
   }
+  w->nwtopics = 0;
+  w->consumer = hl_consumer_free(w->consumer);
+  w->producer = hl_producer_free(w->producer);
   free(w->wtopics);
   free(w->dirty);
   if (w->topics)
@@ -466,8 +473,6 @@ hl_worker *hl_worker_free(hl_worker *w) {
   free(w);
   return NULL;
 }
-
-/* The consumer must be destroyed before the topic handles it lent; see hl_worker_free. */
 
 hl_producer *hl_worker_producer(hl_worker *w) { return w->producer; }
 hl_consumer *hl_worker_consumer(hl_worker *w) { return w->consumer; }
