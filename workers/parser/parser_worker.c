@@ -1,0 +1,296 @@
+#include "parser_worker.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "hl/error.h"
+#include "hl/kafka.h"
+#include "hl/log.h"
+
+#define LAG_CHECK_EVERY 5000
+#define LAG_WAIT_MAX_MS 60000
+
+struct hl_parser_worker {
+  hl_worker *w;
+  hl_parser_opts popts;
+  char *out_topic, *status_topic, *dlq_topic, *landing_dir, *down_group;
+  int64_t max_lag;
+  int32_t out_partitions; /* 0 until known */
+  uint64_t since_check;
+  /* The input being processed. */
+  hl_kafka_msg *msg;
+  char now[64];
+  hl_buf buf;
+  hl_metric *m_objects, *m_rejects;
+  hl_series *s_resources, *s_bytes, *s_lag, *s_waits;
+};
+
+static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
+
+static void now_rfc3339(char *out, size_t n) {
+  struct timeval tv;
+  struct tm tm;
+  gettimeofday(&tv, NULL);
+  gmtime_r(&tv.tv_sec, &tm);
+  snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+}
+
+int hl_parser_worker_new(const hl_config *cfg, hl_metrics *reg, hl_parser_worker **out) {
+  hl_parser_worker *pw = calloc(1, sizeof *pw);
+  if (!pw)
+    return -ENOMEM;
+  pw->out_topic = strdup(hl_config_str(cfg, "HL_PARSER_OUTPUT_TOPIC"));
+  pw->status_topic = strdup(hl_config_str(cfg, "HL_PARSER_STATUS_TOPIC"));
+  pw->dlq_topic = strdup(hl_config_str(cfg, "HL_KAFKA_DLQ_TOPIC"));
+  pw->landing_dir = dup_or_null(hl_config_str(cfg, "HL_PARSER_LANDING_DIR"));
+  pw->down_group = dup_or_null(hl_config_str(cfg, "HL_PARSER_DOWNSTREAM_GROUP"));
+  pw->max_lag = hl_config_int(cfg, "HL_PARSER_MAX_DOWNSTREAM_LAG");
+  if (!pw->out_topic || !pw->status_topic || !pw->dlq_topic)
+    return hl_parser_worker_free(pw), -ENOMEM;
+  pw->popts.landing_dir = pw->landing_dir;
+  pw->popts.max_line_bytes = (size_t)hl_config_int(cfg, "HL_PARSER_MAX_LINE");
+  pw->popts.max_document_bytes = (size_t)hl_config_int(cfg, "HL_PARSER_MAX_DOCUMENT");
+  hl_buf_init(&pw->buf, 1 << 20);
+  pw->m_objects = hl_metrics_counter(reg, "hl_parser_objects_total",
+                                     "Landed objects processed, by result.", "result");
+  pw->m_rejects = hl_metrics_counter(reg, "hl_parser_rejects_total",
+                                     "Pieces of input sent to the DLQ, by error code.", "code");
+  pw->s_resources = hl_metric_at(hl_metrics_counter(reg, "hl_parser_resources_total",
+                                                    "FHIR resources emitted to the output topic.", NULL));
+  pw->s_bytes = hl_metric_at(hl_metrics_counter(reg, "hl_parser_bytes_total",
+                                                "Object bytes read (compressed size for gzip).", NULL));
+  pw->s_lag = hl_metric_at(hl_metrics_gauge(reg, "hl_parser_downstream_lag_messages",
+                                            "Last measured lag of the downstream group on the output topic.", NULL));
+  pw->s_waits = hl_metric_at(hl_metrics_counter(reg, "hl_parser_lag_waits_total",
+                                                "Times the parser waited for the downstream group to catch up.", NULL));
+  *out = pw;
+  return 0;
+}
+
+hl_parser_worker *hl_parser_worker_free(hl_parser_worker *pw) {
+  if (!pw)
+    return NULL;
+  free(pw->out_topic);
+  free(pw->status_topic);
+  free(pw->dlq_topic);
+  free(pw->landing_dir);
+  free(pw->down_group);
+  hl_buf_free(&pw->buf);
+  free(pw);
+  return NULL;
+}
+
+void hl_parser_worker_attach(hl_parser_worker *pw, hl_worker *w) { pw->w = w; }
+
+/* ---- downstream lag guard ---- */
+
+/* Sum over partitions of (high watermark - committed offset of the group). */
+static int64_t downstream_lag(hl_parser_worker *pw) {
+  rd_kafka_t *rk = hl_producer_handle(hl_worker_producer(pw->w));
+  if (pw->out_partitions == 0) {
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, pw->out_topic, NULL);
+    if (rkt && rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        md->topic_cnt == 1)
+      pw->out_partitions = md->topics[0].partition_cnt;
+    if (md)
+      rd_kafka_metadata_destroy(md);
+    if (rkt)
+      rd_kafka_topic_destroy(rkt);
+    if (pw->out_partitions <= 0) {
+      pw->out_partitions = 0;
+      return -1;
+    }
+  }
+  rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(pw->out_partitions);
+  for (int32_t p = 0; p < pw->out_partitions; p++)
+    rd_kafka_topic_partition_list_add(parts, pw->out_topic, p);
+  rd_kafka_ListConsumerGroupOffsets_t *req = rd_kafka_ListConsumerGroupOffsets_new(pw->down_group, parts);
+  rd_kafka_topic_partition_list_destroy(parts);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, NULL, q);
+  rd_kafka_ListConsumerGroupOffsets_destroy(req);
+  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 5000);
+  int64_t lag = -1;
+  if (ev && rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const rd_kafka_ListConsumerGroupOffsets_result_t *res =
+        rd_kafka_event_ListConsumerGroupOffsets_result(ev);
+    size_t ng = 0;
+    const rd_kafka_group_result_t **groups =
+        res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &ng) : NULL;
+    const rd_kafka_topic_partition_list_t *got =
+        ng == 1 ? rd_kafka_group_result_partitions(groups[0]) : NULL;
+    if (got) {
+      lag = 0;
+      for (int i = 0; i < got->cnt; i++) {
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_query_watermark_offsets(rk, pw->out_topic, got->elems[i].partition, &lo, &hi,
+                                             5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+          lag = -1;
+          break;
+        }
+        int64_t at = got->elems[i].offset < lo ? lo : got->elems[i].offset;
+        lag += hi > at ? hi - at : 0;
+      }
+    }
+  }
+  if (ev)
+    rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(q);
+  if (lag >= 0)
+    hl_series_set(pw->s_lag, (double)lag);
+  return lag;
+}
+
+/* Waits while the downstream group is too far behind. 0, or HL_ETIMEOUT. */
+static int lag_guard(hl_parser_worker *pw) {
+  if (!pw->down_group || !pw->w)
+    return 0;
+  pw->since_check = 0;
+  int64_t lag = downstream_lag(pw);
+  if (lag < 0 || lag <= pw->max_lag)
+    return 0; /* unknown lag never blocks: the broker may simply be starting */
+  hl_series_inc(pw->s_waits);
+  hl_log_kv(HL_LOG_INFO, "downstream lag over the bound, waiting", "group", pw->down_group,
+            "topic", pw->out_topic, NULL);
+  for (int waited = 0; waited < LAG_WAIT_MAX_MS; waited += 500) {
+    hl_producer_poll(hl_worker_producer(pw->w), 500);
+    lag = downstream_lag(pw);
+    if (lag >= 0 && lag <= pw->max_lag)
+      return 0;
+  }
+  return HL_ETIMEOUT;
+}
+
+/* ---- sink: resources and rejects become messages ---- */
+
+static rd_kafka_headers_t *prov_headers(const hl_parser_worker *pw, const hl_landing_event *ev,
+                                        uint64_t line) {
+  rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+  char ln[24];
+  snprintf(ln, sizeof ln, "%llu", (unsigned long long)line);
+  rd_kafka_header_add(h, HL_HDR_ORG, -1, ev->org, -1);
+  rd_kafka_header_add(h, HL_HDR_JOB, -1, ev->job, -1);
+  rd_kafka_header_add(h, HL_HDR_SOURCE, -1, ev->uri, -1);
+  rd_kafka_header_add(h, HL_HDR_LINE, -1, ln, -1);
+  rd_kafka_header_add(h, HL_HDR_INGESTED_AT, -1, pw->now, -1);
+  return h;
+}
+
+static int send_out(hl_parser_worker *pw, hl_kafka_out *out) {
+  int r = hl_worker_produce(pw->w, pw->msg, out);
+  if (r < 0 && out->headers)
+    rd_kafka_headers_destroy(out->headers);
+  return r;
+}
+
+static int on_resource(void *ud, const hl_landing_event *ev, const hl_split_record *r) {
+  hl_parser_worker *pw = ud;
+  if (++pw->since_check >= LAG_CHECK_EVERY) {
+    int g = lag_guard(pw);
+    if (g < 0)
+      return g;
+  }
+  char key[256];
+  int kl = snprintf(key, sizeof key, "%s/%s/%s", ev->org, r->type, r->id);
+  hl_kafka_out out = {pw->out_topic, key, (size_t)kl, r->json, r->len,
+                      prov_headers(pw, ev, r->line)};
+  int rc = send_out(pw, &out);
+  if (rc == 0)
+    hl_series_inc(pw->s_resources);
+  return rc;
+}
+
+static int on_reject(void *ud, const hl_landing_event *ev, const hl_split_reject *r) {
+  hl_parser_worker *pw = ud;
+  rd_kafka_headers_t *h = prov_headers(pw, ev, r->line);
+  hl_buf_reset(&pw->buf);
+  hl_kafka_outcome_json(&pw->buf, "structure", r->code, r->detail);
+  rd_kafka_header_add(h, HL_HDR_ERROR_STAGE, -1, "parse", -1);
+  rd_kafka_header_add(h, HL_HDR_ERROR_CODE, -1, r->code, -1);
+  rd_kafka_header_add(h, HL_HDR_ERROR_DETAIL, -1, pw->buf.data ? pw->buf.data : "", -1);
+  hl_kafka_out out = {pw->dlq_topic, pw->msg->key, pw->msg->key_len, r->raw, r->len, h};
+  int rc = send_out(pw, &out);
+  if (rc == 0)
+    hl_series_inc(hl_metric_at(pw->m_rejects, r->code));
+  return rc;
+}
+
+/* One job-status event per object on the status topic, keyed org/job. */
+static int status_event(hl_parser_worker *pw, const hl_landing_event *ev, const hl_parser_result *res,
+                        const char *state) {
+  json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:s?, s:s?}",
+                        "job", ev->job, "org", ev->org, "uri", ev->uri, "stage", "parse", "state",
+                        state, "received", (json_int_t)(res->emitted + res->rejected), "emitted",
+                        (json_int_t)res->emitted, "rejected", (json_int_t)res->rejected, "lines",
+                        (json_int_t)res->lines, "bytes", (json_int_t)res->bytes, "time", pw->now,
+                        "code", res->code, "detail", res->code ? res->detail : NULL);
+  if (!o)
+    return -ENOMEM;
+  char *s = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  if (!s)
+    return -ENOMEM;
+  char key[200];
+  int kl = snprintf(key, sizeof key, "%s/%.120s", ev->org, ev->job);
+  hl_kafka_out out = {pw->status_topic, key, (size_t)kl, s, strlen(s), NULL};
+  int r = send_out(pw, &out);
+  free(s);
+  return r;
+}
+
+static hl_proc_result on_error(int r) {
+  return r == HL_EFATAL || r == -ENOMEM ? HL_PROC_FATAL : HL_PROC_RETRY;
+}
+
+static hl_proc_result process(void *ud, hl_worker *w, hl_kafka_msg *msg) {
+  hl_parser_worker *pw = ud;
+  pw->w = w;
+  pw->msg = msg;
+  char err[300];
+  hl_landing_event ev;
+  if (hl_landing_event_parse(msg->value ? msg->value : "", msg->len, &ev, err, sizeof err) < 0) {
+    hl_series_inc(hl_metric_at(pw->m_objects, "invalid-event"));
+    return hl_worker_reject(w, msg, "invalid-event", err);
+  }
+  int r = lag_guard(pw);
+  if (r < 0) {
+    hl_landing_event_clear(&ev);
+    return HL_PROC_RETRY;
+  }
+  now_rfc3339(pw->now, sizeof pw->now);
+  hl_parser_sink sink = {pw, on_resource, on_reject};
+  hl_parser_result res;
+  r = hl_parser_process(&pw->popts, &ev, &sink, &res);
+  hl_series_add(pw->s_bytes, (double)res.bytes);
+  hl_proc_result out;
+  if (r == 0) {
+    hl_series_inc(hl_metric_at(pw->m_objects, res.rejected ? "parsed-with-rejects" : "parsed"));
+    r = status_event(pw, &ev, &res, "parsed");
+    out = r < 0 ? on_error(r) : HL_PROC_OK;
+  } else if (r == HL_EPARSE) {
+    hl_series_inc(hl_metric_at(pw->m_objects, res.code));
+    r = status_event(pw, &ev, &res, "failed");
+    out = r < 0 ? on_error(r) : hl_worker_reject(w, msg, res.code, res.detail);
+  } else {
+    hl_log_kv(HL_LOG_WARN, "object read failed, will retry", "uri", ev.uri, "error",
+              res.code ? res.detail : hl_strerror(r), NULL);
+    out = on_error(r);
+  }
+  hl_landing_event_clear(&ev);
+  pw->msg = NULL;
+  return out;
+}
+
+void hl_parser_worker_processor(hl_parser_worker *pw, hl_processor *proc) {
+  memset(proc, 0, sizeof *proc);
+  proc->stage = "parse";
+  proc->ud = pw;
+  proc->process = process;
+}

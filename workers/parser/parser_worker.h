@@ -1,0 +1,43 @@
+/*
+ * hl-parser's processor for the libstream run loop: one hl.landing.objects
+ * event in; one hl.fhir.raw message per resource, one hl.dlq message per
+ * rejected piece, and one job-status event on hl.jobs.status out.
+ */
+#ifndef HL_PARSER_WORKER_H
+#define HL_PARSER_WORKER_H
+
+#include "hl/config.h"
+#include "hl/metrics.h"
+#include "hl/worker.h"
+#include "parser.h"
+
+#define HL_PARSER_CONFIG_VARS                                                           \
+  {"HL_PARSER_INPUT_TOPIC", HL_CFG_STRING, "hl.landing.objects", 1, 249, NULL,          \
+   "Topic of landing-object events to parse."},                                         \
+  {"HL_PARSER_OUTPUT_TOPIC", HL_CFG_STRING, "hl.fhir.raw", 1, 249, NULL,                \
+   "Topic that receives one message per FHIR resource."},                               \
+  {"HL_PARSER_STATUS_TOPIC", HL_CFG_STRING, "hl.jobs.status", 1, 249, NULL,             \
+   "Topic that receives one job-status event per parsed object."},                      \
+  {"HL_PARSER_LANDING_DIR", HL_CFG_STRING, "", 0, 4096, NULL,                           \
+   "Landing directory; file:// objects must lie inside it (empty refuses file://)."},   \
+  {"HL_PARSER_MAX_LINE", HL_CFG_SIZE, "4MiB", 1024, 1073741824, NULL,                   \
+   "Longest NDJSON line; longer lines go to the DLQ (first bytes only)."},              \
+  {"HL_PARSER_MAX_DOCUMENT", HL_CFG_SIZE, "64MiB", 1024, 4294967296LL, NULL,            \
+   "Largest single JSON document (.json object or Bundle)."},                           \
+  {"HL_PARSER_DOWNSTREAM_GROUP", HL_CFG_STRING, "hl-validator", 0, 255, NULL,           \
+   "Consumer group whose lag on the output topic bounds the parser; empty disables."},  \
+  {"HL_PARSER_MAX_DOWNSTREAM_LAG", HL_CFG_INT, "200000", 1, 1000000000, NULL,           \
+   "Most messages the downstream group may be behind on the output topic before the "   \
+   "parser waits."}
+
+typedef struct hl_parser_worker hl_parser_worker;
+
+/* Builds the processor state from cfg; reg may be NULL. 0 or -ENOMEM. */
+int hl_parser_worker_new(const hl_config *cfg, hl_metrics *reg, hl_parser_worker **out);
+hl_parser_worker *hl_parser_worker_free(hl_parser_worker *pw);
+/* The processor to hand to hl_worker_new (ud = pw). */
+void hl_parser_worker_processor(hl_parser_worker *pw, hl_processor *proc);
+/* Must be called once the hl_worker exists (the lag guard uses its producer). */
+void hl_parser_worker_attach(hl_parser_worker *pw, hl_worker *w);
+
+#endif
