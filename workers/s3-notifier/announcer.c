@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "hl/error.h"
+#include "hl/kafka.h"
 #include "hl/log.h"
 
 #define ACK_BATCH 4096
@@ -49,48 +50,6 @@ static int64_t wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Applies "k=v,k=v" ("\," escapes a comma) to conf. */
-static int apply_props(rd_kafka_conf_t *conf, const char *props, char *err, size_t errlen) {
-  if (!props || !*props)
-    return 0;
-  char kv[1024];
-  size_t n = 0;
-  for (const char *p = props;; p++) {
-    if (*p == '\\' && p[1]) {
-      if (n + 1 >= sizeof kv)
-        goto toolong;
-      kv[n++] = *++p;
-      continue;
-    }
-    if (*p == ',' || *p == '\0') {
-      kv[n] = '\0';
-      if (n > 0) {
-        char *eq = strchr(kv, '=');
-        if (!eq) {
-          snprintf(err, errlen, "kafka property '%s' is not k=v", kv);
-          return HL_ECONFIG;
-        }
-        *eq = '\0';
-        char rerr[256];
-        if (rd_kafka_conf_set(conf, kv, eq + 1, rerr, sizeof rerr) != RD_KAFKA_CONF_OK) {
-          snprintf(err, errlen, "kafka property %s: %s", kv, rerr);
-          return HL_ECONFIG;
-        }
-      }
-      n = 0;
-      if (*p == '\0')
-        return 0;
-      continue;
-    }
-    if (n + 1 >= sizeof kv)
-      goto toolong;
-    kv[n++] = *p;
-  }
-toolong:
-  snprintf(err, errlen, "a kafka property is longer than 1023 bytes");
-  return HL_ECONFIG;
 }
 
 static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen) {
@@ -148,7 +107,7 @@ int hl_announcer_new(const hl_announcer_opts *o, hl_nstate *st, const hl_announc
       (r = conf_set(conf, "acks", "all", err, errlen)) < 0 ||
       (r = conf_set(conf, "linger.ms", "5", err, errlen)) < 0 ||
       (r = conf_set(conf, "client.id", "hl-s3-notifier", err, errlen)) < 0 ||
-      (r = apply_props(conf, o->props, err, errlen)) < 0)
+      (r = hl_kafka_props_apply(conf, o->props, err, errlen)) < 0)
     goto fail;
   rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
   rd_kafka_conf_set_opaque(conf, a);
@@ -501,7 +460,7 @@ static int scan(hl_announcer *a, pset *s, scan_part *parts, size_t nparts) {
     return r;
   }
   /* Producer-only properties are ignored by a consumer (librdkafka warns, that is all). */
-  apply_props(conf, a->props, err, sizeof err);
+  hl_kafka_props_apply(conf, a->props, err, sizeof err);
   rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   if (!c) {
     rd_kafka_conf_destroy(conf);

@@ -17,7 +17,11 @@
 #include "notifier.h"
 #include "routes.h"
 
-/* The same names as libstream's HL_CONFIG_KAFKA_VARS, which replaces this once it lands. */
+/*
+ * The producer-side subset of libstream's HL_CONFIG_KAFKA_VARS (same names and
+ * meaning): the notifier runs its own producer because exactly-once
+ * announcement needs explicit partitions and per-message delivery offsets.
+ */
 #define NOTIFIER_KAFKA_VARS                                                                    \
   {"HL_KAFKA_BROKERS", HL_CFG_STRING, "127.0.0.1:9092", 1, 1024, NULL,                         \
    "Comma-separated host:port list of bootstrap brokers."},                                    \
