@@ -87,6 +87,57 @@ void hl__wh_contract_free(hl__wh_contract *c);
 const char *hl__wh_contract_sql_type(const hl__wh_contract *c, const char *logical,
                                      const char *backend);
 
+/* ---- Contract paths in C (warehouse_extract.c) ---------------------------------- */
+
+/*
+ * A compiled contract path ('a.b[0].c', '[*]', 'a | b', '$this'), evaluated
+ * over a resource that hl_jscan() validated, with the semantics of SQLite's
+ * json_extract/json_each (see warehouse_extract.c).
+ */
+typedef struct hl__wh_xpath hl__wh_xpath;
+
+#define HL__WH_STEP_KEY (-1)
+#define HL__WH_STEP_STAR (-2)
+typedef struct hl__wh_step {
+  long index; /* HL__WH_STEP_KEY, HL__WH_STEP_STAR or an array index */
+  const char *key; /* borrowed from the path text, which must outlive the xpath */
+  size_t klen;
+} hl__wh_step;
+
+#define HL__WH_DOC_TOP 64
+typedef struct hl__wh_member {
+  const char *key;
+  size_t klen;
+  const char *val;
+  size_t vlen;
+} hl__wh_member;
+
+/* A resource with its top-level members indexed once (first occurrence of a key). */
+typedef struct hl__wh_doc {
+  const char *s;
+  size_t n;
+  hl__wh_member top[HL__WH_DOC_TOP];
+  size_t ntop;
+  bool indexed; /* false: more members than HL__WH_DOC_TOP, lookups walk the object */
+} hl__wh_doc;
+
+/* 0, HL_WH_ESCHEMA (bad path) or -ENOMEM. */
+int hl__wh_xpath_compile(const char *path, hl__wh_xpath **out);
+void hl__wh_xpath_free(hl__wh_xpath *x);
+/* 0 or HL_EPARSE (not an object). */
+int hl__wh_doc_init(hl__wh_doc *d, const char *s, size_t n);
+/* The first non-null value of the first alternative that has one (COALESCE of json_extract). */
+bool hl__wh_xpath_first(const hl__wh_xpath *x, const hl__wh_doc *d, const char **v, size_t *n);
+/* The same, from the value span s (a sub-path such as "system" of a token). */
+bool hl__wh_xpath_sub(const hl__wh_xpath *x, const char *s, size_t sn, const char **v, size_t *n);
+/* Calls cb for every value of every alternative ([*] expands arrays); a non-zero cb stops. */
+int hl__wh_xpath_each(const hl__wh_xpath *x, const hl__wh_doc *d,
+                      int (*cb)(void *ud, const char *v, size_t n), void *ud);
+/* Appends the unescaped text of a JSON string body (between the quotes) to out (NUL-terminated). */
+int hl__wh_unescape(const char *s, size_t n, hl_buf *out);
+/* Appends a JSON value without insignificant whitespace (as json_extract renders objects). */
+int hl__wh_minify(const char *s, size_t n, hl_buf *out);
+
 /* ---- Job-status events --------------------------------------------------------- */
 
 typedef enum { HL__WH_ACCEPT, HL__WH_PARSE, HL__WH_VALIDATE, HL__WH_LOAD } hl__wh_stage;

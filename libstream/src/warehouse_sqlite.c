@@ -20,10 +20,39 @@
 #define NOW "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 #define MAX_SQL (64 * 1024)
 
+/* A curated column: fixed (from the row, 0..5 = ?1..?6) or extracted by its path. */
+enum { XF_NONE, XF_REFERENCE, XF_NORMALIZE };
+typedef struct sq_col {
+  int fixed; /* -1: extracted */
+  int transform;
+  hl__wh_xpath *x;
+} sq_col;
+
+/* A search parameter of a side table. */
+typedef struct sq_param {
+  const char *param;
+  bool token;
+  hl__wh_xpath *x, *sys, *code;
+} sq_param;
+
 typedef struct sq_table {
   const hl__wh_table *t;
-  sqlite3_stmt *cur, *ups, *tok_del, *str_del, *tok_ins, *str_ins;
+  sqlite3_stmt *cur, *ups;
+  sq_col *cols;
+  sq_param *params;
+  size_t nparams;
+  bool has_tok, has_str;
 } sq_table;
+
+/* One extracted value, bound after every value of the row is known. */
+typedef struct sq_val {
+  int kind; /* SQLITE_NULL, SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT */
+  bool scratch; /* text at scratch.data + off (else at p) */
+  sqlite3_int64 i;
+  double r;
+  const char *p;
+  size_t off, len;
+} sq_val;
 
 typedef struct sq {
   sqlite3 *db;
@@ -32,8 +61,13 @@ typedef struct sq {
   long long retry_budget_ms;
   bool read_only;
   sqlite3_stmt *raw_ins, *rej_ins, *batch_ins, *batch_upd, *job_add, *job_recompute;
+  sqlite3_stmt *tok_ins, *str_ins, *tok_del, *str_del;
   sq_table *tables;
   size_t ntables;
+  hl__wh_doc doc; /* the resource being written */
+  hl_buf scratch; /* unescaped, minified and normalized text of the current row */
+  sq_val *vals;   /* per column of the widest table */
+  size_t nvals;
 } sq;
 
 /* A job touched by a batch: its new RAW rows and new rejections. */
@@ -112,136 +146,7 @@ static int with_retry(sq *s, int (*fn)(sq *s, void *ud), void *ud) {
   }
 }
 
-/* ---- SQL functions --------------------------------------------------------------- */
-
-static void fn_norm(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-  (void)argc;
-  if (sqlite3_value_type(argv[0]) == SQLITE_NULL) {
-    sqlite3_result_null(ctx);
-    return;
-  }
-  const char *t = (const char *)sqlite3_value_text(argv[0]);
-  char *n = t ? hl_wh_normalize(t, (size_t)sqlite3_value_bytes(argv[0])) : NULL;
-  if (!n) {
-    sqlite3_result_error_nomem(ctx);
-    return;
-  }
-  sqlite3_result_text(ctx, n, -1, free);
-}
-
-static void fn_ref(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-  (void)argc;
-  const char *t = (const char *)sqlite3_value_text(argv[0]);
-  const char *id;
-  size_t n;
-  if (!t || hl_wh_reference_id(t, (size_t)sqlite3_value_bytes(argv[0]), &id, &n) < 0) {
-    sqlite3_result_null(ctx);
-    return;
-  }
-  sqlite3_result_text(ctx, id, (int)n, SQLITE_TRANSIENT);
-}
-
-/* ---- SQL generation from the contract -------------------------------------------- */
-
-/* Appends the SQL of one path alternative p (no [*]) read from src. */
-static int sql_extract(hl_buf *q, const char *src, const char *p, size_t n) {
-  return hl_buf_printf(q, "json_extract(%s, '$.%.*s')", src, (int)n, p);
-}
-
-/* Appends a column expression: 'a | b' -> COALESCE(...), with its transform. */
-static int sql_column(hl_buf *q, const hl__wh_col *col) {
-  const char *fn = !col->transform ? NULL : !strcmp(col->transform, "reference") ? "hl_ref"
-                 : !strcmp(col->transform, "normalize") ? "hl_norm" : "?";
-  if (fn && *fn == '?')
-    return HL_WH_ESCHEMA;
-  int rc = 0;
-  if (fn)
-    rc |= hl_buf_printf(q, "%s(", fn);
-  bool alt = strchr(col->path, '|') != NULL;
-  if (alt)
-    rc |= hl_buf_puts(q, "COALESCE(");
-  const char *p = col->path;
-  for (int first = 1;; first = 0) {
-    while (*p == ' ')
-      p++;
-    size_t n = strcspn(p, " |");
-    if (!first)
-      rc |= hl_buf_puts(q, ", ");
-    rc |= sql_extract(q, "?6", p, n);
-    p += n;
-    p += strspn(p, " ");
-    if (*p != '|')
-      break;
-    p++;
-  }
-  if (alt)
-    rc |= hl_buf_puts(q, ")");
-  if (fn)
-    rc |= hl_buf_puts(q, ")");
-  return rc ? -ENOMEM : 0;
-}
-
-/*
- * Appends one SELECT of a side-table parameter for path alternative a
- * (which may hold [*]): token (system and code sub-paths) or string.
- */
-static int sql_side_select(hl_buf *q, const hl__wh_param *pa, const char *a, size_t alen, bool token) {
-  char path[512], from[2048] = "", where[2048] = "1";
-  if (alen >= sizeof(path))
-    return HL_WH_ESCHEMA;
-  memcpy(path, a, alen);
-  path[alen] = 0;
-  /* Split at each [*]: every part before one becomes a json_each. */
-  char *seg = path, *star;
-  int j = 0;
-  size_t fo = 0, wo = 1;
-  while ((star = strstr(seg, "[*]"))) {
-    *star = 0;
-    char src[32];
-    if (j == 0)
-      snprintf(src, sizeof(src), "?4");
-    else
-      snprintf(src, sizeof(src), "j%d.value", j - 1);
-    fo += (size_t)snprintf(from + fo, sizeof(from) - fo, "%sjson_each(%s, '$%s%s') j%d",
-                           j ? ", " : "", src, j ? "" : ".", seg, j);
-    wo += (size_t)snprintf(where + wo, sizeof(where) - wo, " AND typeof(j%d.key) = 'integer'", j);
-    if (j > 0)
-      wo += (size_t)snprintf(where + wo, sizeof(where) - wo, " AND j%d.type = 'object'", j - 1);
-    seg = star + 3;
-    j++;
-    if (fo >= sizeof(from) || wo >= sizeof(where))
-      return HL_WH_ESCHEMA;
-  }
-  /* seg is the remainder after the last [*] ("" or ".x.y"), or the whole path. */
-  char base[600];
-  if (j == 0) {
-    snprintf(base, sizeof(base), "json_extract(?4, '$.%s')", seg);
-    wo += (size_t)snprintf(where + wo, sizeof(where) - wo, " AND json_type(?4, '$.%s') = '%s'", seg,
-                           token ? "object" : "text");
-  } else if (!*seg) {
-    snprintf(base, sizeof(base), "j%d.value", j - 1);
-    wo += (size_t)snprintf(where + wo, sizeof(where) - wo, " AND j%d.type = '%s'", j - 1,
-                           token ? "object" : "text");
-  } else {
-    snprintf(base, sizeof(base), "json_extract(j%d.value, '$%s')", j - 1, seg);
-    wo += (size_t)snprintf(where + wo, sizeof(where) - wo,
-                           " AND j%d.type = 'object' AND json_type(j%d.value, '$%s') = '%s'", j - 1,
-                           j - 1, seg, token ? "object" : "text");
-  }
-  if (wo >= sizeof(where))
-    return HL_WH_ESCHEMA;
-  int rc;
-  if (token)
-    rc = hl_buf_printf(q,
-                       "SELECT '%s' AS p, COALESCE(CAST(json_extract(%s, '$.%s') AS TEXT), '') AS s, "
-                       "CAST(json_extract(%s, '$.%s') AS TEXT) AS c%s%s WHERE %s",
-                       pa->param, base, pa->system ? pa->system : "system", base,
-                       pa->code ? pa->code : "code", j ? " FROM " : "", from, where);
-  else
-    rc = hl_buf_printf(q, "SELECT '%s' AS p, hl_norm(%s) AS v%s%s WHERE %s", pa->param, base,
-                       j ? " FROM " : "", from, where);
-  return rc ? -ENOMEM : 0;
-}
+/* ---- Statements from the contract ------------------------------------------------- */
 
 static int prep(sq *s, const char *sql, sqlite3_stmt **st, char *err, size_t errlen) {
   int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
@@ -252,58 +157,67 @@ static int prep(sq *s, const char *sql, sqlite3_stmt **st, char *err, size_t err
   return 0;
 }
 
-static int prep_side(sq *s, sq_table *st, const char *side, bool token, sqlite3_stmt **out,
-                     char *err, size_t errlen) {
-  hl_buf q;
-  hl_buf_init(&q, MAX_SQL);
-  int rc = 0, n = 0;
-  if (token)
-    rc = hl_buf_puts(&q, "INSERT OR IGNORE INTO curated_token (tenant, type, id, param, system, code) "
-                         "SELECT ?1, ?2, ?3, p, s, c FROM (");
-  else
-    rc = hl_buf_puts(&q, "INSERT OR IGNORE INTO curated_string (tenant, type, id, param, value) "
-                         "SELECT ?1, ?2, ?3, p, v FROM (");
-  for (size_t i = 0; rc == 0 && i < st->t->nparams; i++) {
-    const hl__wh_param *pa = &st->t->params[i];
-    if (strcmp(pa->table, side))
-      continue;
-    const char *p = pa->path;
-    for (;;) {
-      while (*p == ' ')
-        p++;
-      size_t len = strcspn(p, " |");
-      if (n++ && (rc = hl_buf_puts(&q, " UNION ALL ")) < 0)
-        break;
-      if ((rc = sql_side_select(&q, pa, p, len, token)) < 0)
-        break;
-      p += len;
-      p += strspn(p, " ");
-      if (*p != '|')
-        break;
-      p++;
-    }
-  }
-  if (rc == 0 && n == 0) {
-    hl_buf_free(&q);
-    *out = NULL;
-    return 0;
-  }
-  if (rc == 0)
-    rc = hl_buf_puts(&q, token ? ") WHERE c IS NOT NULL" : ") WHERE v IS NOT NULL AND v <> ''");
-  if (rc == 0)
-    rc = prep(s, q.data, out, err, errlen);
-  else if (rc != HL_WH_ESCHEMA)
-    rc = -ENOMEM;
-  hl_buf_free(&q);
+static int compile(const char *path, hl__wh_xpath **out, const char *table, char *err, size_t errlen) {
+  int rc = hl__wh_xpath_compile(path, out);
+  if (rc == HL_WH_ESCHEMA)
+    snprintf(err, errlen, "contract: table %s: unusable path '%s'", table, path);
   return rc;
 }
 
+/*
+ * Compiles a table's column and search-parameter paths and prepares its
+ * statements: the current-version lookup and the upsert, whose values are
+ * all bound (extracted in C by the contract paths, warehouse_extract.c).
+ */
 static int prep_table(sq *s, sq_table *st, char *err, size_t errlen) {
   const hl__wh_table *t = st->t;
+  static const char *const fixed[] = {"tenant", "id", "version_id", "last_updated", "raw_id", "resource"};
+  int rc = 0;
+  st->cols = calloc(t->ncols + 1, sizeof(*st->cols));
+  st->params = calloc(t->nparams + 1, sizeof(*st->params));
+  if (!st->cols || !st->params)
+    return -ENOMEM;
+  for (size_t i = 0; rc == 0 && i < t->ncols; i++) {
+    const hl__wh_col *col = &t->cols[i];
+    sq_col *c = &st->cols[i];
+    c->fixed = -1;
+    for (int f = 0; f < 6; f++)
+      if (!strcmp(col->name, fixed[f]))
+        c->fixed = f;
+    if (c->fixed >= 0)
+      continue;
+    if (!col->path || strstr(col->path, "[*]") ||
+        (col->transform && strcmp(col->transform, "reference") && strcmp(col->transform, "normalize"))) {
+      snprintf(err, errlen, "contract: table %s has an unusable column %s", t->table, col->name);
+      return HL_WH_ESCHEMA;
+    }
+    c->transform = !col->transform ? XF_NONE : !strcmp(col->transform, "reference") ? XF_REFERENCE
+                                                                                    : XF_NORMALIZE;
+    rc = compile(col->path, &c->x, t->table, err, errlen);
+  }
+  for (size_t i = 0; rc == 0 && i < t->nparams; i++) {
+    const hl__wh_param *pa = &t->params[i];
+    sq_param *p = &st->params[st->nparams++];
+    p->param = pa->param;
+    p->token = !strcmp(pa->table, "curated_token");
+    if (!p->token && strcmp(pa->table, "curated_string")) {
+      snprintf(err, errlen, "contract: unknown side table %s", pa->table);
+      return HL_WH_ESCHEMA;
+    }
+    st->has_tok |= p->token;
+    st->has_str |= !p->token;
+    rc = compile(pa->path, &p->x, t->table, err, errlen);
+    if (rc == 0 && p->token)
+      rc = compile(pa->system ? pa->system : "system", &p->sys, t->table, err, errlen);
+    if (rc == 0 && p->token)
+      rc = compile(pa->code ? pa->code : "code", &p->code, t->table, err, errlen);
+  }
+  if (rc < 0)
+    return rc;
   hl_buf q;
   hl_buf_init(&q, MAX_SQL);
-  int rc = hl_buf_printf(&q, "SELECT version_id, last_updated FROM %s WHERE tenant = ?1 AND id = ?2",
-                         t->table);
+  rc = hl_buf_printf(&q, "SELECT version_id, last_updated FROM %s WHERE tenant = ?1 AND id = ?2",
+                     t->table);
   if (rc == 0)
     rc = prep(s, q.data, &st->cur, err, errlen);
   hl_buf_reset(&q);
@@ -313,22 +227,8 @@ static int prep_table(sq *s, sq_table *st, char *err, size_t errlen) {
     rc = hl_buf_printf(&q, "%s%s", i ? ", " : "", t->cols[i].name);
   if (rc == 0)
     rc = hl_buf_puts(&q, ") VALUES (");
-  static const char *const fixed[] = {"tenant", "id", "version_id", "last_updated", "raw_id", "resource"};
-  for (size_t i = 0; rc == 0 && i < t->ncols; i++) {
-    const hl__wh_col *col = &t->cols[i];
-    int k = -1;
-    for (int f = 0; f < 6; f++)
-      if (!strcmp(col->name, fixed[f]))
-        k = f;
-    if (i && (rc = hl_buf_puts(&q, ", ")) < 0)
-      break;
-    if (k >= 0)
-      rc = hl_buf_printf(&q, "?%d", k + 1);
-    else if (!col->path || strstr(col->path, "[*]"))
-      rc = HL_WH_ESCHEMA;
-    else
-      rc = sql_column(&q, col);
-  }
+  for (size_t i = 0; rc == 0 && i < t->ncols; i++)
+    rc = hl_buf_printf(&q, "%s?%zu", i ? ", " : "", i + 1);
   if (rc == 0)
     rc = hl_buf_puts(&q, ") ON CONFLICT (tenant, id) DO UPDATE SET ");
   for (size_t i = 0, n = 0; rc == 0 && i < t->ncols; i++) {
@@ -341,21 +241,10 @@ static int prep_table(sq *s, sq_table *st, char *err, size_t errlen) {
     rc = prep(s, q.data, &st->ups, err, errlen);
   else if (rc != HL_WH_ESCHEMA)
     rc = -ENOMEM;
-  if (rc == HL_WH_ESCHEMA && !err[0])
-    snprintf(err, errlen, "contract: table %s has an unusable column", t->table);
   hl_buf_free(&q);
-  if (rc == 0)
-    rc = prep_side(s, st, "curated_token", true, &st->tok_ins, err, errlen);
-  if (rc == 0)
-    rc = prep_side(s, st, "curated_string", false, &st->str_ins, err, errlen);
-  if (rc == 0 && st->tok_ins)
-    rc = prep(s, "DELETE FROM curated_token WHERE tenant = ?1 AND type = ?2 AND id = ?3", &st->tok_del,
-              err, errlen);
-  if (rc == 0 && st->str_ins)
-    rc = prep(s, "DELETE FROM curated_string WHERE tenant = ?1 AND type = ?2 AND id = ?3", &st->str_del,
-              err, errlen);
   return rc;
 }
+
 
 /* ---- Migrations and the contract check ------------------------------------------- */
 
@@ -479,16 +368,27 @@ static void sq_close(void *state) {
   sqlite3_finalize(s->batch_upd);
   sqlite3_finalize(s->job_add);
   sqlite3_finalize(s->job_recompute);
+  sqlite3_finalize(s->tok_ins);
+  sqlite3_finalize(s->str_ins);
+  sqlite3_finalize(s->tok_del);
+  sqlite3_finalize(s->str_del);
   for (size_t i = 0; i < s->ntables; i++) {
     sq_table *t = &s->tables[i];
     sqlite3_finalize(t->cur);
     sqlite3_finalize(t->ups);
-    sqlite3_finalize(t->tok_del);
-    sqlite3_finalize(t->str_del);
-    sqlite3_finalize(t->tok_ins);
-    sqlite3_finalize(t->str_ins);
+    for (size_t k = 0; t->cols && k < t->t->ncols; k++)
+      hl__wh_xpath_free(t->cols[k].x);
+    for (size_t k = 0; k < t->nparams; k++) {
+      hl__wh_xpath_free(t->params[k].x);
+      hl__wh_xpath_free(t->params[k].sys);
+      hl__wh_xpath_free(t->params[k].code);
+    }
+    free(t->cols);
+    free(t->params);
   }
   free(s->tables);
+  free(s->vals);
+  hl_buf_free(&s->scratch);
   sqlite3_close(s->db);
   free(s);
 }
@@ -517,6 +417,7 @@ static int sq_open(const hl_wh_opts *o, const hl__wh_contract *c, hl_wh_stats *s
   sq *s = calloc(1, sizeof(*s));
   if (!s)
     return -ENOMEM;
+  hl_buf_init(&s->scratch, (size_t)1 << 30);
   s->c = c;
   s->stats = stats;
   s->read_only = o->read_only;
@@ -563,10 +464,6 @@ static int sq_open(const hl_wh_opts *o, const hl__wh_contract *c, hl_wh_stats *s
     *state = s;
     return 0;
   }
-  sqlite3_create_function(s->db, "hl_norm", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
-                          NULL, fn_norm, NULL, NULL);
-  sqlite3_create_function(s->db, "hl_ref", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
-                          NULL, fn_ref, NULL, NULL);
   if ((rc = prep(s,
                  "INSERT INTO raw (tenant, type, id, version_id, last_updated, resource, job, source, "
                  "line, kafka_topic, kafka_partition, kafka_offset, ingested_at, batch_id, dedup_key) "
@@ -592,7 +489,19 @@ static int sq_open(const hl_wh_opts *o, const hl__wh_contract *c, hl_wh_stats *s
                  "ON CONFLICT (tenant, job, uri) DO UPDATE SET loaded = loaded + excluded.loaded, "
                  "load_rejected = load_rejected + excluded.load_rejected, updated_at = " NOW,
                  &s->job_add, err, errlen)) < 0 ||
-      (rc = prep(s, job_state_sql, &s->job_recompute, err, errlen)) < 0)
+      (rc = prep(s, job_state_sql, &s->job_recompute, err, errlen)) < 0 ||
+      (rc = prep(s,
+                 "INSERT OR IGNORE INTO curated_token (tenant, type, id, param, system, code) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 &s->tok_ins, err, errlen)) < 0 ||
+      (rc = prep(s,
+                 "INSERT OR IGNORE INTO curated_string (tenant, type, id, param, value) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5)",
+                 &s->str_ins, err, errlen)) < 0 ||
+      (rc = prep(s, "DELETE FROM curated_token WHERE tenant = ?1 AND type = ?2 AND id = ?3",
+                 &s->tok_del, err, errlen)) < 0 ||
+      (rc = prep(s, "DELETE FROM curated_string WHERE tenant = ?1 AND type = ?2 AND id = ?3",
+                 &s->str_del, err, errlen)) < 0)
     goto fail;
   s->tables = calloc(c->ntables + 1, sizeof(*s->tables));
   if (!s->tables) {
@@ -603,6 +512,13 @@ static int sq_open(const hl_wh_opts *o, const hl__wh_contract *c, hl_wh_stats *s
     s->tables[s->ntables].t = &c->tables[i];
     if ((rc = prep_table(s, &s->tables[s->ntables++], err, errlen)) < 0)
       goto fail;
+    if (c->tables[i].ncols > s->nvals)
+      s->nvals = c->tables[i].ncols;
+  }
+  s->vals = calloc(s->nvals + 1, sizeof(*s->vals));
+  if (!s->vals) {
+    rc = -ENOMEM;
+    goto fail;
   }
   *state = s;
   return 0;
@@ -755,6 +671,227 @@ static int fold_event(sq *s, const hl__wh_event *ev) {
   return rc < 0 ? rc : recompute(s, ev->org, ev->job, ev->uri);
 }
 
+/* ---- Values extracted in C -------------------------------------------------------- */
+
+/* Fills v with json_extract's result for the JSON value j[0..n); text may go to the scratch. */
+static int json_val(sq *s, const char *j, size_t n, sq_val *v) {
+  memset(v, 0, sizeof(*v));
+  switch (j[0]) {
+  case '"':
+    v->kind = SQLITE_TEXT;
+    if (!memchr(j + 1, '\\', n - 2)) {
+      v->p = j + 1;
+      v->len = n - 2;
+      return 0;
+    }
+    v->scratch = true;
+    v->off = s->scratch.len;
+    if (hl__wh_unescape(j + 1, n - 2, &s->scratch) < 0)
+      return -ENOMEM;
+    v->len = s->scratch.len - v->off;
+    return 0;
+  case 't':
+  case 'f':
+    v->kind = SQLITE_INTEGER;
+    v->i = j[0] == 't';
+    return 0;
+  case 'n':
+    v->kind = SQLITE_NULL;
+    return 0;
+  case '{':
+  case '[':
+    v->kind = SQLITE_TEXT;
+    v->scratch = true;
+    v->off = s->scratch.len;
+    if (hl__wh_minify(j, n, &s->scratch) < 0)
+      return -ENOMEM;
+    v->len = s->scratch.len - v->off;
+    return 0;
+  default: {
+    char num[64];
+    if (n >= sizeof(num)) {
+      /* Longer than any int64: a real, as SQLite reads it. */
+      char *t = strndup(j, n);
+      if (!t)
+        return -ENOMEM;
+      v->kind = SQLITE_FLOAT;
+      v->r = strtod(t, NULL);
+      free(t);
+      return 0;
+    }
+    memcpy(num, j, n);
+    num[n] = 0;
+    if (!strpbrk(num, ".eE")) {
+      errno = 0;
+      long long i = strtoll(num, NULL, 10);
+      if (errno != ERANGE) {
+        v->kind = SQLITE_INTEGER;
+        v->i = i;
+        return 0;
+      }
+    }
+    v->kind = SQLITE_FLOAT;
+    v->r = strtod(num, NULL);
+    return 0;
+  }
+  }
+}
+
+static const char *val_ptr(const sq *s, const sq_val *v) {
+  return v->scratch ? s->scratch.data + v->off : v->p;
+}
+
+/* Turns a number into its SQL text form (as sqlite3_value_text renders it), for transforms. */
+static int val_to_text(sq *s, sq_val *v) {
+  char t[64];
+  if (v->kind == SQLITE_INTEGER)
+    sqlite3_snprintf(sizeof(t), t, "%lld", (long long)v->i);
+  else if (v->kind == SQLITE_FLOAT)
+    sqlite3_snprintf(sizeof(t), t, "%!.15g", v->r);
+  else
+    return 0;
+  v->kind = SQLITE_TEXT;
+  v->scratch = true;
+  v->off = s->scratch.len;
+  v->len = strlen(t);
+  return hl_buf_append(&s->scratch, t, v->len) < 0 ? -ENOMEM : 0;
+}
+
+/* Applies a column transform: hl_wh_reference_id or hl_wh_normalize (NULL stays NULL). */
+static int transform(sq *s, int xf, sq_val *v) {
+  if (xf == XF_NONE || v->kind == SQLITE_NULL)
+    return 0;
+  if (val_to_text(s, v) < 0)
+    return -ENOMEM;
+  const char *t = val_ptr(s, v);
+  if (xf == XF_REFERENCE) {
+    const char *id;
+    size_t n;
+    if (hl_wh_reference_id(t, v->len, &id, &n) < 0) {
+      v->kind = SQLITE_NULL;
+      return 0;
+    }
+    if (v->scratch)
+      v->off += (size_t)(id - t);
+    else
+      v->p = id;
+    v->len = n;
+    return 0;
+  }
+  char *norm = hl_wh_normalize(t, v->len);
+  if (!norm)
+    return -ENOMEM;
+  v->scratch = true;
+  v->off = s->scratch.len;
+  v->len = strlen(norm);
+  int rc = hl_buf_append(&s->scratch, norm, v->len);
+  free(norm);
+  return rc < 0 ? -ENOMEM : 0;
+}
+
+static void bind_val(const sq *s, sqlite3_stmt *st, int i, const sq_val *v) {
+  switch (v->kind) {
+  case SQLITE_INTEGER:
+    sqlite3_bind_int64(st, i, v->i);
+    break;
+  case SQLITE_FLOAT:
+    sqlite3_bind_double(st, i, v->r);
+    break;
+  case SQLITE_TEXT:
+    sqlite3_bind_text(st, i, val_ptr(s, v), (int)v->len, SQLITE_STATIC);
+    break;
+  default:
+    sqlite3_bind_null(st, i);
+  }
+}
+
+/* Writes the curated row: every column extracted from the resource by its contract path. */
+static int upsert(sq *s, sq_table *t, hl_wh_batch *b, hl__wh_rec *r, sqlite3_int64 raw_id) {
+  const hl__wh_table *tt = t->t;
+  sqlite3_stmt *st = t->ups;
+  hl_buf_reset(&s->scratch);
+  for (size_t i = 0; i < tt->ncols; i++) {
+    sq_val *v = &s->vals[i];
+    const sq_col *c = &t->cols[i];
+    memset(v, 0, sizeof(*v));
+    if (c->fixed >= 0)
+      continue;
+    const char *j;
+    size_t n;
+    if (!hl__wh_xpath_first(c->x, &s->doc, &j, &n))
+      continue; /* NULL */
+    if (json_val(s, j, n, v) < 0 || transform(s, c->transform, v) < 0)
+      return -ENOMEM;
+  }
+  for (size_t i = 0; i < tt->ncols; i++) {
+    int k = (int)i + 1;
+    switch (t->cols[i].fixed) {
+    case 0: bind_str(st, k, hl__wh_str(b, r->tenant)); break;
+    case 1: bind_str(st, k, hl__wh_str(b, r->id)); break;
+    case 2: bind_str(st, k, hl__wh_str(b, r->version_id)); break;
+    case 3: bind_str(st, k, hl__wh_str(b, r->last_updated)); break;
+    case 4: sqlite3_bind_int64(st, k, raw_id); break;
+    case 5: sqlite3_bind_text(st, k, hl__wh_str(b, r->json), (int)r->json_len, SQLITE_STATIC); break;
+    default: bind_val(s, st, k, &s->vals[i]);
+    }
+  }
+  int rc = step_done(st);
+  sqlite3_clear_bindings(st);
+  return rc;
+}
+
+typedef struct side_ctx {
+  sq *s;
+  const sq_param *p;
+  const char *tenant, *type, *id;
+  int rc;
+} side_ctx;
+
+/* One value of a search parameter: a token (object with system/code) or a string. */
+static int side_value(void *ud, const char *j, size_t n) {
+  side_ctx *c = ud;
+  sq *s = c->s;
+  const sq_param *p = c->p;
+  sqlite3_stmt *st;
+  sq_val a, v;
+  const char *x;
+  size_t xn;
+  hl_buf_reset(&s->scratch);
+  if (p->token) {
+    if (j[0] != '{' || !hl__wh_xpath_sub(p->code, j, n, &x, &xn))
+      return 0;
+    if (json_val(s, x, xn, &v) < 0)
+      goto nomem;
+    memset(&a, 0, sizeof(a));
+    a.kind = SQLITE_TEXT;
+    a.p = "";
+    if (hl__wh_xpath_sub(p->sys, j, n, &x, &xn) && json_val(s, x, xn, &a) < 0)
+      goto nomem;
+    st = s->tok_ins;
+    bind_val(s, st, 5, &a);
+    bind_val(s, st, 6, &v);
+  } else {
+    if (j[0] != '"')
+      return 0;
+    if (json_val(s, j, n, &v) < 0 || transform(s, XF_NORMALIZE, &v) < 0)
+      goto nomem;
+    if (v.len == 0)
+      return 0;
+    st = s->str_ins;
+    bind_val(s, st, 5, &v);
+  }
+  bind_str(st, 1, c->tenant);
+  bind_str(st, 2, c->type);
+  bind_str(st, 3, c->id);
+  bind_str(st, 4, p->param);
+  if ((c->rc = step_done(st)) < 0)
+    return 1;
+  return 0;
+nomem:
+  c->rc = -ENOMEM;
+  return 1;
+}
+
 static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_t *njobs,
                      size_t *jcap) {
   const char *tenant = hl__wh_str(b, r->tenant), *type = hl__wh_str(b, r->type),
@@ -824,27 +961,29 @@ static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_
     r->status = HL_WH_ROW_STALE;
     return 0;
   }
-  st = t->ups;
-  bind_str(st, 1, tenant);
-  bind_str(st, 2, id);
-  bind_str(st, 3, vid);
-  bind_str(st, 4, lu);
-  sqlite3_bind_int64(st, 5, raw_id);
-  sqlite3_bind_text(st, 6, hl__wh_str(b, r->json), (int)r->json_len, SQLITE_STATIC);
-  if ((rc = step_done(st)) < 0)
+  if (hl__wh_doc_init(&s->doc, hl__wh_str(b, r->json), r->json_len) < 0)
+    return HL_EFATAL; /* hl_wh_batch_add checked it is an object */
+  if ((rc = upsert(s, t, b, r, raw_id)) < 0)
     return rc;
-  sqlite3_stmt *side[4] = {exists ? t->tok_del : NULL, exists ? t->str_del : NULL, t->tok_ins,
-                           t->str_ins};
-  for (int k = 0; k < 4; k++) {
-    if (!side[k])
-      continue;
-    bind_str(side[k], 1, tenant);
-    bind_str(side[k], 2, type);
-    bind_str(side[k], 3, id);
-    if (k >= 2)
-      sqlite3_bind_text(side[k], 4, hl__wh_str(b, r->json), (int)r->json_len, SQLITE_STATIC);
-    if ((rc = step_done(side[k])) < 0)
-      return rc;
+  if (exists) {
+    sqlite3_stmt *del[2] = {t->has_tok ? s->tok_del : NULL, t->has_str ? s->str_del : NULL};
+    for (int k = 0; k < 2; k++) {
+      if (!del[k])
+        continue;
+      bind_str(del[k], 1, tenant);
+      bind_str(del[k], 2, type);
+      bind_str(del[k], 3, id);
+      if ((rc = step_done(del[k])) < 0)
+        return rc;
+    }
+  }
+  side_ctx sc = {s, NULL, tenant, type, id, 0};
+  hl__wh_doc *doc = &s->doc;
+  for (size_t k = 0; k < t->nparams; k++) {
+    sc.p = &t->params[k];
+    hl__wh_xpath_each(sc.p->x, doc, side_value, &sc);
+    if (sc.rc < 0)
+      return sc.rc;
   }
   r->status = HL_WH_ROW_APPLIED;
   return 0;
