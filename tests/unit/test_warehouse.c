@@ -616,3 +616,86 @@ Test(warehouse, batch_limits) {
   cr_assert_eq(hl_wh_batch_len(b), 0);
   hl_wh_batch_free(b);
 }
+
+/* ---- Values extracted in C equal SQLite's JSON functions ------------------------------- */
+
+/* Resources with the awkward cases: escapes, duplicate keys, numbers, nulls, wrong shapes. */
+static const char *const tricky[] = {
+    "{\"resourceType\":\"Observation\",\"id\":\"o1\",\"status\":\"fin\\u00e9\\\"al\\n\",\"code\":{\"coding\":"
+    "[{\"system\":\"http://loinc.org\",\"code\":\"85354-9\"},{\"code\":\"c2\"},\"s\",{\"system\":\"x\"},"
+    "{\"system\":5,\"code\":7.50},{\"system\":null,\"code\":true},{\"system\":{\"a\" : [1, \"b c\"]},"
+    "\"code\":12345678901234567890}]},\"category\":[{\"coding\":[{\"system\":\"c\",\"code\":\"vital\"}]},"
+    "{\"coding\":{\"code\":\"notarr\"}},{\"text\":\"t\"}],\"effectivePeriod\":{\"start\":\"2020-01-01\"},"
+    "\"valueQuantity\":{\"value\":72.50,\"unit\":\"kg\"},\"component\":[{\"code\":{\"coding\":[{\"code\":"
+    "\"8480-6\"}]}},{\"code\":\"str\"}],\"subject\":{\"reference\":\"Patient/p\\/1/_history/2\"}}",
+    "{\"resourceType\":\"Observation\",\"id\":\"o2\",\"effectiveDateTime\":null,\"effectiveInstant\":"
+    "\"2021-01-01T00:00:00.123+02:00\",\"valueQuantity\":{\"value\":-3,\"code\":\"mm[Hg]\",\"unit\":\"u\"},"
+    "\"code\":{\"coding\":[]},\"status\":\"a\",\"status\":\"b\",\"category\":[[{\"code\":\"x\"}]]}",
+    "{\"resourceType\":\"Observation\",\"id\":\"o3\",\"valueQuantity\":{\"value\":1.5e3},\"status\":\"a\\u0000b\","
+    "\"code\":{\"coding\":[{\"code\":-0.0},{\"code\":[1, 2]},{\"code\":\"\\ud83d\\ude00\"}]},\"effectiveDateTime\":7}",
+    "{\"resourceType\":\"Observation\",\"id\":\"o4\",\"valueQuantity\":{\"value\":9007199254740993},"
+    "\"code\":{\"coding\":{\"code\":\"obj\"}},\"status\":{ \"x\" : null },\"subject\":{\"reference\":\"#c\"}}",
+};
+
+Test(warehouse, extracted_values_equal_sqlite_json_functions) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  for (size_t i = 0; i < sizeof(tricky) / sizeof(tricky[0]); i++) {
+    char id[8];
+    snprintf(id, sizeof(id), "o%zu", i + 1);
+    cr_assert_geq(add(b, "a", "Observation", id, tricky[i], (long)i + 1), 0);
+  }
+  hl_wh_result res;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(res.applied, 4);
+  /* Every column against json_extract (COALESCE for 'a | b'), compared through the column's affinity. */
+  const char *cols[][2] = {
+      {"status", "json_extract(resource, '$.status')"},
+      {"code_system", "json_extract(resource, '$.code.coding[0].system')"},
+      {"code", "json_extract(resource, '$.code.coding[0].code')"},
+      {"category", "json_extract(resource, '$.category[0].coding[0].code')"},
+      {"effective", "COALESCE(json_extract(resource, '$.effectiveDateTime'), json_extract(resource, "
+                    "'$.effectiveInstant'), json_extract(resource, '$.effectivePeriod.start'))"},
+      {"value_quantity", "CAST(json_extract(resource, '$.valueQuantity.value') AS REAL)"},
+      {"value_unit", "COALESCE(json_extract(resource, '$.valueQuantity.code'), json_extract(resource, "
+                     "'$.valueQuantity.unit'))"},
+  };
+  char sql[1024];
+  for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM curated_observation WHERE NOT (%s IS %s)", cols[i][0],
+             cols[i][1]);
+    cr_expect_eq(sql_int(sql), 0, "column %s differs from %s", cols[i][0], cols[i][1]);
+  }
+  char *t = sql_text("SELECT group_concat(id || '=' || quote(patient), ',') FROM "
+                     "(SELECT id, patient FROM curated_observation ORDER BY id)");
+  cr_expect_str_eq(t, "o1='1',o2=NULL,o3=NULL,o4=NULL"); /* Patient/p\/1/_history/2 */
+  free(t);
+  /* Token rows against json_each, as the backend generated them in SQL before. */
+  static const char tok_sql[] =
+           "WITH want AS ("
+           " SELECT o.id, 'code' AS param, COALESCE(CAST(json_extract(j.value, '$.system') AS TEXT), '') AS "
+           " system, CAST(json_extract(j.value, '$.code') AS TEXT) AS code FROM curated_observation o, "
+           " json_each(o.resource, '$.code.coding') j WHERE typeof(j.key) = 'integer' AND j.type = 'object'"
+           " UNION SELECT o.id, 'category', COALESCE(CAST(json_extract(j1.value, '$.system') AS TEXT), ''),"
+           " CAST(json_extract(j1.value, '$.code') AS TEXT) FROM curated_observation o,"
+           " json_each(o.resource, '$.category') j0, json_each(j0.value, '$.coding') j1 WHERE"
+           " typeof(j0.key) = 'integer' AND j0.type = 'object' AND typeof(j1.key) = 'integer' AND"
+           " j1.type = 'object'"
+           " UNION SELECT o.id, 'component-code', COALESCE(CAST(json_extract(j1.value, '$.system') AS TEXT), ''),"
+           " CAST(json_extract(j1.value, '$.code') AS TEXT) FROM curated_observation o,"
+           " json_each(o.resource, '$.component') j0, json_each(j0.value, '$.code.coding') j1 WHERE"
+           " typeof(j0.key) = 'integer' AND j0.type = 'object' AND typeof(j1.key) = 'integer' AND"
+           " j1.type = 'object'), "
+           "w AS (SELECT * FROM want WHERE code IS NOT NULL), "
+           "h AS (SELECT id, param, system, code FROM curated_token WHERE type = 'Observation') "
+           "SELECT (SELECT count(*) FROM (SELECT * FROM w EXCEPT SELECT * FROM h)) + "
+           "(SELECT count(*) FROM (SELECT * FROM h EXCEPT SELECT * FROM w)) * 1000 + "
+           "(SELECT count(*) FROM h) * 1000000";
+  long long got = sql_int(tok_sql);
+  cr_expect_eq(got, 10 * 1000000, "%lld: token rows differ from json_each (missing + 1000 x extra + 1e6 x count)");
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  rmdb();
+}
