@@ -1,0 +1,133 @@
+# Shared helpers of the integration tests (sourced). Each test script is run
+# by meson as: script BUILD_DIR SOURCE_DIR, speaks TAP on stdout, and cleans
+# up every process it started (by pid) and its temporary directory on exit.
+set -uo pipefail
+
+BUILD=$(cd "${1:?build dir}" && pwd)
+SRC=$(cd "${2:?source dir}" && pwd)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/hl-it.XXXXXX")
+DEVBROKER=$BUILD/tools/devbroker/hl-devbroker
+TOPICS_FILE=$SRC/schemas/topics/topics.json
+PIDS=()
+T=0
+
+echo "TAP version 13"
+
+hl_cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do
+    kill -TERM "$p" 2>/dev/null
+  done
+  for p in "${PIDS[@]}"; do
+    wait "$p" 2>/dev/null
+  done
+  if [ "${HL_IT_KEEP:-0}" = 1 ]; then
+    echo "# kept $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+}
+trap hl_cleanup EXIT
+
+ok() {
+  T=$((T + 1))
+  echo "ok $T - $*"
+}
+
+# Fails the test: prints the reason, the tail of every log in $TMP, the plan, exits 1.
+fail() {
+  T=$((T + 1))
+  echo "not ok $T - $*"
+  local f
+  for f in "$TMP"/*.err "$TMP"/*.log; do
+    [ -f "$f" ] || continue
+    echo "# --- tail of $(basename "$f")"
+    tail -n 15 "$f" | sed 's/^/#   /'
+  done
+  echo "1..$T"
+  exit 1
+}
+
+# Skips the whole test (one skipped case, as scripts/test counts them).
+skip_all() {
+  echo "ok 1 # SKIP $*"
+  echo "1..1"
+  exit 0
+}
+
+done_testing() {
+  echo "1..$T"
+  exit 0
+}
+
+check() { # description command...
+  local d=$1
+  shift
+  if "$@"; then ok "$d"; else fail "$d"; fi
+}
+
+# Runs "$@" every 100 ms until it succeeds or timeout_s pass; returns its status.
+wait_for() {
+  local timeout=$1
+  shift
+  local end=$((SECONDS + timeout))
+  while ! "$@" 2>/dev/null; do
+    [ $SECONDS -ge $end ] && return 1
+    sleep 0.1
+  done
+  return 0
+}
+
+now_ms() { date +%s%3N; }
+
+for tool in kcat curl jq; do
+  command -v $tool >/dev/null || skip_all "$tool is not installed (scripts/bootstrap installs it)"
+done
+[ -x "$DEVBROKER" ] || skip_all "hl-devbroker is not built"
+
+# Starts hl-devbroker with extra VAR=value arguments; sets DEVBROKER_PID,
+# BOOTSTRAP and ADMIN (host:port of its admin server).
+start_devbroker() {
+  env HL_ADMIN_ADDR=127.0.0.1:0 HL_DEVBROKER_ADDR_FILE="$TMP/devbroker.addr" \
+    HL_DEVBROKER_TOPICS_FILE="$TOPICS_FILE" HL_DEVBROKER_METRICS_INTERVAL=200ms "$@" \
+    "$DEVBROKER" >"$TMP/devbroker.out" 2>"$TMP/devbroker.err" &
+  DEVBROKER_PID=$!
+  PIDS+=("$DEVBROKER_PID")
+  wait_for 30 grep -q '^admin=' "$TMP/devbroker.out" || fail "hl-devbroker did not start"
+  BOOTSTRAP=$(sed -n 's/^bootstrap=//p' "$TMP/devbroker.out")
+  ADMIN=$(sed -n 's/^admin=//p' "$TMP/devbroker.out")
+}
+
+# The value of one metric series (exact name{labels}) on an admin server, or empty.
+metric() { # admin series
+  curl -sf "http://$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'
+}
+
+# Messages appended to a topic, from hl-devbroker's control state.
+topic_messages() { # topic
+  curl -sf "http://$ADMIN/control/state" | jq -r --arg t "$1" '.topics[] | select(.name == $t) | .messages'
+}
+
+# Succeeds when a topic holds at least n messages.
+topic_has() { # topic n
+  local m
+  m=$(topic_messages "$1")
+  [ -n "$m" ] && [ "$m" -ge "$2" ]
+}
+
+http_status() { # method url [body]
+  curl -s -o /dev/null -w '%{http_code}' -X "$1" ${3:+-d "$3"} "$2"
+}
+
+# Produces n messages keyed key-<i> with value value-<i> to a topic with kcat.
+produce_keyed() { # topic n [first]
+  local first=${3:-1}
+  seq "$first" $((first + $2 - 1)) | awk '{ printf "key-%06d\tvalue-%06d\n", $1, $1 }' |
+    kcat -b "$BOOTSTRAP" -P -t "$1" -K $'\t' -X enable.idempotence=true -X linger.ms=5 \
+      2>>"$TMP/kcat.err"
+}
+
+# Writes the keys of every message of a topic, one a line, to a file.
+consume_keys() { # topic file
+  timeout 120 kcat -b "$BOOTSTRAP" -C -t "$1" -o beginning -e -q -f '%k\n' >"$2" 2>>"$TMP/kcat.err"
+}
