@@ -126,6 +126,7 @@ kill -TERM "$DEVBROKER_PID"
 t0=$SECONDS
 wait "$DEVBROKER_PID"
 rc=$?
+forget_pid "$DEVBROKER_PID"
 [ $rc = 0 ] || fail "SIGTERM: exit status $rc"
 [ $((SECONDS - t0)) -le 10 ] || fail "stopped within 10 s"
 [ ! -e "$TMP/devbroker.addr" ] || fail "address file removed"

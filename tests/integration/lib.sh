@@ -13,13 +13,13 @@ T=0
 
 echo "TAP version 13"
 
+# Stops the processes in reverse order of start (workers before the broker
+# they drain to), then removes the temporary directory.
 hl_cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do
-    kill -TERM "$p" 2>/dev/null
-  done
-  for p in "${PIDS[@]}"; do
-    wait "$p" 2>/dev/null
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${PIDS[i]}" 2>/dev/null
+    wait "${PIDS[i]}" 2>/dev/null
   done
   if [ "${HL_IT_KEEP:-0}" = 1 ]; then
     echo "# kept $TMP"
@@ -28,6 +28,16 @@ hl_cleanup() {
   fi
 }
 trap hl_cleanup EXIT
+
+# Drops a pid this script has reaped (waited for) from the cleanup list, so
+# that cleanup never signals a pid the system may have given to another process.
+forget_pid() {
+  local p keep=()
+  for p in "${PIDS[@]}"; do
+    [ "$p" = "$1" ] || keep+=("$p")
+  done
+  PIDS=("${keep[@]}")
+}
 
 ok() {
   T=$((T + 1))
@@ -88,6 +98,7 @@ done
 # Starts hl-devbroker with extra VAR=value arguments; sets DEVBROKER_PID,
 # BOOTSTRAP and ADMIN (host:port of its admin server).
 start_devbroker() {
+  : >"$TMP/devbroker.out" # truncated here, so no old line is read while the child starts
   env HL_ADMIN_ADDR=127.0.0.1:0 HL_DEVBROKER_ADDR_FILE="$TMP/devbroker.addr" \
     HL_DEVBROKER_TOPICS_FILE="$TOPICS_FILE" HL_DEVBROKER_METRICS_INTERVAL=200ms "$@" \
     "$DEVBROKER" >"$TMP/devbroker.out" 2>"$TMP/devbroker.err" &
@@ -130,4 +141,25 @@ produce_keyed() { # topic n [first]
 # Writes the keys of every message of a topic, one a line, to a file.
 consume_keys() { # topic file
   timeout 120 kcat -b "$BOOTSTRAP" -C -t "$1" -o beginning -e -q -f '%k\n' >"$2" 2>>"$TMP/kcat.err"
+}
+
+PASSTHROUGH=$BUILD/tools/passthrough/hl-passthrough
+
+# A TCP port free on 127.0.0.1 right now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Consumer lag of a worker's group on a topic, summed over the partitions its
+# admin server reports, or empty while it reports none.
+worker_lag() { # admin topic
+  curl -sf "http://$1/metrics" |
+    awk -v t="topic=\"$2\"" '/^hl_consumer_lag_messages\{/ && index($0, t) { s += $2; n++ } END { if (n) print s }'
+}
+
+# Succeeds when a worker's lag on a topic is known and zero.
+worker_caught_up() { # admin topic
+  local lag
+  lag=$(worker_lag "$1" "$2")
+  [ -n "$lag" ] && [ "$lag" = 0 ]
 }
