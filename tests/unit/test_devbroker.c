@@ -11,7 +11,7 @@
 
 HL_TEST_SUITE(devbroker);
 
-#define DATA_DIR HL_SOURCE_DIR "/tests/data/topics"
+#define DATA_DIR HL_SOURCE_ROOT "/tests/data/topics"
 
 typedef struct fixture {
   hl_topics *topics;
