@@ -26,7 +26,7 @@ ok "hl-passthrough is ready"
 
 # The first half is copied while the brokers are up.
 produce_keyed it.outage.in $((N / 2)) 1 || fail "produce the first half"
-wait_for 60 worker_caught_up "$PT_ADMIN" it.outage.in || fail "the first half is copied"
+wait_all_keys it.outage.out $((N / 2)) 60 || fail "the first half is copied"
 ok "copied the first $((N / 2)) messages"
 
 # The second half is produced with latency, and the brokers go down mid-copy.
@@ -46,8 +46,8 @@ sleep 2 # the outage lasts a little while the worker keeps retrying
 [ "$(http_status POST "http://$ADMIN/control/reset")" = 200 ] || fail "bring the brokers back"
 wait_for 90 ready_is 200 || fail "/readyz turns 200 again after the outage"
 ok "ready again after the brokers came back"
-wait_for 90 worker_caught_up "$PT_ADMIN" it.outage.in ||
-  fail "the copy finishes (lag $(worker_lag "$PT_ADMIN" it.outage.in))"
+wait_all_keys it.outage.out "$N" 120 ||
+  fail "the copy finishes (worker lag $(worker_lag "$PT_ADMIN" it.outage.in))"
 kill -TERM "$PT_PID"
 wait "$PT_PID"
 rc=$?

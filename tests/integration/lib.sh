@@ -163,3 +163,18 @@ worker_caught_up() { # admin topic
   lag=$(worker_lag "$1" "$2")
   [ -n "$lag" ] && [ "$lag" = 0 ]
 }
+
+# Waits until a topic holds every key key-000001..key-<n> (duplicates
+# allowed), consuming it once a second; fails after timeout_s. The end state
+# itself is the condition, so no worker metric has to be trusted.
+wait_all_keys() { # topic n timeout_s
+  local end=$((SECONDS + $3)) have=0
+  seq 1 "$2" | awk '{ printf "key-%06d\n", $1 }' >"$TMP/want.keys"
+  while :; do
+    consume_keys "$1" "$TMP/poll.keys"
+    have=$(sort -u "$TMP/poll.keys" | comm -12 "$TMP/want.keys" - | wc -l)
+    [ "$have" = "$2" ] && return 0
+    [ $SECONDS -ge $end ] && { echo "# $1 holds $have of $2 keys after $3 s"; return 1; }
+    sleep 1
+  done
+}

@@ -85,6 +85,25 @@ static int produce(const char *bootstraps, const char *topic, int n, size_t vlen
   return errs[0];
 }
 
+/*
+ * Refreshes until the topic shows n messages: right after a broker comes
+ * back, the watcher's client may still be reconnecting. Fails after 30 s.
+ */
+static void refresh_until(fixture *f, const char *topic, int64_t n) {
+  hl_devbroker_topic_stats st = {0};
+  double deadline = now_s() + 30;
+  int rc;
+  do {
+    rc = hl_devbroker_refresh(f->db);
+    if (rc == 0 && hl_devbroker_topic_stats_get(f->db, topic, &st) == 0 && st.messages == n)
+      return;
+    struct timespec ts = {0, 100000000};
+    nanosleep(&ts, NULL);
+  } while (now_s() < deadline);
+  cr_assert_fail("%s: %lld messages, not %lld, after 30 s (last refresh: %d)", topic,
+                 (long long)st.messages, (long long)n, rc);
+}
+
 static bool metrics_have(hl_metrics *reg, const char *needle) {
   hl_buf b;
   hl_buf_init(&b, 0);
@@ -119,7 +138,7 @@ Test(devbroker, creates_topics_and_counts_messages_and_bytes, .timeout = 120) {
   cr_assert_eq(hl_devbroker_topic_stats_get(f.db, "nope", &st), HL_ENOTFOUND);
 
   cr_assert_eq(produce(bs, "t.one", 1000, 100, NULL, NULL, NULL), 0);
-  cr_assert_eq(hl_devbroker_refresh(f.db), 0);
+  refresh_until(&f, "t.one", 1000);
   cr_assert_eq(hl_devbroker_topic_stats_get(f.db, "t.one", &st), 0);
   cr_assert_eq(st.messages, 1000);
   cr_assert_eq(st.dropped, 0);
@@ -138,9 +157,7 @@ Test(devbroker, creates_topics_and_counts_messages_and_bytes, .timeout = 120) {
 
   /* A topic the mock creates on first use is watched as well. */
   cr_assert_eq(produce(bs, "auto.created", 10, 10, NULL, NULL, NULL), 0);
-  cr_assert_eq(hl_devbroker_refresh(f.db), 0);
-  cr_assert_eq(hl_devbroker_topic_stats_get(f.db, "auto.created", &st), 0);
-  cr_assert_eq(st.messages, 10);
+  refresh_until(&f, "auto.created", 10);
   stop(&f);
 }
 
@@ -231,10 +248,7 @@ Test(devbroker, injected_errors_and_latency_reach_clients, .timeout = 120) {
   cr_assert_eq(last, RD_KAFKA_RESP_ERR__MSG_TIMED_OUT, "%s", rd_kafka_err2name(last));
   cr_assert_eq(hl_devbroker_set_up(f.db, 1, true), 0);
   cr_assert_eq(produce(bs, "t.two", 1, 10, NULL, NULL, NULL), 0);
-  cr_assert_eq(hl_devbroker_refresh(f.db), 0);
-  hl_devbroker_topic_stats st;
-  cr_assert_eq(hl_devbroker_topic_stats_get(f.db, "t.two", &st), 0);
-  cr_assert_eq(st.messages, 3);
+  refresh_until(&f, "t.two", 3);
   stop(&f);
 }
 
