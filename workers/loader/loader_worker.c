@@ -174,12 +174,15 @@ static int grow(hl_loader_worker *lw, size_t n) {
 }
 
 /*
- * Decides what to do with a job-status event: K_EVENT (fold it), K_DONE
- * with *bad = false (one of the loader's own load events: the commit that
- * published it counted it already), or K_DONE with *bad = true.
+ * Decides what to do with a job-status event: K_EVENT (fold it; *norm is
+ * set to a malloc'ed copy without null members when it had some, since
+ * the schema has no nulls), K_DONE with *bad = false (one of the loader's
+ * own load events: the commit that published it counted it already), or
+ * K_DONE with *bad = true.
  */
-static int classify_event(const hl_kafka_msg *msg, bool *bad) {
+static int classify_event(const hl_kafka_msg *msg, bool *bad, char **norm) {
   *bad = false;
+  *norm = NULL;
   json_error_t je;
   json_t *o = msg->value ? json_loadb(msg->value, msg->len, 0, &je) : NULL;
   if (!json_is_object(o)) {
@@ -192,6 +195,18 @@ static int classify_event(const hl_kafka_msg *msg, bool *bad) {
   int k = K_EVENT;
   if (stage && !strcmp(stage, "load") && id && !strncmp(id, OWN_EVENT_PREFIX, strlen(OWN_EVENT_PREFIX)))
     k = K_DONE;
+  bool nulls = false;
+  const char *name;
+  json_t *v;
+  void *tmp;
+  json_object_foreach_safe(o, tmp, name, v) {
+    if (json_is_null(v)) {
+      json_object_del(o, name);
+      nulls = true;
+    }
+  }
+  if (k == K_EVENT && nulls)
+    *norm = json_dumps(o, JSON_COMPACT);
   json_decref(o);
   return k;
 }
@@ -448,20 +463,26 @@ static void process_batch(void *ud, hl_worker *w, hl_kafka_msg *msgs, size_t n,
     results[i] = HL_PROC_RETRY;
     if (folding && !strcmp(msg->topic, lw->status_topic)) {
       bool bad;
-      if (classify_event(msg, &bad) == K_DONE) {
+      char *norm;
+      if (classify_event(msg, &bad, &norm) == K_DONE) {
         hl_series_inc(hl_metric_at(lw->m_events, bad ? "invalid" : "own"));
         results[i] = bad ? hl_worker_reject(w, msg, "invalid-event", "not a JSON object")
                          : HL_PROC_OK;
         continue;
       }
-      int r = hl_wh_batch_add_event(lw->b, msg->value, msg->len);
+      const char *ev = norm ? norm : msg->value;
+      size_t evlen = norm ? strlen(norm) : msg->len;
+      int r = hl_wh_batch_add_event(lw->b, ev, evlen);
       if (r == HL_ELIMIT) {
-        if (commit(lw, w, msgs, nrows, nev, results) < 0)
+        if (commit(lw, w, msgs, nrows, nev, results) < 0) {
+          free(norm);
           return; /* the rest stays RETRY (or the worker stops) */
+        }
         hl_wh_batch_reset(lw->b);
         nrows = nev = 0;
-        r = hl_wh_batch_add_event(lw->b, msg->value, msg->len);
+        r = hl_wh_batch_add_event(lw->b, ev, evlen);
       }
+      free(norm);
       if (r < 0) {
         results[i] = r == HL_ELIMIT ? hl_worker_reject(w, msg, "too-large", "event too large")
                                     : HL_PROC_RETRY;
