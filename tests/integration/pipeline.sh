@@ -84,11 +84,12 @@ synth_counts() { # summary-file -> "Type N" lines
   awk '/FHIR resources/ { f = 1; next } /OMOP rows|totals:/ { f = 0 } f && NF == 2 { print $1, $2 }' "$1"
 }
 
-# "Type N" lines of the curated tables.
+# "Type N" lines of the curated tables (of tenant WH_TENANT only when it is set).
 wh_counts() {
-  local t
+  local t where=""
+  [ -n "${WH_TENANT:-}" ] && where="WHERE tenant = '$WH_TENANT'"
   for t in $TYPES; do
-    echo "$t $(sqlite3 -cmd '.timeout 5000' "$WAREHOUSE" "SELECT count(*) FROM $(curated_table "$t")" 2>/dev/null || echo -1)"
+    echo "$t $(sqlite3 -cmd '.timeout 5000' "$WAREHOUSE" "SELECT count(*) FROM $(curated_table "$t") $where" 2>/dev/null || echo -1)"
   done
 }
 
