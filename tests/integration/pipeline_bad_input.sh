@@ -80,4 +80,12 @@ for want in 'unknown-element favouriteColour' 'bad-gender gender' 'bad-date birt
     "$TMP/dlq.lines" >/dev/null || fail "the dead letter of $1 names the element $2"
 done
 ok "each validator dead letter locates the bad element (Patient.favouriteColour, .gender, .birthDate)"
+
+# Regression: the parser's job events once carried "code":null / "detail":null,
+# which schemas/events/job-status.schema.json forbids.
+timeout 60 kcat -b "$BOOTSTRAP" -C -t hl.jobs.status -o beginning -e -q -f '%s\n' >"$TMP/jobs.lines" 2>>"$TMP/kcat.err"
+n_events=$(grep -c . "$TMP/jobs.lines")
+n_null=$(jq -s '[.[] | select(.stage == "parse") | to_entries[] | select(.value == null)] | length' "$TMP/jobs.lines")
+[ "$n_events" -gt 0 ] && [ "$n_null" = 0 ] || fail "parse job events carry no null members ($n_null nulls in $n_events events)"
+ok "parse job events carry no null members ($n_events events)"
 done_testing

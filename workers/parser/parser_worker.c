@@ -225,7 +225,7 @@ static int on_reject(void *ud, const hl_landing_event *ev, const hl_split_reject
 /* One job-status event per object on the status topic, keyed org/job. */
 static int status_event(hl_parser_worker *pw, const hl_landing_event *ev, const hl_parser_result *res,
                         const char *state) {
-  json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:s?, s:s?}",
+  json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:s*, s:s*}",
                         "job", ev->job, "org", ev->org, "uri", ev->uri, "stage", "parse", "state",
                         state, "received", (json_int_t)(res->emitted + res->rejected), "emitted",
                         (json_int_t)res->emitted, "rejected", (json_int_t)res->rejected, "lines",
