@@ -130,6 +130,10 @@ static int base_conf(const hl_kafka_opts *o, bool consumer, rd_kafka_conf_t **ou
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", "error"},
         {"enable.partition.eof", "false"},
+        /* 4 MiB per partition fetch instead of 1 MiB: the mock cluster (and a
+           busy real broker) answers with one message set per partition per
+           fetch, so a small value caps a worker's input rate. */
+        {"max.partition.fetch.bytes", "4194304"},
         {"statistics.interval.ms", stats},
     };
     for (size_t i = 0; !r && i < sizeof kv / sizeof kv[0]; i++)

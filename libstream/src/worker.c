@@ -370,9 +370,9 @@ int hl_worker_new(const hl_worker_opts *opts, const hl_processor *proc, hl_worke
   if (!w->o.batch_max)
     w->o.batch_max = 500;
   if (!w->o.max_inflight)
-    w->o.max_inflight = 20000;
+    w->o.max_inflight = 100000;
   if (!w->o.max_inflight_bytes)
-    w->o.max_inflight_bytes = 64u << 20;
+    w->o.max_inflight_bytes = 128u << 20;
   if (w->o.max_inflight > 10000000)
     w->o.max_inflight = 10000000;
   if (w->o.batch_max > w->o.max_inflight)

@@ -38,9 +38,9 @@
    "Most input messages handed to the processor at once."},                             \
   {"HL_WORKER_BATCH_WAIT", HL_CFG_DURATION, "5ms", 0, 60000, NULL,                      \
    "Longest wait for more input to fill a batch once one message is in hand."},         \
-  {"HL_WORKER_MAX_INFLIGHT", HL_CFG_INT, "20000", 1, 10000000, NULL,                    \
+  {"HL_WORKER_MAX_INFLIGHT", HL_CFG_INT, "100000", 1, 10000000, NULL,                    \
    "Most input messages consumed and not yet done (backpressure bound)."},              \
-  {"HL_WORKER_MAX_INFLIGHT_BYTES", HL_CFG_SIZE, "64MiB", 1024, 68719476736LL, NULL,     \
+  {"HL_WORKER_MAX_INFLIGHT_BYTES", HL_CFG_SIZE, "128MiB", 1024, 68719476736LL, NULL,     \
    "Most input bytes consumed and not yet done (backpressure bound)."},                 \
   {"HL_WORKER_RETRY_TIMEOUT", HL_CFG_DURATION, "60s", 0, 3600000, NULL,                 \
    "How long an input whose processing fails with a retriable error is retried "        \
@@ -79,8 +79,8 @@ typedef struct hl_worker_opts {
   size_t ntopics;
   size_t batch_max;            /* 0: 500 */
   long long batch_wait_ms;
-  size_t max_inflight;         /* 0: 20000 */
-  size_t max_inflight_bytes;   /* 0: 64 MiB */
+  size_t max_inflight;         /* 0: 100000 */
+  size_t max_inflight_bytes;   /* 0: 128 MiB */
   long long drain_timeout_ms;
   long long retry_timeout_ms;
 } hl_worker_opts;
