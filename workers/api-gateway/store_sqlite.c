@@ -1,0 +1,782 @@
+/*
+ * The SQLite read side: its own read-only connection on the warehouse file
+ * (WAL mode lets the loader write meanwhile), prepared statements cached by
+ * SQL text, searches compiled from hl_api_search to SQL with every value
+ * bound as a parameter (never spliced into the text).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hl/buf.h"
+#include "hl/error.h"
+#include "hl/log.h"
+#include "store.h"
+
+#define CACHE_MAX 64
+#define MAX_BINDS 512
+#define JOB_MAX_ISSUES 100
+
+typedef struct cached {
+  char *sql;
+  sqlite3_stmt *st;
+  uint64_t used;
+} cached;
+
+typedef struct sq_store {
+  hl_api_store base;
+  char *path;
+  sqlite3 *db;
+  cached cache[CACHE_MAX];
+  uint64_t tick;
+} sq_store;
+
+typedef struct bindv {
+  int kind; /* 0 text, 1 int, 2 double */
+  const char *s;
+  int64_t i;
+  double d;
+} bindv;
+
+typedef struct sqlb {
+  hl_buf sql;
+  bindv binds[MAX_BINDS];
+  int nbinds;
+  int err;
+} sqlb;
+
+static void put(sqlb *b, const char *s) {
+  if (!b->err && hl_buf_puts(&b->sql, s) < 0)
+    b->err = -ENOMEM;
+}
+
+/* Appends "?N" for a new bound value. */
+static void bind_text(sqlb *b, const char *s) {
+  if (b->nbinds >= MAX_BINDS) {
+    b->err = HL_ELIMIT;
+    return;
+  }
+  b->binds[b->nbinds] = (bindv){.kind = 0, .s = s};
+  b->nbinds++;
+  if (!b->err && hl_buf_printf(&b->sql, "?%d", b->nbinds + 1) < 0)
+    b->err = -ENOMEM;
+}
+static void bind_int(sqlb *b, int64_t v) {
+  if (b->nbinds >= MAX_BINDS) {
+    b->err = HL_ELIMIT;
+    return;
+  }
+  b->binds[b->nbinds] = (bindv){.kind = 1, .i = v};
+  b->nbinds++;
+  if (!b->err && hl_buf_printf(&b->sql, "?%d", b->nbinds + 1) < 0)
+    b->err = -ENOMEM;
+}
+static void bind_double(sqlb *b, double v) {
+  if (b->nbinds >= MAX_BINDS) {
+    b->err = HL_ELIMIT;
+    return;
+  }
+  b->binds[b->nbinds] = (bindv){.kind = 2, .d = v};
+  b->nbinds++;
+  if (!b->err && hl_buf_printf(&b->sql, "?%d", b->nbinds + 1) < 0)
+    b->err = -ENOMEM;
+}
+
+/* ---- SQL functions: the [lo, hi) range of a FHIR date in ms --------------------------- */
+
+static void fn_range(sqlite3_context *ctx, int argc, sqlite3_value **argv, bool hi) {
+  (void)argc;
+  const unsigned char *t = sqlite3_value_text(argv[0]);
+  int64_t l, h;
+  if (!t || hl_api_date_range((const char *)t, (size_t)sqlite3_value_bytes(argv[0]), &l, &h) < 0) {
+    sqlite3_result_null(ctx);
+    return;
+  }
+  sqlite3_result_int64(ctx, hi ? h : l);
+}
+static void fn_lo(sqlite3_context *c, int n, sqlite3_value **v) { fn_range(c, n, v, false); }
+static void fn_hi(sqlite3_context *c, int n, sqlite3_value **v) { fn_range(c, n, v, true); }
+
+/* ---- Connection and statement cache --------------------------------------------------- */
+
+static int ensure_open(sq_store *s) {
+  if (s->db)
+    return 0;
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    sqlite3_close(db);
+    return HL_EIO;
+  }
+  sqlite3_busy_timeout(db, 2000);
+  sqlite3_create_function(db, "hl_lo", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_lo, NULL, NULL);
+  sqlite3_create_function(db, "hl_hi", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_hi, NULL, NULL);
+  sqlite3_stmt *st = NULL;
+  rc = sqlite3_prepare_v2(db, "SELECT 1 FROM curated_patient LIMIT 1", -1, &st, NULL);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_OK) {
+    sqlite3_close(db);
+    return HL_EIO;
+  }
+  s->db = db;
+  return 0;
+}
+
+static void close_db(sq_store *s) {
+  for (int i = 0; i < CACHE_MAX; i++) {
+    sqlite3_finalize(s->cache[i].st);
+    free(s->cache[i].sql);
+    s->cache[i] = (cached){0};
+  }
+  sqlite3_close(s->db);
+  s->db = NULL;
+}
+
+static sqlite3_stmt *prepare(sq_store *s, const char *sql, int *rc) {
+  int victim = 0;
+  for (int i = 0; i < CACHE_MAX; i++) {
+    if (s->cache[i].sql && !strcmp(s->cache[i].sql, sql)) {
+      s->cache[i].used = ++s->tick;
+      sqlite3_reset(s->cache[i].st);
+      sqlite3_clear_bindings(s->cache[i].st);
+      return s->cache[i].st;
+    }
+    if (s->cache[i].used < s->cache[victim].used)
+      victim = i;
+  }
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+    hl_log_kv(HL_LOG_DEBUG, "prepare failed", "error", sqlite3_errmsg(s->db), NULL);
+    *rc = HL_EFATAL;
+    return NULL;
+  }
+  char *copy = strdup(sql);
+  if (!copy) {
+    sqlite3_finalize(st);
+    *rc = -ENOMEM;
+    return NULL;
+  }
+  sqlite3_finalize(s->cache[victim].st);
+  free(s->cache[victim].sql);
+  s->cache[victim] = (cached){copy, st, ++s->tick};
+  return st;
+}
+
+static int bind_all(sqlite3_stmt *st, const char *tenant, const sqlb *b) {
+  if (sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC) != SQLITE_OK)
+    return HL_EFATAL;
+  for (int i = 0; i < b->nbinds; i++) {
+    int rc;
+    const bindv *v = &b->binds[i];
+    if (v->kind == 0)
+      rc = sqlite3_bind_text(st, i + 2, v->s, -1, SQLITE_STATIC);
+    else if (v->kind == 1)
+      rc = sqlite3_bind_int64(st, i + 2, v->i);
+    else
+      rc = sqlite3_bind_double(st, i + 2, v->d);
+    if (rc != SQLITE_OK)
+      return HL_EFATAL;
+  }
+  return 0;
+}
+
+static int step_error(sq_store *s, int rc) {
+  if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+    return HL_EIO;
+  hl_log_kv(HL_LOG_WARN, "warehouse read failed", "error", sqlite3_errmsg(s->db), NULL);
+  if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB || rc == SQLITE_IOERR || rc == SQLITE_CANTOPEN) {
+    close_db(s);
+    return HL_EIO;
+  }
+  return HL_EFATAL;
+}
+
+static char *col_dup(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return strdup(t ? (const char *)t : "");
+}
+
+/* Columns: id, version_id, last_updated, resource, sort key, patient. */
+static int take_row(sqlite3_stmt *st, hl_api_row *r, bool key_is_int) {
+  memset(r, 0, sizeof *r);
+  r->id = col_dup(st, 0);
+  r->version = col_dup(st, 1);
+  r->last_updated = col_dup(st, 2);
+  r->json = col_dup(st, 3);
+  r->json_len = (size_t)sqlite3_column_bytes(st, 3);
+  if (sqlite3_column_type(st, 5) != SQLITE_NULL)
+    r->patient = col_dup(st, 5);
+  r->key_is_int = key_is_int;
+  if (key_is_int)
+    r->key_int = sqlite3_column_int64(st, 4);
+  else
+    r->key_text = col_dup(st, 4);
+  if (!r->id || !r->version || !r->last_updated || !r->json || (!key_is_int && !r->key_text) ||
+      (sqlite3_column_type(st, 5) != SQLITE_NULL && !r->patient))
+    return -ENOMEM;
+  return 0;
+}
+
+static void row_clear(hl_api_row *r) {
+  free(r->id);
+  free(r->version);
+  free(r->last_updated);
+  free(r->json);
+  free(r->patient);
+  free(r->key_text);
+}
+
+void hl_api_result_clear(hl_api_result *r) {
+  for (size_t i = 0; i < r->nrows; i++)
+    row_clear(&r->rows[i]);
+  for (size_t i = 0; i < r->nincluded; i++)
+    row_clear(&r->included[i]);
+  free(r->rows);
+  free(r->included);
+  memset(r, 0, sizeof *r);
+}
+
+/* ---- Read ------------------------------------------------------------------------------- */
+
+static int read_one(sq_store *s, const char *tenant, const hl_api_type_def *t, const char *id,
+                    hl_api_row *row) {
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT id, version_id, last_updated, resource, id, %s FROM %s WHERE tenant = ?1 AND id = ?2",
+           t->patient_col ? t->patient_col : "NULL", t->table);
+  int rc = 0;
+  sqlite3_stmt *st = prepare(s, sql, &rc);
+  if (!st)
+    return rc;
+  sqlb none = {.nbinds = 1, .binds = {{.kind = 0, .s = id}}};
+  if ((rc = bind_all(st, tenant, &none)) < 0)
+    return rc;
+  int sr = sqlite3_step(st);
+  if (sr == SQLITE_DONE)
+    rc = HL_ENOTFOUND;
+  else if (sr == SQLITE_ROW)
+    rc = take_row(st, row, false);
+  else
+    rc = step_error(s, sr);
+  if (s->db)
+    sqlite3_reset(st);
+  if (rc < 0 && rc != HL_ENOTFOUND)
+    row_clear(row);
+  return rc;
+}
+
+static void sq_read(hl_api_store *base, const char *tenant, const hl_api_type_def *t, const char *id,
+                    hl_api_result_fn done, void *ud) {
+  sq_store *s = (sq_store *)base;
+  hl_api_result res = {0};
+  int rc = ensure_open(s);
+  hl_api_row row = {0};
+  if (rc == 0)
+    rc = read_one(s, tenant, t, id, &row);
+  if (rc == 0) {
+    res.rows = malloc(sizeof *res.rows);
+    if (!res.rows) {
+      row_clear(&row);
+      rc = -ENOMEM;
+    } else {
+      res.rows[0] = row;
+      res.nrows = 1;
+      res.total = 1;
+    }
+  }
+  done(ud, rc, rc == 0 ? &res : NULL);
+  hl_api_result_clear(&res);
+}
+
+/* ---- Search ----------------------------------------------------------------------------- */
+
+static void date_pred(sqlb *b, const char *lo, const char *hi, const hl_api_value *v) {
+  /* FHIR date prefixes on a target range [lo, hi) and the value's range [v->lo, v->hi). */
+#define LO() put(b, lo)
+#define HI() put(b, hi)
+  switch (v->prefix) {
+  case HL_PFX_EQ:
+  case HL_PFX_NE:
+    put(b, v->prefix == HL_PFX_NE ? "NOT (" : "(");
+    LO(), put(b, " >= "), bind_int(b, v->lo), put(b, " AND "), HI(), put(b, " <= "), bind_int(b, v->hi);
+    put(b, ")");
+    break;
+  case HL_PFX_GT:
+    HI(), put(b, " > "), bind_int(b, v->hi);
+    break;
+  case HL_PFX_LT:
+    LO(), put(b, " < "), bind_int(b, v->lo);
+    break;
+  case HL_PFX_GE:
+    put(b, "("), HI(), put(b, " > "), bind_int(b, v->hi), put(b, " OR ("), LO(), put(b, " >= "),
+        bind_int(b, v->lo), put(b, " AND "), HI(), put(b, " <= "), bind_int(b, v->hi), put(b, "))");
+    break;
+  case HL_PFX_LE:
+    put(b, "("), LO(), put(b, " < "), bind_int(b, v->lo), put(b, " OR ("), LO(), put(b, " >= "),
+        bind_int(b, v->lo), put(b, " AND "), HI(), put(b, " <= "), bind_int(b, v->hi), put(b, "))");
+    break;
+  case HL_PFX_SA:
+    LO(), put(b, " >= "), bind_int(b, v->hi);
+    break;
+  case HL_PFX_EB:
+    HI(), put(b, " <= "), bind_int(b, v->lo);
+    break;
+  }
+#undef LO
+#undef HI
+}
+
+static void quantity_pred(sqlb *b, const char *col, const hl_api_value *v) {
+  put(b, "(");
+  switch (v->prefix) {
+  case HL_PFX_EQ:
+  case HL_PFX_NE:
+    put(b, v->prefix == HL_PFX_NE ? "NOT (" : "(");
+    put(b, col), put(b, " >= "), bind_double(b, v->num_lo), put(b, " AND "), put(b, col),
+        put(b, " < "), bind_double(b, v->num_hi), put(b, ")");
+    break;
+  case HL_PFX_GT:
+  case HL_PFX_SA:
+    put(b, col), put(b, " > "), bind_double(b, v->num);
+    break;
+  case HL_PFX_LT:
+  case HL_PFX_EB:
+    put(b, col), put(b, " < "), bind_double(b, v->num);
+    break;
+  case HL_PFX_GE:
+    put(b, col), put(b, " >= "), bind_double(b, v->num);
+    break;
+  case HL_PFX_LE:
+    put(b, col), put(b, " <= "), bind_double(b, v->num);
+    break;
+  }
+  if (v->unit)
+    put(b, " AND t.value_unit = "), bind_text(b, v->unit);
+  put(b, ")");
+}
+
+/* 4-byte UTF-8 maximum: an upper bound above every string that starts with a prefix. */
+static const char utf8_max[] = "\xf4\x8f\xbf\xbf";
+
+static void clause_sql(sqlb *b, const hl_api_type_def *t, const hl_api_clause *c, hl_buf *scratch) {
+  const hl_api_param_def *d = c->def;
+  char col[96];
+  snprintf(col, sizeof col, "t.%s", d->col);
+  if (c->modifier == HL_MOD_MISSING) {
+    bool missing = c->values[0].missing;
+    if (d->store == HL_SP_COLUMN) {
+      put(b, col), put(b, missing ? " IS NULL" : " IS NOT NULL");
+    } else {
+      put(b, missing ? "t.id NOT IN" : "t.id IN");
+      put(b, d->store == HL_SP_SIDE_TOKEN ? " (SELECT id FROM curated_token" : " (SELECT id FROM curated_string");
+      put(b, " WHERE tenant = ?1 AND type = "), bind_text(b, t->type), put(b, " AND param = "),
+          bind_text(b, d->col), put(b, ")");
+    }
+    return;
+  }
+  if (d->store == HL_SP_SIDE_TOKEN || d->store == HL_SP_SIDE_STRING) {
+    bool tok = d->store == HL_SP_SIDE_TOKEN;
+    put(b, c->modifier == HL_MOD_NOT ? "t.id NOT IN" : "t.id IN");
+    put(b, tok ? " (SELECT id FROM curated_token" : " (SELECT id FROM curated_string");
+    put(b, " WHERE tenant = ?1 AND type = "), bind_text(b, t->type), put(b, " AND param = "),
+        bind_text(b, d->col), put(b, " AND (");
+    for (size_t i = 0; i < c->nvalues; i++) {
+      const hl_api_value *v = &c->values[i];
+      if (i)
+        put(b, " OR ");
+      if (tok) {
+        put(b, "(1");
+        if (v->system)
+          put(b, " AND system = "), bind_text(b, v->system);
+        if (v->text)
+          put(b, " AND code = "), bind_text(b, v->text);
+        put(b, ")");
+      } else if (c->modifier == HL_MOD_CONTAINS) {
+        put(b, "instr(value, "), bind_text(b, v->text), put(b, ") > 0");
+      } else {
+        /* Prefix match as a range, so the index on value serves it. */
+        size_t off = scratch->len;
+        if (hl_buf_puts(scratch, v->text) < 0 || hl_buf_append(scratch, utf8_max, 5) < 0) {
+          b->err = -ENOMEM;
+          return;
+        }
+        (void)off;
+        put(b, "(value >= "), bind_text(b, v->text), put(b, " AND value < ");
+        /* The upper bound is text||U+10FFFF, built in the search's scratch buffer below. */
+        b->binds[b->nbinds].kind = 0;
+        b->binds[b->nbinds].s = NULL; /* filled in search_sql from scratch */
+        if (b->nbinds >= MAX_BINDS) {
+          b->err = HL_ELIMIT;
+          return;
+        }
+        b->binds[b->nbinds].i = (int64_t)off; /* offset into scratch */
+        b->binds[b->nbinds].kind = 3;
+        b->nbinds++;
+        if (!b->err && hl_buf_printf(&b->sql, "?%d", b->nbinds + 1) < 0)
+          b->err = -ENOMEM;
+        put(b, ")");
+      }
+    }
+    put(b, "))");
+    return;
+  }
+  /* Columns of the curated table. */
+  put(b, c->modifier == HL_MOD_NOT ? "NOT coalesce((" : "(");
+  for (size_t i = 0; i < c->nvalues; i++) {
+    const hl_api_value *v = &c->values[i];
+    if (i)
+      put(b, " OR ");
+    switch (d->kind) {
+    case HL_SP_TOKEN: {
+      /* A system given must be the column's own system (ids have none to check). */
+      bool is_id = !strcmp(d->name, "_id");
+      if (v->system && !is_id && !(d->system && !strcmp(v->system, d->system)))
+        put(b, "0");
+      else if (v->text)
+        put(b, col), put(b, " = "), bind_text(b, v->text);
+      else
+        put(b, col), put(b, " IS NOT NULL");
+      break;
+    }
+    case HL_SP_REFERENCE:
+    case HL_SP_STRING:
+      put(b, col), put(b, " = "), bind_text(b, v->text);
+      break;
+    case HL_SP_DATE: {
+      char lo[128], hi[128];
+      snprintf(lo, sizeof lo, "hl_lo(%s)", col);
+      if (d->col_end)
+        snprintf(hi, sizeof hi, "hl_hi(coalesce(t.%s, %s))", d->col_end, col);
+      else
+        snprintf(hi, sizeof hi, "hl_hi(%s)", col);
+      date_pred(b, lo, hi, v);
+      break;
+    }
+    case HL_SP_QUANTITY:
+      quantity_pred(b, col, v);
+      break;
+    }
+  }
+  put(b, c->modifier == HL_MOD_NOT ? "), 0)" : ")");
+}
+
+/* The WHERE clause shared by the page and the count. */
+static void where_sql(sqlb *b, const hl_api_search *q, hl_buf *scratch) {
+  put(b, " WHERE t.tenant = ?1");
+  for (size_t i = 0; i < q->nclauses; i++) {
+    put(b, " AND ");
+    clause_sql(b, q->type, &q->clauses[i], scratch);
+  }
+  if (q->compartment_patient && q->type->patient_col) {
+    put(b, " AND t."), put(b, q->type->patient_col), put(b, " = "), bind_text(b, q->compartment_patient);
+  }
+}
+
+static void sort_expr(const hl_api_search *q, char *out, size_t n, bool *is_int) {
+  *is_int = false;
+  if (!q->sort) {
+    snprintf(out, n, "t.id");
+  } else if (q->sort->kind == HL_SP_DATE) {
+    *is_int = true;
+    snprintf(out, n, "coalesce(hl_lo(t.%s), %lld)", q->sort->col, (long long)INT64_MIN);
+  } else {
+    snprintf(out, n, "coalesce(t.%s, '')", q->sort->col);
+  }
+}
+
+static void fix_binds(sqlb *b, hl_buf *scratch) {
+  for (int i = 0; i < b->nbinds; i++)
+    if (b->binds[i].kind == 3) {
+      b->binds[i].kind = 0;
+      b->binds[i].s = scratch->data + b->binds[i].i;
+    }
+}
+
+static int run_count(sq_store *s, const char *tenant, const hl_api_search *q, int64_t *total) {
+  sqlb b = {0};
+  hl_buf scratch;
+  hl_buf_init(&b.sql, 1 << 20);
+  hl_buf_init(&scratch, 1 << 20);
+  put(&b, "SELECT count(*) FROM "), put(&b, q->type->table), put(&b, " t");
+  where_sql(&b, q, &scratch);
+  int rc = b.err;
+  if (rc == 0) {
+    fix_binds(&b, &scratch);
+    sqlite3_stmt *st = prepare(s, b.sql.data, &rc);
+    if (st && (rc = bind_all(st, tenant, &b)) == 0) {
+      int sr = sqlite3_step(st);
+      if (sr == SQLITE_ROW)
+        *total = sqlite3_column_int64(st, 0);
+      else
+        rc = step_error(s, sr);
+      if (s->db)
+        sqlite3_reset(st);
+    }
+  }
+  hl_buf_free(&b.sql);
+  hl_buf_free(&scratch);
+  return rc;
+}
+
+static int run_page(sq_store *s, const char *tenant, const hl_api_search *q, hl_api_result *res) {
+  sqlb b = {0};
+  hl_buf scratch;
+  hl_buf_init(&b.sql, 1 << 20);
+  hl_buf_init(&scratch, 1 << 20);
+  char sk[160];
+  bool is_int;
+  sort_expr(q, sk, sizeof sk, &is_int);
+  bool before = q->cursor.dir < 0;
+  bool desc = q->sort_desc != before; /* the scan order */
+  hl_buf_printf(&b.sql, "SELECT t.id, t.version_id, t.last_updated, t.resource, %s, %s%s FROM %s t", sk,
+                q->type->patient_col ? "t." : "", q->type->patient_col ? q->type->patient_col : "NULL",
+                q->type->table);
+  where_sql(&b, q, &scratch);
+  if (q->cursor.dir) {
+    const char *op = desc ? "<" : ">";
+    put(&b, " AND ("), put(&b, sk), put(&b, " "), put(&b, op), put(&b, " ");
+    if (q->cursor.key_is_int)
+      bind_int(&b, q->cursor.key_int);
+    else
+      bind_text(&b, q->cursor.key_text ? q->cursor.key_text : "");
+    put(&b, " OR ("), put(&b, sk), put(&b, " = ");
+    if (q->cursor.key_is_int)
+      bind_int(&b, q->cursor.key_int);
+    else
+      bind_text(&b, q->cursor.key_text ? q->cursor.key_text : "");
+    put(&b, " AND t.id "), put(&b, op), put(&b, " "), bind_text(&b, q->cursor.id), put(&b, "))");
+  }
+  if (q->sort)
+    hl_buf_printf(&b.sql, " ORDER BY %s %s, t.id %s", sk, desc ? "DESC" : "ASC", desc ? "DESC" : "ASC");
+  else
+    hl_buf_printf(&b.sql, " ORDER BY t.id %s", desc ? "DESC" : "ASC");
+  put(&b, " LIMIT "), bind_int(&b, (int64_t)q->count + 1);
+  int rc = b.err;
+  if (rc == 0) {
+    fix_binds(&b, &scratch);
+    sqlite3_stmt *st = prepare(s, b.sql.data, &rc);
+    if (st && (rc = bind_all(st, tenant, &b)) == 0) {
+      res->rows = calloc((size_t)q->count + 1, sizeof *res->rows);
+      if (!res->rows)
+        rc = -ENOMEM;
+      int sr = SQLITE_ROW;
+      while (rc == 0 && (sr = sqlite3_step(st)) == SQLITE_ROW) {
+        if (res->nrows == (size_t)q->count) {
+          if (before)
+            res->more_before = true;
+          else
+            res->more_after = true;
+          break;
+        }
+        rc = take_row(st, &res->rows[res->nrows], is_int);
+        res->nrows++;
+      }
+      if (rc == 0 && sr != SQLITE_ROW && sr != SQLITE_DONE)
+        rc = step_error(s, sr);
+      if (s->db)
+        sqlite3_reset(st);
+    }
+  }
+  if (rc == 0 && before) {
+    for (size_t i = 0; i < res->nrows / 2; i++) {
+      hl_api_row tmp = res->rows[i];
+      res->rows[i] = res->rows[res->nrows - 1 - i];
+      res->rows[res->nrows - 1 - i] = tmp;
+    }
+    res->more_after = true;
+  } else if (rc == 0 && q->cursor.dir > 0) {
+    res->more_before = true;
+  }
+  hl_buf_free(&b.sql);
+  hl_buf_free(&scratch);
+  return rc;
+}
+
+static int run_include(sq_store *s, const char *tenant, const hl_api_search *q, hl_api_result *res) {
+  const hl_api_type_def *pt = hl_api_type_find("Patient");
+  res->included = calloc(res->nrows ? res->nrows : 1, sizeof *res->included);
+  if (!res->included)
+    return -ENOMEM;
+  for (size_t i = 0; i < res->nrows; i++) {
+    const char *pid = res->rows[i].patient;
+    if (!pid || (q->compartment_patient && strcmp(pid, q->compartment_patient)))
+      continue;
+    bool dup = false;
+    for (size_t k = 0; k < res->nincluded && !dup; k++)
+      dup = !strcmp(res->included[k].id, pid);
+    if (dup)
+      continue;
+    int rc = read_one(s, tenant, pt, pid, &res->included[res->nincluded]);
+    if (rc == HL_ENOTFOUND)
+      continue;
+    if (rc < 0)
+      return rc;
+    res->nincluded++;
+  }
+  return 0;
+}
+
+static void sq_search(hl_api_store *base, const char *tenant, const hl_api_search *q,
+                      hl_api_result_fn done, void *ud) {
+  sq_store *s = (sq_store *)base;
+  hl_api_result res = {0};
+  int rc = ensure_open(s);
+  if (rc == 0 && s->db)
+    sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL); /* one snapshot for page, count and includes */
+  if (rc == 0)
+    rc = run_count(s, tenant, q, &res.total);
+  if (rc == 0 && !q->summary_count)
+    rc = run_page(s, tenant, q, &res);
+  if (rc == 0 && q->include_patient && !q->summary_count)
+    rc = run_include(s, tenant, q, &res);
+  if (s->db)
+    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+  done(ud, rc, rc == 0 ? &res : NULL);
+  hl_api_result_clear(&res);
+}
+
+/* ---- Jobs ------------------------------------------------------------------------------- */
+
+static const char *state_rank[] = {"completed", "completed-with-errors", "processing", "accepted"};
+
+static int rank(const char *st) {
+  for (int i = 0; i < 4; i++)
+    if (!strcmp(st, state_rank[i]))
+      return i;
+  return 2;
+}
+
+static void sq_job(hl_api_store *base, const char *tenant, const char *job, hl_api_job_fn done, void *ud) {
+  sq_store *s = (sq_store *)base;
+  json_t *out = NULL;
+  int rc = ensure_open(s);
+  if (rc < 0)
+    goto out;
+  sqlite3_stmt *st = prepare(
+      s,
+      "SELECT uri, state, received, valid, rejected, loaded, parse_rejected, validate_rejected, "
+      "load_rejected, error_code, error_detail, created_at, updated_at FROM jobs "
+      "WHERE tenant = ?1 AND job = ?2 ORDER BY uri",
+      &rc);
+  sqlb bj = {.nbinds = 1, .binds = {{.kind = 0, .s = job}}};
+  if (!st || (rc = bind_all(st, tenant, &bj)) < 0)
+    goto out;
+  out = json_pack("{s:s, s:[]}", "id", job, "objects");
+  if (!out) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  json_t *objs = json_object_get(out, "objects");
+  static const char *cnt[] = {"received", "valid", "rejected", "loaded", "parse_rejected",
+                              "validate_rejected", "load_rejected"};
+  long long tot[7] = {0};
+  int worst = 0;
+  const char *updated = "";
+  char updated_buf[64] = "";
+  int sr;
+  size_t n = 0;
+  while ((sr = sqlite3_step(st)) == SQLITE_ROW) {
+    json_t *o = json_pack("{s:s, s:s}", "uri", (const char *)sqlite3_column_text(st, 0), "state",
+                          (const char *)sqlite3_column_text(st, 1));
+    if (!o)
+      continue;
+    for (int i = 0; i < 7; i++) {
+      long long v = sqlite3_column_int64(st, 2 + i);
+      tot[i] += v;
+      json_object_set_new(o, cnt[i], json_integer(v));
+    }
+    if (sqlite3_column_type(st, 9) != SQLITE_NULL)
+      json_object_set_new(o, "error", json_pack("{s:s, s:s?}", "code", (const char *)sqlite3_column_text(st, 9),
+                                                "detail", (const char *)sqlite3_column_text(st, 10)));
+    const char *u = (const char *)sqlite3_column_text(st, 12);
+    if (u && strcmp(u, updated_buf) > 0)
+      snprintf(updated_buf, sizeof updated_buf, "%s", u);
+    int r = rank((const char *)sqlite3_column_text(st, 1));
+    if (r > worst)
+      worst = r;
+    json_array_append_new(objs, o);
+    n++;
+  }
+  if (sr != SQLITE_DONE)
+    rc = step_error(s, sr);
+  else if (s->db)
+    sqlite3_reset(st);
+  if (rc < 0)
+    goto out;
+  if (n == 0) {
+    rc = HL_ENOTFOUND;
+    goto out;
+  }
+  updated = updated_buf;
+  json_object_set_new(out, "state", json_string(state_rank[worst]));
+  for (int i = 0; i < 7; i++)
+    json_object_set_new(out, cnt[i], json_integer(tot[i]));
+  json_object_set_new(out, "updated_at", json_string(updated));
+  /* Records the loader rejected, as OperationOutcomes (parse and validate rejects are counted). */
+  st = prepare(s,
+               "SELECT type, id, source, line, code, detail FROM load_reject WHERE tenant = ?1 AND job = ?2 "
+               "ORDER BY source, line LIMIT " "100",
+               &rc);
+  if (!st || (rc = bind_all(st, tenant, &bj)) < 0)
+    goto out;
+  json_t *issues = json_array();
+  while ((sr = sqlite3_step(st)) == SQLITE_ROW) {
+    json_t *oo = json_pack(
+        "{s:s, s:[{s:s, s:s, s:{s:s}, s:s?}], s:{s:s?, s:s?, s:s?, s:I}}", "resourceType",
+        "OperationOutcome", "issue", "severity", "error", "code", "invalid", "details", "text",
+        (const char *)sqlite3_column_text(st, 4), "diagnostics", (const char *)sqlite3_column_text(st, 5),
+        "record", "type", (const char *)sqlite3_column_text(st, 0), "id",
+        (const char *)sqlite3_column_text(st, 1), "source", (const char *)sqlite3_column_text(st, 2),
+        "line", (json_int_t)sqlite3_column_int64(st, 3));
+    if (oo)
+      json_array_append_new(issues, oo);
+  }
+  if (s->db)
+    sqlite3_reset(st);
+  json_object_set_new(out, "rejections", issues);
+out:
+  if (rc < 0) {
+    json_decref(out);
+    out = NULL;
+  }
+  done(ud, rc, out);
+  json_decref(out);
+}
+
+static bool sq_ready(hl_api_store *base, char *reason, size_t len) {
+  sq_store *s = (sq_store *)base;
+  if (ensure_open(s) < 0) {
+    snprintf(reason, len, "warehouse %s not readable", s->path);
+    return false;
+  }
+  return true;
+}
+
+static void sq_free(hl_api_store *base) {
+  sq_store *s = (sq_store *)base;
+  close_db(s);
+  free(s->path);
+  free(s);
+}
+
+static const hl_api_store_ops sq_ops = {"sqlite", sq_read, sq_search, sq_job, sq_ready, sq_free};
+
+int hl_api_store_sqlite_new(const char *path, hl_api_store **out) {
+  if (!path || !*path)
+    return -EINVAL;
+  sq_store *s = calloc(1, sizeof *s);
+  if (!s)
+    return -ENOMEM;
+  s->base.ops = &sq_ops;
+  s->path = strdup(path);
+  if (!s->path) {
+    free(s);
+    return -ENOMEM;
+  }
+  ensure_open(s);
+  *out = &s->base;
+  return 0;
+}
