@@ -1,0 +1,551 @@
+#!/usr/bin/env python3
+"""hl-api-gateway, the real binary on 127.0.0.1, against a warehouse filled
+from hl-synth output (hl-test-whload: hl_wh_batch_add/commit as the loader).
+
+Route by route, answers are compared with what the generator wrote: reads
+(body, ETag, Last-Modified, 304), a patient's encounters through the
+compartment and through ?patient= with paging, an Observation code search,
+date prefixes, string prefixes, token OR/AND, _sort, _include,
+_summary=count, keyset paging over a whole type with nothing skipped or
+repeated (also while rows are being loaded), next/previous links. Then the
+security cases: missing, malformed, expired, not-yet-valid, wrong issuer,
+wrong audience, alg none, HS256 signed with the RSA public key, unknown kid
+-> 401; wrong scope -> 403; cross-tenant -> nothing; SQL-injection and
+path-traversal strings change nothing; 431/413/414; rate limit 429; audit
+lines; X-Request-Id; ingestion 202 + job; SIGTERM drains.
+
+usage: test_api.py HL_API_GATEWAY HL_SYNTH HL_TEST_WHLOAD HL_API_TOKEN
+"""
+import base64
+import glob
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unicodedata
+import urllib.parse
+
+FAILED = []
+N = 0
+
+
+def check(cond, what):
+    global N
+    N += 1
+    print(("ok %d - %s" if cond else "not ok %d - %s") % (N, what), flush=True)
+    if not cond:
+        FAILED.append(what)
+    return cond
+
+
+class Api:
+    def __init__(self, port):
+        self.port = port
+        self.conn = None
+
+    def req(self, method, path, token=None, headers=None, body=None):
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = "Bearer " + token
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            try:
+                self.conn.request(method, path, body=body, headers=h)
+                r = self.conn.getresponse()
+                data = r.read()
+                if r.getheader("Connection", "").lower() == "close":
+                    self.conn.close()
+                    self.conn = None
+                return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+            except (ConnectionError, http.client.HTTPException):
+                self.conn = None
+                if attempt:
+                    raise
+
+    def get(self, path, token=None, headers=None):
+        return self.req("GET", path, token, headers)
+
+    def json(self, path, token=None, headers=None):
+        s, h, b = self.get(path, token, headers)
+        return s, h, (json.loads(b) if b else None)
+
+    def all_pages(self, path, token):
+        """Follows next links; returns (ids in order, totals seen, pages)."""
+        ids, totals, pages = [], set(), 0
+        url = path
+        while url and pages < 1000:
+            s, _, b = self.json(url, token)
+            if s != 200:
+                return None, totals, pages
+            pages += 1
+            totals.add(b.get("total"))
+            ids += [e["resource"]["id"] for e in b.get("entry", []) if e["search"]["mode"] == "match"]
+            nxt = [l["url"] for l in b["link"] if l["relation"] == "next"]
+            url = urllib.parse.urlsplit(nxt[0]) if nxt else None
+            url = (url.path + "?" + url.query) if url else None
+        return ids, totals, pages
+
+
+def raw_request(port, data):
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(data)
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except (ConnectionResetError, socket.timeout):
+            pass
+    line = out.split(b"\r\n", 1)[0].decode(errors="replace")
+    parts = line.split(" ")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def norm(s):
+    return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c)).lower()
+
+
+def start(gw, env, stderr_path):
+    err = open(stderr_path, "w")
+    p = subprocess.Popen([gw], env=env, stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        for line in open(stderr_path):
+            try:
+                j = json.loads(line)
+            except ValueError:
+                continue
+            if j.get("msg") == "listening":
+                return p, int(j["port"])
+        if p.poll() is not None:
+            print(open(stderr_path).read())
+            raise SystemExit("gateway exited")
+        time.sleep(0.05)
+    p.kill()
+    raise SystemExit("gateway did not start")
+
+
+def main():
+    gw_bin, synth, whload, tokbin = sys.argv[1:5]
+    patients = 2000 if os.environ.get("HL_TEST_LONG") == "1" else 120
+    work = tempfile.mkdtemp(prefix="hl-api-test-")
+    procs = []
+    try:
+        fhir = os.path.join(work, "fhir")
+        db = os.path.join(work, "wh.db")
+        subprocess.run([synth, "--patients", str(patients), "--orgs", "2", "--seed", "17", "--out", fhir,
+                        "--progress", "never", "--threads", "2"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([whload, fhir, db], check=True, stdout=subprocess.DEVNULL)
+
+        # What the generator wrote: tenant -> type -> id -> resource.
+        truth = {}
+        for path in glob.glob(os.path.join(fhir, "org=*", "*.ndjson")):
+            org = os.path.basename(os.path.dirname(path))[4:]
+            for line in open(path, encoding="utf-8"):
+                if line.strip():
+                    r = json.loads(line)
+                    truth.setdefault(org, {}).setdefault(r["resourceType"], {})[r["id"]] = r
+        orgs = sorted(truth)
+        o1, o2 = orgs[0], orgs[1]
+
+        keyf, jwks = os.path.join(work, "key.json"), os.path.join(work, "jwks.json")
+        key2, jwks2 = os.path.join(work, "key2.json"), os.path.join(work, "jwks2.json")
+        subprocess.run([tokbin, "keygen", "--key-out", keyf, "--jwks-out", jwks, "--kid", "k1"], check=True)
+        subprocess.run([tokbin, "keygen", "--key-out", key2, "--jwks-out", jwks2, "--kid", "k2"], check=True)
+
+        def mint(tenant=o1, scope="system/*.read", key=keyf, *extra):
+            return subprocess.run([tokbin, "mint", "--key", key, "--tenant", tenant, "--scope", scope, *extra],
+                                  check=True, capture_output=True, text=True).stdout.strip()
+
+        landing = os.path.join(work, "landing")
+        audit = os.path.join(work, "audit.log")
+        env = dict(os.environ, HL_API_ADDR="127.0.0.1:0", HL_WAREHOUSE_PATH=db, HL_API_JWKS_FILE=jwks,
+                   HL_API_AUDIT=audit, HL_API_LANDING=landing, HL_API_RATE_LIMIT="0", HL_API_MAX_BODY="64KiB",
+                   HL_API_MAX_COUNT="100", HL_LOG_LEVEL="info")
+        p, port = start(gw_bin, env, os.path.join(work, "gw.err"))
+        procs.append(p)
+        api = Api(port)
+        tok = mint()
+        tok2 = mint(o2)
+
+        # ---- Operations routes, no token.
+        s, _, b = api.get("/healthz")
+        check(s == 200, "/healthz 200")
+        s, _, b = api.get("/readyz")
+        check(s == 200 and json.loads(b)["ready"], "/readyz 200 ready")
+        s, h, b = api.get("/v1/openapi.yaml")
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "api", "openapi.yaml")
+        check(s == 200 and b == open(src, "rb").read(), "/v1/openapi.yaml is docs/api/openapi.yaml")
+        s, h, cs = api.json("/v1/fhir/metadata")
+        check(s == 200 and cs["resourceType"] == "CapabilityStatement"
+              and h["content-type"].startswith("application/fhir+json"), "metadata without a token")
+        served = [r["type"] for r in cs["rest"][0]["resource"]]
+        check(served == ["Patient", "Encounter", "Observation", "Condition", "MedicationRequest", "Procedure",
+                         "Immunization", "Organization", "Practitioner"], "CapabilityStatement lists the 9 types")
+
+        # ---- Reads equal the generator's resources.
+        pids = sorted(truth[o1]["Patient"])
+        good = True
+        for pid in pids[:25]:
+            s, h, b = api.get(f"/v1/fhir/Patient/{pid}", tok)
+            r = truth[o1]["Patient"][pid]
+            good &= s == 200 and json.loads(b) == r and h.get("etag") == 'W/"%s"' % r["meta"]["versionId"] \
+                and "last-modified" in h
+        check(good, "GET Patient/{id} = generated resource, ETag W/\"versionId\", Last-Modified")
+        for t in ["Encounter", "Observation", "Condition", "Organization", "Practitioner"]:
+            rid = sorted(truth[o1][t])[0]
+            s, _, b = api.get(f"/v1/fhir/{t}/{rid}", tok)
+            check(s == 200 and json.loads(b) == truth[o1][t][rid], f"GET {t}/{{id}} = generated resource")
+        s, h, _ = api.get(f"/v1/fhir/Patient/{pids[0]}", tok, {"If-None-Match": 'W/"1"'})
+        check(s == 304 and h.get("etag") == 'W/"1"', "If-None-Match W/\"1\" -> 304")
+        s, _, _ = api.get(f"/v1/fhir/Patient/{pids[0]}", tok, {"If-None-Match": 'W/"2"'})
+        check(s == 200, "If-None-Match of another version -> 200")
+        s, _, b = api.get("/v1/fhir/Patient/does-not-exist", tok)
+        check(s == 404 and json.loads(b)["resourceType"] == "OperationOutcome", "unknown id -> 404 OperationOutcome")
+
+        # ---- A patient's encounters (compartment and ?patient=), paged.
+        def subj(r):
+            ref = (r.get("subject") or r.get("patient") or {}).get("reference", "")
+            return ref.split("/")[-1]
+        by_pat = {}
+        for e in truth[o1]["Encounter"].values():
+            by_pat.setdefault(subj(e), set()).add(e["id"])
+        busy = max(by_pat, key=lambda k: len(by_pat[k]))
+        want = by_pat[busy]
+        ids, totals, pages = api.all_pages(f"/v1/fhir/Patient/{busy}/Encounter?_count=3", tok)
+        check(ids is not None and set(ids) == want and len(ids) == len(want) and totals == {len(want)},
+              f"Patient/{{id}}/Encounter = the generator's {len(want)} encounters over {pages} pages")
+        ids, _, _ = api.all_pages(f"/v1/fhir/Encounter?patient=Patient/{busy}&_count=4", tok)
+        check(ids is not None and set(ids) == want, "Encounter?patient=Patient/{id} = same set")
+        ids, _, _ = api.all_pages(f"/v1/fhir/Encounter?subject={busy}&_count=100", tok)
+        check(ids is not None and set(ids) == want, "Encounter?subject={id} = same set")
+
+        # ---- Observation code search (token: system|code, code, system|).
+        codes = {}
+        for o in truth[o1]["Observation"].values():
+            for c in o["code"].get("coding", []):
+                codes.setdefault((c.get("system", ""), c["code"]), set()).add(o["id"])
+        (sysm, code), oset = max(codes.items(), key=lambda kv: len(kv[1]))
+        q = urllib.parse.quote(f"{sysm}|{code}", safe="")
+        ids, totals, _ = api.all_pages(f"/v1/fhir/Observation?code={q}&_count=100", tok)
+        check(ids is not None and set(ids) == oset and len(ids) == len(oset),
+              f"Observation?code=system|code = {len(oset)} generated observations")
+        ids, _, _ = api.all_pages(f"/v1/fhir/Observation?code={code}&_count=100", tok)
+        any_sys = set().union(*[v for (sy, c), v in codes.items() if c == code])
+        check(ids is not None and set(ids) == any_sys, "Observation?code=code (any system)")
+        s, _, b = api.json(f"/v1/fhir/Observation?code={urllib.parse.quote(sysm + '|', safe='')}&_summary=count", tok)
+        with_sys = set().union(*[v for (sy, c), v in codes.items() if sy == sysm])
+        check(s == 200 and b["total"] == len(with_sys) and "entry" not in b, "code=system| and _summary=count")
+        cats = {}
+        for o in truth[o1]["Observation"].values():
+            for c in o.get("category", []):
+                for cc in c.get("coding", []):
+                    cats.setdefault(cc["code"], set()).add(o["id"])
+        c1, c2 = sorted(cats)[:2] if len(cats) > 1 else (sorted(cats)[0],) * 2
+        s, _, b = api.json(f"/v1/fhir/Observation?category={c1},{c2}&_summary=count", tok)
+        check(s == 200 and b["total"] == len(cats[c1] | cats[c2]), "category=a,b is OR")
+        s, _, b = api.json(f"/v1/fhir/Observation?category={c1}&code={code}&_summary=count", tok)
+        check(s == 200 and b["total"] == len(cats[c1] & any_sys), "category & code is AND")
+        # _include of the subject patient.
+        s, _, b = api.json(f"/v1/fhir/Observation?code={q}&_count=10&_include=Observation:patient", tok)
+        matches = [e for e in b["entry"] if e["search"]["mode"] == "match"]
+        inc = {e["resource"]["id"] for e in b["entry"] if e["search"]["mode"] == "include"}
+        check(s == 200 and inc == {subj(e["resource"]) for e in matches} and
+              all(e["resource"]["resourceType"] == "Patient" for e in b["entry"] if e["search"]["mode"] == "include"),
+              "_include=Observation:patient adds exactly the subjects")
+
+        # ---- Dates with prefixes and partial dates.
+        births = {pid: r.get("birthDate") for pid, r in truth[o1]["Patient"].items()}
+        mid = sorted(v for v in births.values() if v)[len(births) // 2]
+        year = mid[:4]
+        for pfx, fn in [("ge", lambda d: d >= mid), ("gt", lambda d: d > mid), ("lt", lambda d: d < mid),
+                        ("le", lambda d: d <= mid), ("eq", lambda d: d == mid), ("ne", lambda d: d != mid),
+                        ("sa", lambda d: d > mid), ("eb", lambda d: d < mid)]:
+            s, _, b = api.json(f"/v1/fhir/Patient?birthdate={pfx}{mid}&_summary=count", tok)
+            w = sum(1 for d in births.values() if d and fn(d))
+            check(s == 200 and b["total"] == w, f"birthdate={pfx}{mid}: {w}")
+        s, _, b = api.json(f"/v1/fhir/Patient?birthdate={year}&_summary=count", tok)
+        check(b["total"] == sum(1 for d in births.values() if d and d[:4] == year), f"birthdate={year} (partial)")
+        s, _, b = api.json(f"/v1/fhir/Patient?birthdate=ge{year}-01&birthdate=lt{int(year) + 5}&_summary=count", tok)
+        check(b["total"] == sum(1 for d in births.values() if d and year <= d[:4] < str(int(year) + 5)),
+              "repeated birthdate is AND")
+        starts = sorted(e["period"]["start"] for e in truth[o1]["Encounter"].values() if "period" in e)
+        ey = starts[len(starts) // 2][:4]
+        s, _, b = api.json(f"/v1/fhir/Encounter?date={ey}&_summary=count", tok)
+        w = sum(1 for e in truth[o1]["Encounter"].values()
+                if e.get("period", {}).get("start", "")[:4] == ey and e["period"].get("end", e["period"]["start"])[:4] == ey)
+        check(b["total"] == w, f"Encounter?date={ey}: periods within the year")
+
+        # ---- Strings (case- and accent-insensitive prefix), tokens on columns.
+        fam = sorted(truth[o1]["Patient"].values(), key=lambda r: r["id"])[0]["name"][0]["family"]
+        pre = fam[:3].upper()
+        w = {pid for pid, r in truth[o1]["Patient"].items()
+             if any(norm(x).startswith(norm(pre)) for n in r.get("name", [])
+                    for x in [n.get("family", "")] + n.get("given", []) + n.get("prefix", []) + n.get("suffix", []))}
+        ids, _, _ = api.all_pages(f"/v1/fhir/Patient?name={pre}&_count=100", tok)
+        check(ids is not None and set(ids) == w, f"Patient?name={pre} (prefix, case-insensitive): {len(w)}")
+        ids2, _, _ = api.all_pages(f"/v1/fhir/Patient?family={urllib.parse.quote(norm(pre).capitalize())}&_count=100", tok)
+        wf = {pid for pid, r in truth[o1]["Patient"].items()
+              if any(norm(n.get("family", "")).startswith(norm(pre)) for n in r.get("name", []))}
+        check(ids2 is not None and set(ids2) == wf, "Patient?family= prefix")
+        s, _, b = api.json("/v1/fhir/Patient?gender=male,female&_summary=count", tok)
+        check(b["total"] == sum(1 for r in truth[o1]["Patient"].values() if r.get("gender") in ("male", "female")),
+              "gender=male,female")
+        s, _, b = api.json("/v1/fhir/Patient?gender=http://hl7.org/fhir/administrative-gender|female&_summary=count", tok)
+        check(b["total"] == sum(1 for r in truth[o1]["Patient"].values() if r.get("gender") == "female"),
+              "gender=system|code")
+        ident = truth[o1]["Patient"][pids[3]]["identifier"][-1]
+        s, _, b = api.json("/v1/fhir/Patient?identifier=" + urllib.parse.quote(ident["system"] + "|" + ident["value"], safe=""), tok)
+        check(s == 200 and [e["resource"]["id"] for e in b["entry"]] == [pids[3]], "identifier=system|value")
+
+        # ---- Whole-type paging: nothing skipped or repeated, also in _sort order; previous links.
+        for sort in ["", "&_sort=birthdate", "&_sort=-_lastUpdated", "&_sort=-family"]:
+            ids, totals, pages = api.all_pages(f"/v1/fhir/Patient?_count=7{sort}", tok)
+            check(ids is not None and len(ids) == len(set(ids)) and set(ids) == set(truth[o1]["Patient"]),
+                  f"paging Patient{sort or ' by id'}: {len(ids or [])} rows in {pages} pages, no gap, no repeat")
+        ids, _, _ = api.all_pages("/v1/fhir/Patient?_count=100&_sort=birthdate", tok)
+        bd = [births[i] or "" for i in ids]
+        check(bd == sorted(bd), "_sort=birthdate orders by birth date")
+        s, _, p1 = api.json("/v1/fhir/Observation?_count=5", tok)
+        nxt = urllib.parse.urlsplit([l["url"] for l in p1["link"] if l["relation"] == "next"][0])
+        s, _, p2 = api.json(nxt.path + "?" + nxt.query, tok)
+        prv = urllib.parse.urlsplit([l["url"] for l in p2["link"] if l["relation"] == "previous"][0])
+        s, _, p1b = api.json(prv.path + "?" + prv.query, tok)
+        check([e["resource"]["id"] for e in p1b["entry"]] == [e["resource"]["id"] for e in p1["entry"]],
+              "previous of page 2 = page 1")
+        check(not [l for l in p1["link"] if l["relation"] == "previous"], "page 1 has no previous link")
+        s, _, b = api.json("/v1/fhir/Observation?_count=100000&_summary=false", tok)
+        check(s == 200 and len(b["entry"]) == 100, "_count capped at HL_API_MAX_COUNT")
+
+        # Paging stays exact while new rows are committed between pages (keyset).
+        conn = sqlite3.connect(db)
+        first = api.json("/v1/fhir/Patient?_count=10", tok)[2]
+        seen = [e["resource"]["id"] for e in first["entry"]]
+        url = urllib.parse.urlsplit([l["url"] for l in first["link"] if l["relation"] == "next"][0])
+        before = set(truth[o1]["Patient"])
+        inserted = []
+        k = 0
+        while url:
+            tmpl = json.dumps(truth[o1]["Patient"][pids[0]])
+            for j in range(3):  # new rows both before and after the cursor in id order
+                nid = ("0" if j == 0 else "z") + "-new-%d-%d" % (k, j)
+                r = json.loads(tmpl)
+                r["id"] = nid
+                conn.execute("INSERT INTO curated_patient (tenant, id, version_id, last_updated, raw_id, resource)"
+                             " VALUES (?, ?, '1', '2024-01-01T00:00:00Z', 0, ?)", (o1, nid, json.dumps(r)))
+                inserted.append(nid)
+            conn.commit()
+            k += 1
+            s, _, b = api.json(url.path + "?" + url.query, tok)
+            seen += [e["resource"]["id"] for e in b["entry"]]
+            n = [l["url"] for l in b["link"] if l["relation"] == "next"]
+            url = urllib.parse.urlsplit(n[0]) if n else None
+        check(len(seen) == len(set(seen)) and before <= set(seen),
+              "paging while rows are committed: every old row once, none repeated")
+        conn.execute("DELETE FROM curated_patient WHERE id LIKE '%-new-%'")
+        conn.commit()
+        conn.close()
+
+        # ---- Errors and content negotiation.
+        s, h, b = api.get("/v1/fhir/Patient?foo=bar", tok)
+        check(s == 400 and json.loads(b)["resourceType"] == "OperationOutcome", "unknown parameter -> 400 OperationOutcome")
+        s, _, _ = api.get("/v1/fhir/Patient?birthdate=zz2020", tok)
+        check(s == 400, "malformed date -> 400")
+        s, _, _ = api.get("/v1/fhir/Spaceship?x=1", tok)
+        check(s == 404, "unknown type -> 404")
+        s, h, _ = api.req("POST", "/v1/fhir/Patient", tok, body=b"{}")
+        check(s == 405 and "GET" in h.get("allow", ""), "POST on a search route -> 405 with Allow")
+        s, _, _ = api.get("/v1/fhir/Patient?_count=1", tok, {"Accept": "application/xml"})
+        check(s == 406, "Accept: application/xml -> 406")
+        s, _, _ = api.get("/v1/fhir/Patient?_count=1&_format=xml", tok)
+        check(s == 406, "_format=xml -> 406")
+        s, h, _ = api.get("/v1/fhir/Patient?_count=1", tok, {"Accept": "application/json"})
+        check(s == 200 and h["content-type"].startswith("application/json"), "Accept: application/json honoured")
+        s, h, b = api.get(f"/v1/fhir/Patient/{pids[0]}?_pretty=true&_format=json", tok)
+        check(s == 200 and b"\n  " in b and h["content-type"].startswith("application/json"), "_pretty and _format=json")
+        s, h, _ = api.get("/healthz", None, {"X-Request-Id": "abc-123"})
+        check(h.get("x-request-id") == "abc-123", "X-Request-Id echoed")
+        s, h, _ = api.get("/healthz", None, {"X-Request-Id": "bad id\x7f"[:6]})
+        check(h.get("x-request-id") and h.get("x-request-id") != "bad id", "invalid X-Request-Id replaced")
+
+        # ---- Authentication: every bad token is a 401.
+        hdr, pay, sig = tok.split(".")
+        claims = json.loads(base64.urlsafe_b64decode(pay + "=" * (-len(pay) % 4)))
+        pub_text = open(jwks).read().strip()
+        pub_key = json.loads(pub_text)["keys"][0]
+        none_tok = b64u(b'{"alg":"none","typ":"JWT"}') + "." + pay + "."
+        hs_in = b64u(json.dumps({"alg": "HS256", "kid": "k1"}).encode()) + "." + pay
+        hs_variants = [pub_text.encode(), json.dumps(pub_key).encode(),
+                       base64.urlsafe_b64decode(pub_key["n"] + "=" * (-len(pub_key["n"]) % 4))]
+        bad = {
+            "missing": None,
+            "malformed": "not-a-jwt",
+            "garbage signature": hdr + "." + pay + "." + sig[::-1],
+            "expired": mint(o1, "system/*.read", keyf, "--ttl", "-300"),
+            "not yet valid": mint(o1, "system/*.read", keyf, "--nbf-in", "3600"),
+            "wrong issuer": mint(o1, "system/*.read", keyf, "--iss", "https://evil.example"),
+            "wrong audience": mint(o1, "system/*.read", keyf, "--aud", "someone-else"),
+            "alg none": none_tok,
+            "unknown kid": mint(o1, "system/*.read", key2),
+        }
+        for i, k in enumerate(hs_variants):
+            bad["HS256 with the RSA public key #%d" % i] = hs_in + "." + b64u(hmac.new(k, hs_in.encode(), hashlib.sha256).digest())
+        for what, t in bad.items():
+            s, h, b = api.get(f"/v1/fhir/Patient/{pids[0]}", t)
+            check(s == 401 and "www-authenticate" in h and json.loads(b)["resourceType"] == "OperationOutcome",
+                  f"{what} token -> 401")
+        s, _, _ = api.get(f"/v1/fhir/Patient/{pids[0]}", None, {"Authorization": "Basic YTpi"})
+        check(s == 401, "Basic auth -> 401")
+        t = mint(o1, "user/Observation.rs")
+        s, _, _ = api.get(f"/v1/fhir/Patient/{pids[0]}", t)
+        check(s == 403, "user/Observation.rs reading a Patient -> 403")
+        s, _, _ = api.get(f"/v1/fhir/Observation?code={code}&_count=1", t)
+        check(s == 200, "user/Observation.rs searching Observation -> 200")
+        t = mint(o1, "user/Observation.r")
+        s, _, _ = api.get(f"/v1/fhir/Observation?code={code}", t)
+        check(s == 403, "user/Observation.r (read, not search) searching -> 403")
+        # SMART patient context: only that patient's compartment.
+        t = mint(o1, "patient/*.read", keyf, "--patient", busy)
+        s, _, b = api.json("/v1/fhir/Encounter?_count=100", t)
+        check(s == 200 and {e["resource"]["id"] for e in b["entry"]} == want, "patient/*.read sees its own encounters only")
+        s, _, _ = api.get(f"/v1/fhir/Patient/{[p for p in pids if p != busy][0]}", t)
+        check(s == 404, "patient/*.read: another patient -> 404")
+
+        # ---- Tenancy: another tenant's data is never visible.
+        s, _, _ = api.get(f"/v1/fhir/Patient/{pids[0]}", tok2)
+        check(s == 404, "cross-tenant read -> 404")
+        ids, _, _ = api.all_pages("/v1/fhir/Patient?_count=100", tok2)
+        check(ids is not None and set(ids) == set(truth[o2]["Patient"]) and not set(ids) & set(truth[o1]["Patient"]),
+              "tenant 2 sees exactly its own patients")
+        s, _, b = api.json(f"/v1/fhir/Patient/{busy}/Encounter", tok2)
+        check(s == 200 and b["total"] == 0, "cross-tenant compartment search -> nothing")
+        s, _, b = api.json(f"/v1/fhir/Observation?patient={busy}&_summary=count", tok2)
+        check(s == 200 and b["total"] == 0, "cross-tenant ?patient= -> nothing")
+
+        # ---- Hostile strings in every parameter change nothing.
+        hostile = ["' OR '1'='1", "1; DROP TABLE curated_patient; --", "\" OR 1=1 --", "../../../../etc/passwd",
+                   "..%2F..%2Fetc%2Fpasswd", "%' UNION SELECT resource FROM curated_patient --", "\\", "|", ",,",
+                   "org-2' --", "*"]
+        before_count = sqlite3.connect(db).execute("SELECT count(*) FROM curated_patient").fetchone()[0]
+        worst = 0
+        leaks = 0
+        for t, tdef in [("Patient", cs["rest"][0]["resource"][0]), ("Observation", cs["rest"][0]["resource"][2])]:
+            for sp in tdef["searchParam"]:
+                for v in hostile:
+                    s, _, b = api.get(f"/v1/fhir/{t}?{sp['name']}={urllib.parse.quote(v, safe='')}", tok)
+                    worst = max(worst, s)
+                    if s == 200:
+                        j = json.loads(b)
+                        leaks += sum(1 for e in j.get("entry", []) if e["resource"]["id"] in truth[o2].get(t, {}))
+                    elif s != 400:
+                        leaks += 1000
+        for v in hostile:
+            s, _, _ = api.get("/v1/fhir/Patient/" + urllib.parse.quote(v, safe=""), tok)
+            worst = max(worst, s)
+            s2, _, _ = api.get(f"/v1/fhir/Patient/{pids[0]}/" + urllib.parse.quote(v, safe=""), tok)
+            worst = max(worst, s2)
+        s, _, _ = api.get("/v1/fhir/Patient/../../../etc/passwd", tok)
+        check(s in (400, 404), "path traversal in the path -> 400/404")
+        after_count = sqlite3.connect(db).execute("SELECT count(*) FROM curated_patient").fetchone()[0]
+        check(worst < 500 and leaks == 0 and before_count == after_count,
+              "hostile strings in every parameter: no 5xx, no other tenant's rows, tables unchanged")
+
+        # ---- Limits of the HTTP layer.
+        check(raw_request(port, b"GET /v1/fhir/Patient?name=" + b"a" * 10000 + b" HTTP/1.1\r\nHost: x\r\n\r\n") == 414, "long URL -> 414")
+        check(raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n") == 431, "big header -> 431")
+        check(raw_request(port, b"POST /v1/ingestion/fhir/Bundle HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n") == 413,
+              "body over HL_API_MAX_BODY -> 413")
+
+        # ---- Ingestion.
+        ing = mint(o1, "system/hl.ingest")
+        bundle = json.dumps({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"resource": truth[o1]["Patient"][pids[1]]}]}).encode()
+        s, _, _ = api.req("POST", "/v1/ingestion/fhir/Bundle", tok, {"Content-Type": "application/fhir+json"}, bundle)
+        check(s == 403, "ingestion without the ingestion scope -> 403")
+        s, h, b = api.req("POST", "/v1/ingestion/fhir/Bundle", ing, {"Content-Type": "application/fhir+json"}, bundle)
+        job = json.loads(b)["job"] if s == 202 else ""
+        loc = h.get("location", "")
+        files = glob.glob(os.path.join(landing, f"org={o1}", f"job={job}", "*"))
+        check(s == 202 and loc.endswith(f"/v1/ingestion/jobs/{job}") and len(files) == 1 and
+              open(files[0], "rb").read() == bundle, "POST Bundle -> 202, Location, one object under org=<tenant>/job=<id>/")
+        s, _, b = api.json(urllib.parse.urlsplit(loc).path, ing)
+        check(s == 200 and b["state"] == "accepted", "job status right after landing: accepted")
+        nd = b"\n".join(json.dumps(r).encode() for r in list(truth[o1]["Observation"].values())[:5]) + b"\n"
+        s, _, b = api.req("POST", "/v1/ingestion/fhir/Bundle", ing, {"Content-Type": "application/fhir+ndjson"}, nd)
+        check(s == 202, "POST NDJSON -> 202")
+        s, _, _ = api.req("POST", "/v1/ingestion/fhir/Bundle", ing, {"Content-Type": "application/fhir+json"}, b'{"resourceType":"Patient"}')
+        check(s == 400, "a body that is not a Bundle -> 400")
+        s, _, _ = api.req("POST", "/v1/ingestion/fhir/Bundle", ing, {"Content-Type": "text/plain"}, b"x")
+        check(s == 415, "unsupported Content-Type -> 415")
+        s, _, b = api.json("/v1/ingestion/jobs/job-synth", ing)
+        check(s == 200 and b["loaded"] == sum(len(v) for v in truth[o1].values()),
+              "job status from the warehouse jobs table: loaded = resources of the tenant")
+        s, _, _ = api.get("/v1/ingestion/jobs/job-synth", mint(o2, "system/hl.ingest"))
+        check(s == 200, "job ids are per tenant (tenant 2 has its own job-synth)")
+        s, _, _ = api.get("/v1/ingestion/jobs/nope", ing)
+        check(s == 404, "unknown job -> 404")
+        s, _, _ = api.req("POST", "/v1/ingestion/upload-url", ing, {"Content-Type": "application/json"}, b"{}")
+        check(s == 501, "upload-url without S3 landing -> 501")
+
+        # ---- Metrics and audit.
+        s, _, b = api.get("/metrics")
+        text = b.decode()
+        check('hl_api_requests_total{route="/v1/fhir/{type}",code="200"}' in text and
+              "hl_api_request_duration_seconds_bucket" in text and 'hl_api_auth_failures_total{reason="expired"}' in text,
+              "metrics per route and status, latency histogram, auth failures")
+        if shutil.which("promtool"):
+            r = subprocess.run(["promtool", "check", "metrics"], input=b, capture_output=True)
+            check(r.returncode == 0, "promtool check metrics")
+        lines = [json.loads(l) for l in open(audit)]
+        reads = [l for l in lines if l["route"] == "/v1/fhir/{type}/{id}" and l["status"] == 200]
+        check(len(lines) >= N // 2 and reads and reads[0]["ids"] == [f"Patient/{pids[0]}"] and reads[0]["tenant"] == o1
+              and reads[0]["sub"], "one audit line per request with who, tenant, route, ids, status, latency")
+        check(any(l.get("request_id") == "abc-123" for l in lines), "audit carries X-Request-Id")
+
+        # ---- Rate limit (another instance with a tiny bucket).
+        env2 = dict(env, HL_API_RATE_LIMIT="1", HL_API_RATE_BURST="3", HL_API_AUDIT="")
+        p2, port2 = start(gw_bin, env2, os.path.join(work, "gw2.err"))
+        procs.append(p2)
+        api2 = Api(port2)
+        sts = [api2.get(f"/v1/fhir/Patient/{pids[0]}", tok) for _ in range(5)]
+        check([s for s, _, _ in sts[:3]] == [200] * 3 and sts[4][0] == 429 and int(sts[4][1].get("retry-after", "0")) >= 1,
+              "token bucket: burst of 3 then 429 with Retry-After")
+        check(api2.get(f"/v1/fhir/Patient/{sorted(truth[o2]['Patient'])[0]}", tok2)[0] == 200, "rate limit is per caller")
+
+        # ---- SIGTERM drains and exits 0.
+        for pp in (p, p2):
+            pp.send_signal(signal.SIGTERM)
+        rcs = [pp.wait(timeout=30) for pp in (p, p2)]
+        check(rcs == [0, 0], "SIGTERM: drained, exit 0")
+    finally:
+        for pp in procs:
+            if pp.poll() is None:
+                pp.kill()
+        if not FAILED:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print("# kept", work)
+    print("1..%d" % N)
+    if FAILED:
+        print("FAILED:", FAILED)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
