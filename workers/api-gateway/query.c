@@ -556,7 +556,18 @@ static int parse_cursor(hl_api_search *s, const char *v, char *err, size_t errle
   char *copy = arena_dup(s, (const char *)raw, (size_t)dn);
   if (!copy)
     return -ENOMEM;
-  if (split_escaped(copy, '\x1f', f, 5) != 4 || (strcmp(f[0], "a") && strcmp(f[0], "b")) ||
+  size_t nf = 0;
+  for (char *p = copy;; ) {
+    char *sep = strchr(p, '\x1f');
+    if (nf < 5)
+      f[nf] = p;
+    nf++;
+    if (!sep)
+      break;
+    *sep = 0;
+    p = sep + 1;
+  }
+  if (nf != 4 || (strcmp(f[0], "a") && strcmp(f[0], "b")) ||
       (strcmp(f[1], "i") && strcmp(f[1], "s")) || !hl_api_valid_id(f[3]))
     return fail(err, errlen, HL_EPARSE, "invalid _cursor");
   s->cursor.dir = f[0][0] == 'a' ? 1 : -1;
