@@ -31,6 +31,7 @@ TOK=$BUILD/tools/api-token/hl-api-token
 [ -x "$GW" ] || { echo "bench/api: build first (ninja -C $BUILD)" >&2; exit 1; }
 
 W=$(mktemp -d /tmp/hl-bench-api.XXXXXX)
+chmod 755 "$W" # nginx workers run as another user when started by root
 GWPID= NGPID=
 cleanup() {
   [ -n "$GWPID" ] && kill "$GWPID" 2>/dev/null || true
@@ -53,13 +54,15 @@ GWPID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GPORT/readyz" >/dev/null && break; sleep 0.1; done
 
 PID=$(sqlite3 "$W/wh.db" "SELECT id FROM curated_patient ORDER BY id LIMIT 1 OFFSET 17")
-NAME=$(sqlite3 "$W/wh.db" "SELECT substr(value,1,3) FROM curated_string WHERE param='name' GROUP BY substr(value,1,3) HAVING count(DISTINCT id) >= 20 ORDER BY count(*) DESC LIMIT 1")
+# A family-name prefix that matches the fewest patients with at least 20 matches.
+NAME=$(sqlite3 "$W/wh.db" "SELECT p FROM (SELECT substr(value,1,3) p, count(DISTINCT id) n FROM curated_string WHERE param='name' GROUP BY p) WHERE n >= 20 AND p GLOB '[a-z][a-z][a-z]' ORDER BY n, p LIMIT 1")
 READ=/v1/fhir/Patient/$PID
 SEARCH="/v1/fhir/Patient?name=$NAME&_count=20"
 mkdir -p "$W/www/v1/fhir/Patient"
 curl -sf -H "Authorization: Bearer $TOKEN" -H "Host: 127.0.0.1:$GPORT" "http://127.0.0.1:$GPORT$READ" >"$W/www/read.json"
 curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GPORT$SEARCH" >"$W/www/search.json"
 N=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["entry"]))' "$W/www/search.json")
+echo "search: $SEARCH"
 [ "$N" = 20 ] || { echo "bench/api: the search returned $N entries, not 20" >&2; exit 1; }
 
 NPORT=$(free_port)
@@ -84,6 +87,7 @@ mkdir -p "$W/tmp"
 nginx -c "$W/nginx.conf" -p "$W" -g 'daemon off;' 2>>"$W/nginx.err" &
 NGPID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$NPORT/read" >/dev/null && break; sleep 0.1; done
+cmp -s <(curl -sf "http://127.0.0.1:$NPORT/search") "$W/www/search.json" || { echo "bench/api: nginx does not serve the bodies" >&2; cat "$W/nginx.err" >&2; exit 1; }
 
 # wrk: prints "rps p99_ms errors" for one run.
 measure() {

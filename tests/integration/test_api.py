@@ -528,6 +528,45 @@ def main():
               "token bucket: burst of 3 then 429 with Retry-After")
         check(api2.get(f"/v1/fhir/Patient/{sorted(truth[o2]['Patient'])[0]}", tok2)[0] == 200, "rate limit is per caller")
 
+        # ---- JWKS from a URL: cached, fetched again on an unknown kid.
+        import http.server
+        import threading
+        served = {"body": open(jwks, "rb").read(), "fetches": 0}
+
+        class Jwks(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                served["fetches"] += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(served["body"])))
+                self.end_headers()
+                self.wfile.write(served["body"])
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        env3 = dict(env, HL_API_JWKS_FILE="", HL_API_JWKS_URL=f"http://127.0.0.1:{srv.server_port}/jwks",
+                    HL_API_JWKS_REFRESH="0", HL_API_AUDIT="")
+        p3, port3 = start(gw_bin, env3, os.path.join(work, "gw3.err"))
+        procs.append(p3)
+        api3 = Api(port3)
+        check(api3.get(f"/v1/fhir/Patient/{pids[0]}", tok)[0] == 200 and served["fetches"] == 1,
+              "JWKS URL: fetched once at start, token verified")
+        check(api3.get(f"/v1/fhir/Patient/{pids[0]}", tok)[0] == 200 and served["fetches"] == 1, "JWKS URL: cached")
+        k2tok = mint(o1, "system/*.read", key2)
+        check(api3.get(f"/v1/fhir/Patient/{pids[0]}", k2tok)[0] == 401, "JWKS URL: unknown kid -> 401")
+        both = json.loads(served["body"])
+        both["keys"] += json.load(open(jwks2))["keys"]
+        served["body"] = json.dumps(both).encode()
+        f0 = served["fetches"]
+        check(api3.get(f"/v1/fhir/Patient/{pids[0]}", k2tok)[0] == 200 and served["fetches"] == f0 + 1,
+              "JWKS URL: a rotated-in kid is fetched on first use")
+        p3.send_signal(signal.SIGTERM)
+        check(p3.wait(timeout=30) == 0, "gateway 3 drained")
+        srv.shutdown()
+
         # ---- SIGTERM drains and exits 0.
         for pp in (p, p2):
             pp.send_signal(signal.SIGTERM)

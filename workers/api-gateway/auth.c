@@ -26,7 +26,16 @@ typedef struct key {
   cjose_jwk_t *jwk;
 } key;
 
+/* Verified tokens, so that a client reusing its token pays one signature check. */
+#define CACHE_SLOTS 1024
+typedef struct cached_token {
+  char *token;
+  double exp, nbf; /* nbf 0 when absent */
+  hl_api_principal p;
+} cached_token;
+
 struct hl_api_auth {
+  cached_token cache[CACHE_SLOTS];
   hl_api_auth_opts o;
   char *issuer, *audience, *tenant_claim, *ingest_scope, *jwks_url;
   key file_keys[MAX_KEYS];
@@ -130,6 +139,11 @@ static int fetch_url(hl_api_auth *a, time_t now) {
     rc = HL_EIO;
   } else if ((rc = jwks_load(b.data ? b.data : "", b.len, a->url_keys, &a->nurl, err, sizeof err)) < 0) {
     hl_log_kv(HL_LOG_WARN, "JWKS fetch unreadable", "url", a->jwks_url, "error", err, NULL);
+  } else {
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+      free(a->cache[i].token);
+      a->cache[i].token = NULL;
+    }
   }
   hl_buf_free(&b);
   return rc;
@@ -202,6 +216,8 @@ hl_api_auth *hl_api_auth_free(hl_api_auth *a) {
     return NULL;
   keys_clear(a->file_keys, &a->nfile);
   keys_clear(a->url_keys, &a->nurl);
+  for (size_t i = 0; i < CACHE_SLOTS; i++)
+    free(a->cache[i].token);
   if (a->hs_key)
     cjose_jwk_release(a->hs_key);
   free(a->issuer);
@@ -369,6 +385,18 @@ int hl_api_auth_verify(hl_api_auth *a, const char *authz, time_t now, hl_api_pri
   size_t tl = strlen(tok);
   if (tl == 0 || tl > HL_API_MAX_TOKEN_BYTES)
     DENY("malformed", "empty or oversized token");
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < tl; i++)
+    h = (h ^ (unsigned char)tok[i]) * 1099511628211ULL;
+  cached_token *ct = &a->cache[h % CACHE_SLOTS];
+  if (ct->token && !strcmp(ct->token, tok)) {
+    if ((double)now > ct->exp + (double)a->o.skew_s)
+      DENY("expired", "token expired");
+    if (ct->nbf && (double)now + (double)a->o.skew_s < ct->nbf)
+      DENY("not_yet_valid", "token not valid yet (nbf)");
+    *p = ct->p;
+    return 0;
+  }
   const char *d1 = memchr(tok, '.', tl);
   const char *d2 = d1 ? memchr(d1 + 1, '.', tl - (size_t)(d1 + 1 - tok)) : NULL;
   if (!d1 || !d2 || memchr(d2 + 1, '.', tl - (size_t)(d2 + 1 - tok)) || d2 + 1 == tok + tl)
@@ -401,7 +429,7 @@ int hl_api_auth_verify(hl_api_auth *a, const char *authz, time_t now, hl_api_pri
     if (!k)
       k = find_key(a->url_keys, a->nurl, kid, kty);
     if (!k && a->jwks_url) {
-      long min = a->o.refresh_min_s > 0 ? a->o.refresh_min_s : 30;
+      long min = a->o.refresh_min_s >= 0 ? a->o.refresh_min_s : 30;
       if (a->last_fetch == 0 || now - a->last_fetch >= min || now < a->last_fetch) {
         fetch_url(a, now);
         k = find_key(a->url_keys, a->nurl, kid, kty);
@@ -474,6 +502,16 @@ int hl_api_auth_verify(hl_api_auth *a, const char *authz, time_t now, hl_api_pri
     pr.read_patient = pr.search_patient = 0;
   }
   *p = pr;
+  /* Remember the verified token; the cache is emptied whenever the JWKS
+     URL's keys are replaced, so a key removed there stops working. */
+  char *copy = strdup(tok);
+  if (copy) {
+    free(ct->token);
+    ct->token = copy;
+    ct->exp = json_number_value(exp);
+    ct->nbf = nbf ? json_number_value(nbf) : 0;
+    ct->p = pr;
+  }
 out:
   if (jws)
     cjose_jws_release(jws);

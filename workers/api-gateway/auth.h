@@ -32,7 +32,7 @@ typedef struct hl_api_auth_opts {
   const char *hs256_secret; /* used only with allow_hs256 (>= 32 bytes) */
   const char *tenant_claim; /* "tenant" */
   const char *ingest_scope; /* the scope of the ingestion API */
-  long refresh_min_s;       /* least time between two JWKS URL fetches (default 30) */
+  long refresh_min_s;       /* least time between two JWKS URL fetches (<0: 30 s) */
   long fetch_timeout_ms;    /* JWKS URL fetch timeout (default 3000) */
 } hl_api_auth_opts;
 

@@ -52,7 +52,9 @@ const hl_config_var hl_api_config_vars[] = {
     {"HL_API_AUDIENCE", HL_CFG_STRING, "healthlake-api", 1, 512, NULL, "Required aud claim of tokens."},
     {"HL_API_JWKS_FILE", HL_CFG_STRING, "", 0, 4096, NULL, "JWKS file with the RS256/ES256 verification keys."},
     {"HL_API_JWKS_URL", HL_CFG_STRING, "", 0, 2048, NULL,
-     "JWKS URL (fetched at start, cached, fetched again on an unknown kid at most every 30 s)."},
+     "JWKS URL (fetched at start, cached, fetched again on an unknown kid at most every HL_API_JWKS_REFRESH)."},
+    {"HL_API_JWKS_REFRESH", HL_CFG_DURATION, "30s", 0, 86400000LL, NULL,
+     "Least time between two fetches of HL_API_JWKS_URL (a token with an unknown kid triggers one)."},
     {"HL_API_CLOCK_SKEW", HL_CFG_DURATION, "60s", 0, 300000, NULL, "Clock skew allowed on exp and nbf."},
     {"HL_API_ALLOW_HS256", HL_CFG_BOOL, "false", 0, 0, NULL,
      "Accept HS256 tokens signed with HL_API_HS256_SECRET (local use only)."},
@@ -1292,6 +1294,7 @@ int hl_api_gw_new(uv_loop_t *loop, const hl_config *cfg, hl_metrics *reg, hl_api
       .hs256_secret = hl_config_str(cfg, "HL_API_HS256_SECRET"),
       .tenant_claim = hl_config_str(cfg, "HL_API_TENANT_CLAIM"),
       .ingest_scope = hl_config_str(cfg, "HL_API_INGEST_SCOPE"),
+      .refresh_min_s = (long)(hl_config_int(cfg, "HL_API_JWKS_REFRESH") / 1000),
   };
   if ((rc = hl_api_auth_new(&ao, &gw->auth, err, errlen)) < 0)
     goto fail;
