@@ -32,6 +32,7 @@ typedef struct sq_store {
   sqlite3 *db;
   cached cache[CACHE_MAX];
   uint64_t tick;
+  sqlite3_stmt *read_st[32]; /* per type index: the read of one resource */
 } sq_store;
 
 typedef struct bindv {
@@ -126,6 +127,10 @@ static int ensure_open(sq_store *s) {
 }
 
 static void close_db(sq_store *s) {
+  for (int i = 0; i < 32; i++) {
+    sqlite3_finalize(s->read_st[i]);
+    s->read_st[i] = NULL;
+  }
   for (int i = 0; i < CACHE_MAX; i++) {
     sqlite3_finalize(s->cache[i].st);
     free(s->cache[i].sql);
@@ -243,17 +248,26 @@ void hl_api_result_clear(hl_api_result *r) {
 
 static int read_one(sq_store *s, const char *tenant, const hl_api_type_def *t, const char *id,
                     hl_api_row *row) {
-  char sql[256];
-  snprintf(sql, sizeof sql,
-           "SELECT id, version_id, last_updated, resource, id, %s FROM %s WHERE tenant = ?1 AND id = ?2",
-           t->patient_col ? t->patient_col : "NULL", t->table);
-  int rc = 0;
-  sqlite3_stmt *st = prepare(s, sql, &rc);
-  if (!st)
-    return rc;
-  sqlb none = {.nbinds = 1, .binds = {{.kind = 0, .s = id}}};
-  if ((rc = bind_all(st, tenant, &none)) < 0)
-    return rc;
+  int rc = 0, ti = hl_api_type_index(t->type);
+  if (ti < 0 || ti >= 32)
+    return -EINVAL;
+  sqlite3_stmt *st = s->read_st[ti];
+  if (!st) {
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT id, version_id, last_updated, resource, id, %s FROM %s WHERE tenant = ?1 AND id = ?2",
+             t->patient_col ? t->patient_col : "NULL", t->table);
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+      sqlite3_finalize(st);
+      return HL_EFATAL;
+    }
+    s->read_st[ti] = st;
+  }
+  if (sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC) != SQLITE_OK) {
+    sqlite3_reset(st);
+    return HL_EFATAL;
+  }
   int sr = sqlite3_step(st);
   if (sr == SQLITE_DONE)
     rc = HL_ENOTFOUND;
