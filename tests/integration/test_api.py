@@ -367,6 +367,8 @@ def main():
         check(s == 400 and json.loads(b)["resourceType"] == "OperationOutcome", "unknown parameter -> 400 OperationOutcome")
         s, _, _ = api.get("/v1/fhir/Patient?birthdate=zz2020", tok)
         check(s == 400, "malformed date -> 400")
+        s, _, _ = api.get(f"/v1/fhir/Patient/{pids[0]}?_elements=id", tok)
+        check(s == 400, "unsupported parameter on a read -> 400")
         s, _, _ = api.get("/v1/fhir/Spaceship?x=1", tok)
         check(s == 404, "unknown type -> 404")
         s, h, _ = api.req("POST", "/v1/fhir/Patient", tok, body=b"{}")

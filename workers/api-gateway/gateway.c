@@ -543,14 +543,11 @@ static void h_read(call *c) {
     outcome(c, 404, "%s/%s is not known", c->type->type, "(invalid id)");
     return;
   }
-  if (c->q.n && !(c->q.n <= 2 && (hl_api_query_get(&c->q, "_format") || hl_api_query_get(&c->q, "_pretty")))) {
-    for (size_t i = 0; i < c->q.n; i++)
-      if (strcmp(c->q.kv[i].name, "_format") && strcmp(c->q.kv[i].name, "_pretty") &&
-          strcmp(c->q.kv[i].name, "_summary") && strcmp(c->q.kv[i].name, "_elements")) {
-        outcome(c, 400, "unknown parameter '%s' on a read", c->q.kv[i].name);
-        return;
-      }
-  }
+  for (size_t i = 0; i < c->q.n; i++)
+    if (strcmp(c->q.kv[i].name, "_format") && strcmp(c->q.kv[i].name, "_pretty")) {
+      outcome(c, 400, "parameter '%s' is not supported on a read", c->q.kv[i].name);
+      return;
+    }
   c->gw->store->ops->read(c->gw->store, c->who.tenant, c->type, id, read_done, c);
 }
 
