@@ -17,7 +17,8 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 CRD_DIR = os.environ.get("HL_K8S_CRDS", os.path.normpath(os.path.join(ROOT, "../shared/specs/k8s-crds")))
 if not os.path.isdir(CRD_DIR):
     CRD_DIR = "/work/shared/specs/k8s-crds"
-OVERLAYS = ["dev", "prod"]
+# What the tests build: both overlays and the DLQ replay Job.
+OVERLAYS = {"dev": "overlays/dev", "prod": "overlays/prod", "dlq-replay": "jobs/dlq-replay"}
 BIN_DIR = "/usr/local/bin/"
 
 
@@ -65,7 +66,7 @@ def topics():
 
 def build_overlay(name):
     """The objects `kubectl kustomize` builds for an overlay (raises on failure)."""
-    out = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, "deploy/k8s/overlays", name)],
+    out = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, "deploy/k8s", OVERLAYS[name])],
                          capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])

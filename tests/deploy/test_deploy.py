@@ -42,8 +42,8 @@ def overlays(t):
 
 
 def workloads(objs):
-    """(Deployment, pod spec) pairs of a build."""
-    return [(d, d["spec"]["template"]["spec"]) for d in C.by_kind(objs, "Deployment")]
+    """(Deployment or Job, pod spec) pairs of a build."""
+    return [(d, d["spec"]["template"]["spec"]) for d in objs if d["kind"] in ("Deployment", "Job")]
 
 
 # ---------------------------------------------------------------- build
@@ -53,7 +53,7 @@ def case_build(t, build):
         try:
             objs = C.build_overlay(o)
             kinds = sorted({x["kind"] for x in objs})
-            t.ok(len(objs) > 5, "kubectl kustomize overlays/%s builds %d objects (%s)" % (o, len(objs), ", ".join(kinds)))
+            t.ok(len(objs) >= 4, "kubectl kustomize overlays/%s builds %d objects (%s)" % (o, len(objs), ", ".join(kinds)))
         except Exception as e:  # noqa: BLE001
             t.ok(False, "kubectl kustomize overlays/%s" % o, e)
     r = subprocess.run([os.path.join(C.ROOT, "scripts/gen-deploy"), "--check"], capture_output=True, text=True)
@@ -122,15 +122,18 @@ def case_policy(t, build):
         for dep, pod in workloads(objs):
             name = "%s: Deployment %s" % (o, dep["metadata"]["name"])
             labels = dep["spec"]["template"]["metadata"]["labels"]
-            sel = dep["spec"]["selector"]["matchLabels"]
-            t.ok(all(labels.get(k) == v for k, v in sel.items()), name + ": selector matches the pod labels")
+            sel = dep["spec"].get("selector", {}).get("matchLabels", {})
+            is_dep = dep["kind"] == "Deployment"
+            name = "%s: %s %s" % (o, dep["kind"], dep["metadata"]["name"])
+            if is_dep:
+                t.ok(all(labels.get(k) == v for k, v in sel.items()), name + ": selector matches the pod labels")
             psc = pod.get("securityContext", {})
             t.ok(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", name + ": seccomp RuntimeDefault")
             t.ok(pod.get("serviceAccountName") in sas, name + ": own ServiceAccount exists",
                  pod.get("serviceAccountName"))
             t.ok(pod.get("automountServiceAccountToken") is False, name + ": no API token mounted")
             aff = pod.get("affinity", {}).get("podAntiAffinity", {})
-            t.ok(bool(aff.get("preferredDuringSchedulingIgnoredDuringExecution")
+            t.ok(not is_dep or bool(aff.get("preferredDuringSchedulingIgnoredDuringExecution")
                       or aff.get("requiredDuringSchedulingIgnoredDuringExecution")), name + ": pod anti-affinity")
             for c in pod["containers"]:
                 cn = "%s container %s" % (name, c["name"])
@@ -169,8 +172,9 @@ def case_policy(t, build):
                              cn + ": terminationGracePeriodSeconds %s > drain %ss"
                              % (pod.get("terminationGracePeriodSeconds", 30), worst))
             pl = labels
-            t.ok(any(all(pl.get(k) == v for k, v in p["spec"]["selector"].get("matchLabels", {}).items())
-                     for p in pdbs), name + ": a PodDisruptionBudget covers it")
+            if is_dep:
+                t.ok(any(all(pl.get(k) == v for k, v in p["spec"]["selector"].get("matchLabels", {}).items())
+                         for p in pdbs), name + ": a PodDisruptionBudget covers it")
             t.ok(any(n["spec"]["podSelector"].get("matchLabels") and all(
                 pl.get(k) == v for k, v in n["spec"]["podSelector"]["matchLabels"].items())
                 and "app.kubernetes.io/name" in n["spec"]["podSelector"]["matchLabels"] for n in nps),
@@ -224,13 +228,16 @@ def case_topics(t, build):
         t.ok(k["metadata"]["labels"].get("strimzi.io/cluster") == C.table()["kafka_cluster"],
              "KafkaTopic %s belongs to the cluster" % name)
     users = {u["metadata"]["name"]: u for u in C.by_kind(objs, "KafkaUser")}
-    for dep, pod in workloads(objs):
+    replay = built.get("dlq-replay", [])
+    users.update({u["metadata"]["name"]: u for u in C.by_kind(replay, "KafkaUser")})
+    for dep, pod in workloads(objs) + workloads(replay):
         c = pod["containers"][0]
         env, src_ = C.container_env(objs, c)
         if "HL_KAFKA_BROKERS" not in env:
             continue
         name = dep["metadata"]["name"]
         u = users.get(name)
+        objs_ = replay if dep["kind"] == "Job" else objs
         t.ok(u is not None, "Kafka client %s has a KafkaUser" % name)
         if not u:
             continue
@@ -240,7 +247,18 @@ def case_topics(t, build):
              and not any("All" in a["operations"] for a in acls)
              and not any(a["resource"].get("name") == "*" for a in acls),
              "KafkaUser %s: literal names only, no All, no wildcard" % name, acls)
-        w = next(b for b in C.table()["binaries"] if b["name"] == name)
+        w = next((b for b in C.table()["binaries"] if b["name"] == name), None)
+        if w is None:
+            # The DLQ replay: reads hl.dlq, writes only topics some worker consumes.
+            tps = C.topics()
+            stages = set(next(tp for tp in tps if tp["name"] == "hl.dlq")["producers"])
+            consumed = {tp["name"] for tp in tps if set(tp["consumers"]) & stages}
+            t.ok(topics_acl.get("hl.dlq") == {"Read", "Describe"} and all(
+                ops == {"Write", "Describe"} and tp in consumed for tp, ops in topics_acl.items() if tp != "hl.dlq"),
+                "KafkaUser %s: reads hl.dlq, writes only stage inputs" % name, topics_acl)
+            t.ok(env.get("HL_PT_OUTPUT_TOPIC") in topics_acl and env.get("HL_PT_INPUT_TOPIC") == "hl.dlq",
+                 "KafkaUser %s allows the Job's input and output topics" % name)
+            continue
         want = {}
         if w.get("input"):
             want[w["input"]] = {"Read", "Describe"}
@@ -296,7 +314,10 @@ def case_agreement(t, build):
                      cn + ": probes use HL_ADMIN_ADDR's port %s" % port, (ports, probe_ports))
                 t.ok(env.get("HL_ADMIN_ADDR", "").startswith("0.0.0.0:"),
                      cn + ": admin server listens on the pod address (HL_ADMIN_ADDR=%s)" % env.get("HL_ADMIN_ADDR"))
-                mons = [m for m in C.by_kind(objs, "PodMonitor") if all(
+                # The replay Job runs in the prod namespace: prod's PodMonitor scrapes it.
+                monitors = C.by_kind(objs, "PodMonitor") + (C.by_kind(built.get("prod", []), "PodMonitor")
+                                                             if o == "dlq-replay" else [])
+                mons = [m for m in monitors if all(
                     dep["spec"]["template"]["metadata"]["labels"].get(k) == v
                     for k, v in m["spec"]["selector"]["matchLabels"].items())]
                 eps = [e["port"] for m in mons for e in m["spec"]["podMetricsEndpoints"]]
