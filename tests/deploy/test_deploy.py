@@ -7,6 +7,7 @@
   test_deploy.py topics     BUILD   KafkaTopics and KafkaUsers agree with topics.json and the table
   test_deploy.py agreement  BUILD   HL_* set are known, required ones set, ports match HL_ADMIN_ADDR
   test_deploy.py start      BUILD   each container command starts with its manifest's env, /healthz
+  test_deploy.py alerts     BUILD   promtool test rules: every alert fires on a synthetic history
   test_deploy.py dockerfile BUILD   Dockerfile lint and runtime packages == scripts/deploy-libs
 
 Exit 77 (skip) when a tool the area needs is missing; never passes without running.
@@ -464,7 +465,36 @@ def case_dockerfile(t, build):
          "Dockerfile: %s\ndeploy-libs: %s" % (sorted(runtime), sorted(libs)))
 
 
-CASES = {"build": case_build, "schema": case_schema, "policy": case_policy, "topics": case_topics,
+# ---------------------------------------------------------------- alerts
+def case_alerts(t, build):
+    """promtool test rules: every alert fires on its synthetic history (alerts_test.yml)."""
+    import yaml
+    if not shutil.which("promtool"):
+        t.bail_skip("promtool is not installed")
+    tmp = C.tmpdir()
+    try:
+        src = yaml.safe_load(open(os.path.join(C.ROOT, "deploy/k8s/base/monitoring/prometheusrule.yaml")))
+        rules = os.path.join(tmp, "rules.yml")
+        yaml.safe_dump({"groups": src["spec"]["groups"]}, open(rules, "w"))
+        r = subprocess.run(["promtool", "check", "rules", rules], capture_output=True, text=True)
+        t.ok(r.returncode == 0, "promtool check rules", r.stdout + r.stderr)
+        tests = yaml.safe_load(open(os.path.join(C.ROOT, "tests/deploy/alerts_test.yml")))
+        tests["rule_files"] = [rules]
+        alerts = {rr["alert"] for g in src["spec"]["groups"] for rr in g["rules"]}
+        firing = {a["alertname"] for tc in tests["tests"] for a in tc.get("alert_rule_test", []) if a.get("exp_alerts")}
+        t.ok(alerts == firing, "every alert has a promtool case where it fires", sorted(alerts ^ firing))
+        for i, tc in enumerate(tests["tests"]):
+            one = dict(tests, tests=[tc])
+            path = os.path.join(tmp, "t%d.yml" % i)
+            yaml.safe_dump(one, open(path, "w"))
+            r = subprocess.run(["promtool", "test", "rules", path], capture_output=True, text=True)
+            names = ", ".join(sorted({a["alertname"] for a in tc.get("alert_rule_test", [])}))
+            t.ok(r.returncode == 0, "promtool test rules: %s" % names, r.stdout[-2000:] + r.stderr[-500:])
+    finally:
+        C.rmtree(tmp)
+
+
+CASES = {"alerts": case_alerts, "build": case_build, "schema": case_schema, "policy": case_policy, "topics": case_topics,
          "agreement": case_agreement, "start": case_start, "dockerfile": case_dockerfile}
 
 
