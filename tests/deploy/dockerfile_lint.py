@@ -4,6 +4,7 @@ lint(text) returns [(rule, ok, detail)], one entry per rule (rules that look at
 every instruction report the first offender). runtime_packages(text) returns
 the packages the last stage installs with apt-get.
 """
+import os
 import re
 
 # Packages the runtime stage may install besides the shared-library owners
@@ -11,6 +12,21 @@ import re
 NON_LIBRARY_PACKAGES = {
     "ca-certificates": "CA bundle for TLS to Kafka (SASL_SSL) and to S3",
 }
+
+
+def dockerignore_keeps(patterns, path):
+    """True when a context path survives the .dockerignore patterns (last match wins;
+    "dir/" and "dir" match everything below dir; "**" matches everything)."""
+    import fnmatch
+    keep = True
+    for pat in patterns:
+        neg = pat.startswith("!")
+        p = (pat[1:] if neg else pat).rstrip("/")
+        hit = p == "**" or fnmatch.fnmatch(path, p) or path.startswith(p + "/") or \
+            (p.startswith("**/") and fnmatch.fnmatch(os.path.basename(path), p[3:]))
+        if hit:
+            keep = neg
+    return keep
 
 
 def instructions(text):
