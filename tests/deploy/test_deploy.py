@@ -265,6 +265,8 @@ def case_topics(t, build):
             want[w["input"]] = {"Read", "Describe"}
         for p in w.get("produces", []):
             want.setdefault(p, set()).update({"Write", "Describe"})
+        for p in w.get("reads", []):
+            want.setdefault(p, set()).update({"Read", "Describe"})
         t.ok(topics_acl == want, "KafkaUser %s: topic ACLs are exactly its data flow" % name,
              "acls %s\nwant %s" % (topics_acl, want))
         # The topics the binary is configured with are the ones its ACLs allow.
