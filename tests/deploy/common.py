@@ -38,7 +38,7 @@ class Tap:
             self.failed += 1
             print("not ok %d - %s" % (self.n, name), flush=True)
             for line in str(detail or "").splitlines()[:30]:
-                print("  # " + line, flush=True)
+                print("# " + line, flush=True)
         return cond
 
     def skip(self, name, why):

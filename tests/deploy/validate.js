@@ -133,7 +133,7 @@ for (const obj of objects) {
   if (problems.length) {
     failed++;
     console.log(`not ok ${n} - ${id}`);
-    for (const p of problems.slice(0, 20)) console.log(`  # ${p}`);
+    for (const p of problems.slice(0, 20)) console.log(`# ${p}`);
   } else {
     console.log(`ok ${n} - ${id} validates (unknown fields refused)`);
   }
