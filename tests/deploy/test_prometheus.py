@@ -6,7 +6,7 @@ Usage: test_prometheus.py BUILD_DIR
 
 The run, all on 127.0.0.1: hl-devbroker; hl-s3-notifier watching a landing
 directory; hl-parser reading what it announces (one file with a bad line, so
-the DLQ counters move); hl-passthrough copying kcat traffic between two extra
+the DLQ counters move), hl-validator and hl-loader (SQLite) behind it; hl-passthrough copying kcat traffic between two extra
 topics. Prometheus (/usr/bin/prometheus) scrapes every admin server each
 second with the labels a PodMonitor gives in a cluster (namespace, pod,
 worker), and loads the PrometheusRule's groups as its rule file.
@@ -126,7 +126,11 @@ def main():
     for tool in (PROMETHEUS, shutil.which("promtool") or "promtool", shutil.which("kcat") or "kcat"):
         if not (os.access(tool, os.X_OK)):
             t.bail_skip("%s is not installed" % tool)
-    bins = {n: C.binary_path(build, n) for n in ("hl-devbroker", "hl-s3-notifier", "hl-parser", "hl-passthrough")}
+    bins = {n: C.binary_path(build, n) for n in ("hl-devbroker", "hl-s3-notifier", "hl-parser", "hl-passthrough",
+                                                "hl-validator", "hl-loader")}
+    schema = os.path.join(C.ROOT, C.IMAGE_FILES["/usr/share/healthlake/fhir.schema.json"])
+    if not os.path.exists(schema):
+        t.bail_skip("the FHIR JSON Schema is not installed (scripts/bootstrap)")
     if not all(bins.values()):
         t.bail_skip("not built: " + ", ".join(n for n, p in bins.items() if not p))
 
@@ -151,6 +155,10 @@ def main():
                 ("hl-parser", {"HL_PARSER_LANDING_DIR": landing, "HL_KAFKA_STATS_INTERVAL": "1s"}),
                 ("hl-passthrough", {"HL_PT_INPUT_TOPIC": "hl.test.in", "HL_PT_OUTPUT_TOPIC": "hl.test.out",
                                     "HL_KAFKA_STATS_INTERVAL": "1s"}),
+                ("hl-validator", {"HL_KAFKA_STATS_INTERVAL": "1s", "HL_VALIDATOR_SCHEMA": schema,
+                                  "HL_VALIDATOR_PROFILE": os.path.join(C.ROOT, "schemas/fhir/profile.json")}),
+                ("hl-loader", {"HL_KAFKA_STATS_INTERVAL": "1s",
+                               "HL_WAREHOUSE_PATH": os.path.join(tmp, "warehouse.db")}),
                 ("hl-s3-notifier", {"HL_NOTIFIER_DIR": landing, "HL_NOTIFIER_STABLE_FOR": "200ms",
                                     "HL_NOTIFIER_STATE": os.path.join(tmp, "notifier.db")})):
             admin[name] = "127.0.0.1:%d" % C.free_port()
@@ -160,16 +168,21 @@ def main():
         admin["hl-devbroker"] = broker.admin
 
         # /readyz polled from the start: not ready (503) until the group assigned partitions.
-        for name in ("hl-parser", "hl-passthrough"):
+        for name in ("hl-parser", "hl-passthrough", "hl-validator", "hl-loader"):
             ready = C.wait_for(lambda n=name: C.http_get("http://%s/readyz" % admin[n])[0] == 200, 60, 0.05)
             t.ok(bool(ready), "%s becomes ready against hl-devbroker" % name)
 
-        # Traffic: landing files (one bad line, one filtered file) and kcat messages.
-        with open(os.path.join(landing, "org=acme", "patients.ndjson.tmp"), "w") as f:
-            for i in range(50):
-                f.write(json.dumps({"resourceType": "Patient", "id": "p%d" % i, "meta": {"lastUpdated": "2024-01-01T00:00:00Z"}}) + "\n")
+        # Traffic: hl-synth patients (valid FHIR) plus one bad line and one
+        # profile-invalid resource, a filtered file, and kcat messages.
+        synth = C.binary_path(build, "hl-synth") or os.path.join(build, "synthetic/hl-synth")
+        r = subprocess.run([synth, "--patients", "2", "--out", os.path.join(tmp, "synth"), "--progress", "never"],
+                           capture_output=True, text=True, timeout=120)
+        t.ok(r.returncode == 0, "hl-synth generated 2 patients", r.stderr[-500:])
+        with open(os.path.join(tmp, "synth", "org=org-1", "Patient.ndjson"), "a") as f:
             f.write("{not json\n")
-        os.rename(os.path.join(landing, "org=acme", "patients.ndjson.tmp"), os.path.join(landing, "org=acme", "patients.ndjson"))
+            f.write(json.dumps({"resourceType": "Patient", "id": "bad", "gender": 7}) + "\n")
+        for fn in sorted(os.listdir(os.path.join(tmp, "synth", "org=org-1"))):
+            os.rename(os.path.join(tmp, "synth", "org=org-1", fn), os.path.join(landing, "org=acme", fn))
         with open(os.path.join(landing, "org=acme", "notes.txt"), "w") as f:
             f.write("not FHIR\n")
         payload = "".join("k%d:{\"n\":%d}\n" % (i, i) for i in range(200))
@@ -181,8 +194,10 @@ def main():
         up = C.wait_for(lambda: prom.has_data('count(up{job="healthlake"} == 1) == %d' % len(admin)), 60, 0.5)
         t.ok(bool(up), "Prometheus scrapes all %d admin servers" % len(admin), open(os.path.join(tmp, "prometheus.log")).read()[-1500:])
         moved = C.wait_for(lambda: prom.has_data('sum(hl_kafka_messages_produced_total{worker="hl-passthrough"}) >= 200')
-                           and prom.has_data('sum(hl_parser_resources_total) >= 50'), 60, 0.5)
-        t.ok(bool(moved), "the pipeline moved the traffic (passthrough copied 200, parser emitted 50 resources)")
+                           and prom.has_data('sum(hl_parser_resources_total) >= 100')
+                           and prom.has_data('sum(hl_loader_rows_total) >= 1'), 90, 0.5)
+        t.ok(bool(moved), "the pipeline moved the traffic (passthrough copied 200; parser emitted 100+ resources; "
+             "the loader committed rows)")
 
         # promtool check metrics on each binary's exposition.
         for name, addr in sorted(admin.items()):
@@ -216,8 +231,13 @@ def main():
                 code, res = prom.query(expr)
                 t.ok(code == 200 and res.get("status") == "success", "alert %s evaluates" % rule["alert"], res)
                 for sel in selectors(expr):
-                    ok = C.wait_for(lambda s=sel: prom.has_data("count(%s)" % s), 45, 1.0)
-                    t.ok(bool(ok), "alert %s: %s has data" % (rule["alert"], sel))
+                    # The metric exists, and so does every label its matchers name (a
+                    # matcher such as result!="ok" selects nothing in a healthy run).
+                    name = sel.split("{")[0]
+                    labels = re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)', sel[len(name):])
+                    qs = ["count(%s)" % name] + ['count(%s{%s!=""})' % (name, lb) for lb in labels]
+                    ok = C.wait_for(lambda qs=qs: all(prom.has_data(q) for q in qs), 45, 1.0)
+                    t.ok(bool(ok), "alert %s: %s exists with labels %s" % (rule["alert"], name, labels or "-"), qs)
                 # The rule is loaded and evaluated by Prometheus without error.
                 code, res = C.http_get(prom.base + "/api/v1/rules")
                 health = [rr.get("health") for gg in json.loads(res)["data"]["groups"] for rr in gg["rules"]
