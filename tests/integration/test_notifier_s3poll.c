@@ -5,19 +5,17 @@
  * TAP; every case is skipped (never passed) without node or s3rver.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "hl/error.h"
 #include "hl/s3.h"
+#include "s3/s3front.h"
 #include "s3poll.h"
 
 #define BUCKET "hl-notifier-poll"
@@ -25,8 +23,7 @@
 #define SK "hl-poll-secret"
 #define MAXOBJ 64
 
-static pid_t front_pid = -1;
-static int front_stdin = -1, front_port;
+static int front_port;
 static char failmsg[512];
 
 #define CHECK(cond, ...)                                          \
@@ -166,49 +163,6 @@ static int t_listing_error_is_reported(void) {
   return 0;
 }
 
-static int start_front(const char *root) {
-  int in[2], out[2];
-  if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
-    return -1;
-  char script[1024];
-  snprintf(script, sizeof script, "%s/tests/integration/s3/s3-front.js", root);
-  front_pid = fork();
-  if (front_pid == 0) {
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    /* s3rver's continuation tokens use DES: OpenSSL 3's legacy provider. */
-    execlp("node", "node", "--openssl-legacy-provider", script, "--key", AK, "--secret", SK,
-           "--bucket", BUCKET, (char *)NULL);
-    _exit(127);
-  }
-  close(in[0]);
-  close(out[1]);
-  front_stdin = in[1];
-  FILE *f = fdopen(out[0], "r");
-  char line[256] = "";
-  if (!f || !fgets(line, sizeof line, f)) {
-    if (f)
-      fclose(f);
-    return -1;
-  }
-  fclose(f);
-  return sscanf(line, "{\"port\":%d", &front_port) == 1 ? 0 : -1;
-}
-
-static void stop_front(void) {
-  if (front_stdin >= 0)
-    close(front_stdin);
-  if (front_pid > 0) {
-    for (int i = 0; i < 50; i++) {
-      if (waitpid(front_pid, NULL, WNOHANG) == front_pid)
-        return;
-      usleep(100000);
-    }
-    kill(front_pid, SIGKILL);
-    waitpid(front_pid, NULL, 0);
-  }
-}
-
 int main(void) {
   struct {
     const char *name;
@@ -220,18 +174,8 @@ int main(void) {
   };
   size_t n = sizeof cases / sizeof cases[0];
   printf("TAP version 13\n1..%zu\n", n);
-  const char *root = getenv("HL_SOURCE_ROOT");
-  char modpath[1024];
-  snprintf(modpath, sizeof modpath, "%s/tools/npm/node_modules/s3rver/package.json", root ? root : ".");
-  const char *why = NULL;
-  if (!root)
-    why = "HL_SOURCE_ROOT is not set";
-  else if (system("node --version >/dev/null 2>&1") != 0)
-    why = "node is not installed";
-  else if (access(modpath, R_OK) != 0)
-    why = "s3rver is not installed (scripts/bootstrap installs tools/npm)";
-  else if (start_front(root) < 0)
-    why = "the S3 front did not start";
+  const char *bucket = BUCKET;
+  const char *why = hl_test_s3front_start(AK, SK, &bucket, 1, &front_port);
   int failures = 0;
   for (size_t i = 0; i < n; i++) {
     if (why) {
@@ -247,6 +191,6 @@ int main(void) {
     }
     fflush(stdout);
   }
-  stop_front();
+  hl_test_s3front_stop();
   return failures ? 1 : 0;
 }

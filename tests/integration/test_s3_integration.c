@@ -24,14 +24,13 @@
 
 #include "hl/error.h"
 #include "hl/s3.h"
+#include "s3/s3front.h"
 
 #define BUCKET "hl-test"
 #define AK "HLTESTKEY"
 #define SK "hl-test-secret"
 
 static int front_port;
-static pid_t front_pid;
-static int front_stdin = -1;
 static char tmpdir[256];
 static int failures;
 static char failmsg[1024];
@@ -539,48 +538,6 @@ static int t_transport_error_without_server(void) {
 
 /* ---- Harness. ---- */
 
-static int start_front(const char *root) {
-  int in[2], out[2];
-  if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
-    return -1;
-  char script[1024];
-  snprintf(script, sizeof script, "%s/tests/integration/s3/s3-front.js", root);
-  front_pid = fork();
-  if (front_pid == 0) {
-    dup2(in[0], 0);
-    dup2(out[1], 1);
-    /*
-     * s3rver 3.7.1 makes its ListObjectsV2 continuation tokens with DES,
-     * which the OpenSSL 3 of current node only offers in its legacy provider.
-     */
-    execlp("node", "node", "--openssl-legacy-provider", script, "--key", AK, "--secret", SK, "--bucket", BUCKET, (char *)NULL);
-    _exit(127);
-  }
-  close(in[0]);
-  close(out[1]);
-  front_stdin = in[1];
-  FILE *f = fdopen(out[0], "r");
-  char line[256] = "";
-  if (!f || !fgets(line, sizeof line, f))
-    return -1;
-  fclose(f);
-  return sscanf(line, "{\"port\":%d", &front_port) == 1 ? 0 : -1;
-}
-
-static void stop_front(void) {
-  if (front_stdin >= 0)
-    close(front_stdin);
-  if (front_pid > 0) {
-    for (int i = 0; i < 50; i++) {
-      if (waitpid(front_pid, NULL, WNOHANG) == front_pid)
-        return;
-      usleep(100000);
-    }
-    kill(front_pid, SIGKILL);
-    waitpid(front_pid, NULL, 0);
-  }
-}
-
 int main(void) {
   struct {
     const char *name;
@@ -602,23 +559,17 @@ int main(void) {
   };
   size_t n = sizeof cases / sizeof cases[0];
   printf("TAP version 13\n1..%zu\n", n);
-  const char *root = getenv("HL_SOURCE_ROOT");
-  char modpath[1024];
-  snprintf(modpath, sizeof modpath, "%s/tools/npm/node_modules/s3rver/package.json", root ? root : ".");
   const char *why = NULL;
-  if (!root)
-    why = "HL_SOURCE_ROOT is not set";
-  else if (run_cmd("node --version >/dev/null 2>&1") != 0)
-    why = "node is not installed";
-  else if (access(modpath, R_OK) != 0)
-    why = "s3rver is not installed (scripts/bootstrap installs tools/npm)";
-  else if (run_cmd("curl --version >/dev/null 2>&1") != 0)
+  if (run_cmd("curl --version >/dev/null 2>&1") != 0)
     why = "curl is not installed";
-  if (!why) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/hl-s3-test-XXXXXX");
-    if (!mkdtemp(tmpdir) || start_front(root) < 0)
-      why = "the S3 front did not start";
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/hl-s3-test-XXXXXX");
+  if (!why && !mkdtemp(tmpdir)) {
+    tmpdir[0] = '\0';
+    why = "no temporary directory";
   }
+  const char *bucket = BUCKET;
+  if (!why)
+    why = hl_test_s3front_start(AK, SK, &bucket, 1, &front_port);
   for (size_t i = 0; i < n; i++) {
     if (why) {
       printf("ok %zu - %s # SKIP %s\n", i + 1, cases[i].name, why);
@@ -638,7 +589,7 @@ int main(void) {
     }
     fflush(stdout);
   }
-  stop_front();
+  hl_test_s3front_stop();
   if (tmpdir[0])
     run_cmd("rm -rf '%s'", tmpdir);
   return failures ? 1 : 0;

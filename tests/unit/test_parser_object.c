@@ -131,8 +131,13 @@ Test(parser_files, object_level_errors) {
 }
 
 static int fake_s3(void *ud, const char *bucket, const char *key,
-                   int (*chunk)(void *, const void *, size_t), void *cud) {
+                   int (*chunk)(void *, const void *, size_t), void *cud, char *detail,
+                   size_t detail_len) {
   (void)ud;
+  if (strcmp(key, "archived.ndjson") == 0) {
+    snprintf(detail, detail_len, "403 InvalidObjectState: archived");
+    return HL_EPARSE;
+  }
   if (strcmp(key, "missing.ndjson") == 0)
     return HL_ENOTFOUND;
   if (strcmp(key, "flaky.ndjson") == 0)
@@ -155,4 +160,9 @@ Test(parser_object, s3_reader_results) {
   cr_assert_str_eq(res.code, "object-not-found");
   ev = event("s3://landing/flaky.ndjson", "flaky.ndjson");
   cr_assert_eq(hl_parser_process(&o, &ev, &sink, &res), HL_EIO);
+  cr_assert_str_eq(res.code, "read-error");
+  ev = event("s3://landing/archived.ndjson", "archived.ndjson");
+  cr_assert_eq(hl_parser_process(&o, &ev, &sink, &res), HL_EPARSE);
+  cr_assert_str_eq(res.code, "unreadable-object");
+  cr_assert(strstr(res.detail, "InvalidObjectState") != NULL, "%s", res.detail);
 }

@@ -7,6 +7,7 @@
 #include "hl/error.h"
 #include "hl/log.h"
 #include "hl/metrics.h"
+#include "hl/s3.h"
 #include "hl/worker.h"
 #include "parser_worker.h"
 
@@ -14,6 +15,7 @@ static const hl_config_var vars[] = {
     HL_PARSER_CONFIG_VARS,
     HL_CONFIG_KAFKA_VARS("hl-parser"),
     HL_CONFIG_WORKER_VARS,
+    HL_CONFIG_S3_VARS,
     HL_CONFIG_ADMIN_VARS("0.0.0.0:9102"),
 };
 static const hl_config_spec spec = {
@@ -32,7 +34,7 @@ int main(int argc, char **argv) {
   char err[512] = "";
   int r = hl_metrics_new(&reg);
   if (r == 0)
-    r = hl_parser_worker_new(cfg, reg, &pw);
+    r = hl_parser_worker_new(cfg, reg, &pw, err, sizeof err);
   if (r < 0)
     goto done;
   hl_worker_opts wo;
@@ -55,7 +57,9 @@ int main(int argc, char **argv) {
     hl_admin_set_readiness(admin, hl_worker_ready, w);
   }
   hl_worker_handle_signals(w);
-  hl_log_kv(HL_LOG_INFO, "started", "input", topics[0], NULL);
+  hl_log_kv(HL_LOG_INFO, "started", "input", topics[0], "s3",
+            hl_parser_worker_reads_s3(pw) ? "on" : "off (no S3 credentials: s3:// objects are refused)",
+            NULL);
   r = hl_worker_run(w);
 done:
   if (r < 0)
@@ -65,5 +69,5 @@ done:
   pw = hl_parser_worker_free(pw);
   reg = hl_metrics_free(reg);
   hl_config_free(cfg);
-  return r < 0 ? 1 : 0;
+  return r == HL_ECONFIG ? 2 : r < 0 ? 1 : 0;
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "hl/error.h"
+#include "hl/s3.h"
 
 typedef struct run {
   const hl_landing_event *ev;
@@ -108,6 +109,40 @@ static int read_file(const hl_parser_opts *opts, const hl_landing_event *ev, run
   return r;
 }
 
+typedef struct s3_run {
+  int (*chunk)(void *cud, const void *data, size_t len);
+  void *cud;
+  int stopped; /* what chunk() returned when it stopped the transfer */
+} s3_run;
+
+static int s3_chunk(void *ud, const void *data, size_t len) {
+  s3_run *s = ud;
+  int r = s->chunk(s->cud, data, len);
+  if (r < 0)
+    s->stopped = r;
+  return r;
+}
+
+int hl_parser_s3_reader(void *ud, const char *bucket, const char *key,
+                        int (*chunk)(void *cud, const void *data, size_t len), void *cud,
+                        char *detail, size_t detail_len) {
+  s3_run s = {chunk, cud, 0};
+  hl_s3_error err;
+  memset(&err, 0, sizeof err);
+  int r = hl_s3_get(ud, bucket, key, -1, -1, s3_chunk, &s, NULL, &err);
+  if (r == 0)
+    return 0;
+  if (r == -ECANCELED && s.stopped < 0)
+    return s.stopped;
+  hl_s3_error_str(&err, detail, detail_len);
+  if (r == HL_ENOTFOUND)
+    return HL_ENOTFOUND;
+  int st = err.http_status;
+  if (r == HL_EHTTP && st >= 400 && st < 500 && st != 403 && st != 408 && st != 429)
+    return HL_EPARSE;
+  return r == -ENOMEM ? r : HL_EIO;
+}
+
 /* The object name is the last path segment of the key. */
 static const char *base_name(const char *key) {
   const char *s = strrchr(key, '/');
@@ -134,14 +169,16 @@ int hl_parser_process(const hl_parser_opts *opts, const hl_landing_event *ev,
   if (strncmp(ev->uri, "file://", 7) == 0) {
     r = read_file(opts, ev, &x, res);
   } else if (strncmp(ev->uri, "s3://", 5) == 0 && opts->s3_read) {
-    r = opts->s3_read(opts->s3_ud, ev->bucket, ev->key, feed, &x);
+    char why[300] = "";
+    r = opts->s3_read(opts->s3_ud, ev->bucket, ev->key, feed, &x, why, sizeof why);
     if (r == HL_ENOTFOUND) {
       res->code = "object-not-found";
-      snprintf(res->detail, sizeof res->detail, "s3://%s/%s does not exist", ev->bucket, ev->key);
+      snprintf(res->detail, sizeof res->detail, "s3://%.100s/%.300s does not exist", ev->bucket, ev->key);
       r = HL_EPARSE;
-    } else if (r == HL_EIO) {
-      res->code = "read-error";
-      snprintf(res->detail, sizeof res->detail, "s3://%s/%s: read failed", ev->bucket, ev->key);
+    } else if (r == HL_EPARSE || r == HL_EIO) {
+      res->code = r == HL_EPARSE ? "unreadable-object" : "read-error";
+      snprintf(res->detail, sizeof res->detail, "s3://%.100s/%.200s: %s", ev->bucket, ev->key,
+               why[0] ? why : "read failed");
     }
   } else {
     res->code = "forbidden-uri";

@@ -14,10 +14,17 @@
 #include "hl/landing.h"
 #include "split.h"
 
-/* Reads an s3:// object in chunks: calls chunk() for each; 0 or a negative code
-   (HL_ENOTFOUND when the object does not exist, HL_EIO for transient failures). */
+/*
+ * Reads an s3:// object in chunks: calls chunk() for each, in order, every
+ * byte once. Returns 0 at the end of the object, the negative value chunk()
+ * returned when it stopped the read, HL_ENOTFOUND when the object does not
+ * exist, HL_EPARSE when it can never be read (dead-letter it), or HL_EIO for
+ * a failure worth retrying. detail (never NULL) receives a description of a
+ * failure.
+ */
 typedef int hl_parser_s3_read_fn(void *ud, const char *bucket, const char *key,
-                                 int (*chunk)(void *cud, const void *data, size_t len), void *cud);
+                                 int (*chunk)(void *cud, const void *data, size_t len), void *cud,
+                                 char *detail, size_t detail_len);
 
 typedef struct hl_parser_opts {
   const char *landing_dir;     /* file:// URIs must resolve inside it; NULL refuses file:// */
@@ -41,9 +48,21 @@ typedef struct hl_parser_result {
   uint64_t lines;
   uint64_t bytes;
   const char *code;  /* NULL on success; else "object-not-found", "unsupported-format",
-                        "forbidden-uri", "read-error" */
+                        "forbidden-uri", "unreadable-object", "read-error" */
   char detail[512];
 } hl_parser_result;
+
+/*
+ * An hl_parser_s3_read_fn on libstream's S3 client (ud is an hl_s3 *): one
+ * streamed GetObject, which the client resumes with ranged GETs after a
+ * broken connection. 404 is HL_ENOTFOUND; other 4xx answers except 403, 408
+ * and 429 are HL_EPARSE; 403 (credentials or policy, which an operator can
+ * fix), 5xx, throttling and transport errors after the client's retries are
+ * HL_EIO.
+ */
+int hl_parser_s3_reader(void *ud, const char *bucket, const char *key,
+                        int (*chunk)(void *cud, const void *data, size_t len), void *cud,
+                        char *detail, size_t detail_len);
 
 /*
  * Processes one object. Returns 0 when the object was read to the end

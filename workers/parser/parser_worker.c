@@ -11,6 +11,7 @@
 #include "hl/error.h"
 #include "hl/kafka.h"
 #include "hl/log.h"
+#include "hl/s3.h"
 
 #define LAG_CHECK_EVERY 5000
 #define LAG_WAIT_MAX_MS 60000
@@ -18,6 +19,7 @@
 struct hl_parser_worker {
   hl_worker *w;
   hl_parser_opts popts;
+  hl_s3 *s3; /* NULL: s3:// objects are refused */
   char *out_topic, *status_topic, *dlq_topic, *landing_dir, *down_group;
   int64_t max_lag;
   int32_t out_partitions; /* 0 until known */
@@ -41,10 +43,40 @@ static void now_rfc3339(char *out, size_t n) {
            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
 }
 
-int hl_parser_worker_new(const hl_config *cfg, hl_metrics *reg, hl_parser_worker **out) {
+/* Whether cfg names any S3 credential source (partial ones are caught by hl_s3_config_from). */
+static bool s3_configured(const hl_config *cfg) {
+  static const char *const names[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                      "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                                      "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                                      "AWS_WEB_IDENTITY_TOKEN_FILE"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (*hl_config_str(cfg, names[i]))
+      return true;
+  return false;
+}
+
+static int s3_client(const hl_config *cfg, hl_s3 **out, char *err, size_t errlen) {
+  if (!s3_configured(cfg))
+    return 0;
+  hl_s3_config sc;
+  int r = hl_s3_config_from(cfg, &sc, err, errlen);
+  if (r < 0)
+    return r;
+  if ((r = hl_s3_new(&sc, out)) < 0)
+    snprintf(err, errlen, "S3 client: %s (check HL_S3_ENDPOINT)", hl_strerror(r));
+  return r == -EINVAL ? HL_ECONFIG : r;
+}
+
+bool hl_parser_worker_reads_s3(const hl_parser_worker *pw) { return pw->s3 != NULL; }
+
+int hl_parser_worker_new(const hl_config *cfg, hl_metrics *reg, hl_parser_worker **out, char *err,
+                         size_t errlen) {
   hl_parser_worker *pw = calloc(1, sizeof *pw);
   if (!pw)
     return -ENOMEM;
+  int r = s3_client(cfg, &pw->s3, err, errlen);
+  if (r < 0)
+    return hl_parser_worker_free(pw), r;
   pw->out_topic = strdup(hl_config_str(cfg, "HL_PARSER_OUTPUT_TOPIC"));
   pw->status_topic = strdup(hl_config_str(cfg, "HL_PARSER_STATUS_TOPIC"));
   pw->dlq_topic = strdup(hl_config_str(cfg, "HL_KAFKA_DLQ_TOPIC"));
@@ -56,6 +88,11 @@ int hl_parser_worker_new(const hl_config *cfg, hl_metrics *reg, hl_parser_worker
   pw->popts.landing_dir = pw->landing_dir;
   pw->popts.max_line_bytes = (size_t)hl_config_int(cfg, "HL_PARSER_MAX_LINE");
   pw->popts.max_document_bytes = (size_t)hl_config_int(cfg, "HL_PARSER_MAX_DOCUMENT");
+  pw->popts.read_chunk = (size_t)hl_config_int(cfg, "HL_PARSER_READ_CHUNK");
+  if (pw->s3) {
+    pw->popts.s3_read = hl_parser_s3_reader;
+    pw->popts.s3_ud = pw->s3;
+  }
   hl_buf_init(&pw->buf, 1 << 20);
   pw->m_objects = hl_metrics_counter(reg, "hl_parser_objects_total",
                                      "Landed objects processed, by result.", "result");
@@ -81,6 +118,7 @@ hl_parser_worker *hl_parser_worker_free(hl_parser_worker *pw) {
   free(pw->dlq_topic);
   free(pw->landing_dir);
   free(pw->down_group);
+  hl_s3_free(pw->s3);
   hl_buf_free(&pw->buf);
   free(pw);
   return NULL;

@@ -6,6 +6,9 @@
 #ifndef HL_PARSER_WORKER_H
 #define HL_PARSER_WORKER_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "hl/config.h"
 #include "hl/metrics.h"
 #include "hl/worker.h"
@@ -24,6 +27,8 @@
    "Longest NDJSON line; longer lines go to the DLQ (first bytes only)."},              \
   {"HL_PARSER_MAX_DOCUMENT", HL_CFG_SIZE, "64MiB", 1024, 4294967296LL, NULL,            \
    "Largest single JSON document (.json object or Bundle)."},                           \
+  {"HL_PARSER_READ_CHUNK", HL_CFG_SIZE, "1MiB", 4096, 67108864, NULL,                    \
+   "Bytes read from a landing file at a time (S3 objects arrive in libcurl's chunks)."}, \
   {"HL_PARSER_DOWNSTREAM_GROUP", HL_CFG_STRING, "hl-validator", 0, 255, NULL,           \
    "Consumer group whose lag on the output topic bounds the parser; empty disables."},  \
   {"HL_PARSER_MAX_DOWNSTREAM_LAG", HL_CFG_INT, "200000", 1, 1000000000, NULL,           \
@@ -32,8 +37,17 @@
 
 typedef struct hl_parser_worker hl_parser_worker;
 
-/* Builds the processor state from cfg; reg may be NULL. 0 or -ENOMEM. */
-int hl_parser_worker_new(const hl_config *cfg, hl_metrics *reg, hl_parser_worker **out);
+/*
+ * Builds the processor state from cfg (HL_PARSER_CONFIG_VARS, and
+ * HL_CONFIG_S3_VARS for s3:// objects); reg may be NULL. s3:// objects are
+ * read when cfg names an S3 credential source (static keys, container
+ * credentials or a web identity) and refused otherwise. 0, -ENOMEM, or
+ * HL_ECONFIG with a message in err (incomplete S3 settings).
+ */
+int hl_parser_worker_new(const hl_config *cfg, hl_metrics *reg, hl_parser_worker **out, char *err,
+                         size_t errlen);
+/* Whether s3:// objects are read (an S3 client was configured). */
+bool hl_parser_worker_reads_s3(const hl_parser_worker *pw);
 hl_parser_worker *hl_parser_worker_free(hl_parser_worker *pw);
 /* The processor to hand to hl_worker_new (ud = pw). */
 void hl_parser_worker_processor(hl_parser_worker *pw, hl_processor *proc);
