@@ -14,6 +14,8 @@
 #include "hl/s3.h"
 
 #define LAG_CHECK_EVERY 5000
+/* Delivery reports are served (and the pending bound checked) every this many messages. */
+#define POLL_EVERY 256
 #define LAG_WAIT_MAX_MS 60000
 
 struct hl_parser_worker {
@@ -22,6 +24,8 @@ struct hl_parser_worker {
   hl_s3 *s3; /* NULL: s3:// objects are refused */
   char *out_topic, *status_topic, *dlq_topic, *landing_dir, *down_group;
   int64_t max_lag;
+  int max_pending;
+  uint64_t since_poll, resources_unreported;
   int32_t out_partitions; /* 0 until known */
   uint64_t since_check;
   /* The input being processed. */
@@ -83,6 +87,7 @@ int hl_parser_worker_new(const hl_config *cfg, hl_metrics *reg, hl_parser_worker
   pw->landing_dir = dup_or_null(hl_config_str(cfg, "HL_PARSER_LANDING_DIR"));
   pw->down_group = dup_or_null(hl_config_str(cfg, "HL_PARSER_DOWNSTREAM_GROUP"));
   pw->max_lag = hl_config_int(cfg, "HL_PARSER_MAX_DOWNSTREAM_LAG");
+  pw->max_pending = (int)hl_config_int(cfg, "HL_PARSER_MAX_PENDING");
   if (!pw->out_topic || !pw->status_topic || !pw->dlq_topic)
     return hl_parser_worker_free(pw), -ENOMEM;
   pw->popts.landing_dir = pw->landing_dir;
@@ -228,6 +233,27 @@ static int send_out(hl_parser_worker *pw, hl_kafka_out *out) {
   return r;
 }
 
+/*
+ * Serves delivery reports, so acknowledged messages are released as the
+ * object streams (not only when it ends), and waits while more than
+ * max_pending messages are unacknowledged: the parser's memory stays bounded
+ * by that, not by the object's size.
+ */
+static void pending_guard(hl_parser_worker *pw) {
+  hl_producer *p = hl_worker_producer(pw->w);
+  hl_producer_poll(p, 0);
+  while (hl_producer_outq_len(p) > pw->max_pending)
+    hl_producer_poll(p, 5);
+}
+
+/* Adds the resources counted since the last report to the metric. */
+static void report_resources(hl_parser_worker *pw) {
+  if (pw->resources_unreported) {
+    hl_series_add(pw->s_resources, (double)pw->resources_unreported);
+    pw->resources_unreported = 0;
+  }
+}
+
 static int on_resource(void *ud, const hl_landing_event *ev, const hl_split_record *r) {
   hl_parser_worker *pw = ud;
   if (++pw->since_check >= LAG_CHECK_EVERY) {
@@ -235,13 +261,18 @@ static int on_resource(void *ud, const hl_landing_event *ev, const hl_split_reco
     if (g < 0)
       return g;
   }
+  if (++pw->since_poll >= POLL_EVERY) {
+    pw->since_poll = 0;
+    report_resources(pw);
+    pending_guard(pw);
+  }
   char key[256];
   int kl = snprintf(key, sizeof key, "%s/%s/%s", ev->org, r->type, r->id);
   hl_kafka_out out = {pw->out_topic, key, (size_t)kl, r->json, r->len,
                       prov_headers(pw, ev, r->line)};
   int rc = send_out(pw, &out);
   if (rc == 0)
-    hl_series_inc(pw->s_resources);
+    pw->resources_unreported++;
   return rc;
 }
 
@@ -306,6 +337,7 @@ static hl_proc_result process(void *ud, hl_worker *w, hl_kafka_msg *msg) {
   hl_parser_sink sink = {pw, on_resource, on_reject};
   hl_parser_result res;
   r = hl_parser_process(&pw->popts, &ev, &sink, &res);
+  report_resources(pw);
   hl_series_add(pw->s_bytes, (double)res.bytes);
   hl_proc_result out;
   if (r == 0) {

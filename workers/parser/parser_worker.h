@@ -29,6 +29,9 @@
    "Largest single JSON document (.json object or Bundle)."},                           \
   {"HL_PARSER_READ_CHUNK", HL_CFG_SIZE, "1MiB", 4096, 67108864, NULL,                    \
    "Bytes read from a landing file at a time (S3 objects arrive in libcurl's chunks)."}, \
+  {"HL_PARSER_MAX_PENDING", HL_CFG_INT, "20000", 100, 1000000, NULL,                    \
+   "Most messages produced and not yet acknowledged; the parser waits for "             \
+   "acknowledgements beyond it (bounds its memory whatever the object's size)."},       \
   {"HL_PARSER_DOWNSTREAM_GROUP", HL_CFG_STRING, "hl-validator", 0, 255, NULL,           \
    "Consumer group whose lag on the output topic bounds the parser; empty disables."},  \
   {"HL_PARSER_MAX_DOWNSTREAM_LAG", HL_CFG_INT, "200000", 1, 1000000000, NULL,           \
