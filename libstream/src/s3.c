@@ -1952,6 +1952,28 @@ int hl_s3_presign(hl_s3 *s3, const char *method, const char *bucket, const char 
   return hl_s3_presign_at(s3, method, bucket, key, expires, time(NULL) + (s3 ? s3->clock_skew : 0), url);
 }
 
+int hl_s3_get_credentials(hl_s3 *s3, hl_s3_credentials *out, hl_s3_error *errp) {
+  hl_s3_error scratch;
+  hl_s3_error *err = errp ? errp : &scratch;
+  memset(err, 0, sizeof *err);
+  if (!s3 || !out)
+    return -EINVAL;
+  int r = ensure_creds(s3, false, err);
+  if (r < 0)
+    return r;
+  const s3_creds *c = &s3->creds;
+  if (!c->access_key || !c->secret_key)
+    return HL_ECONFIG;
+  if (strlen(c->access_key) >= sizeof out->access_key || strlen(c->secret_key) >= sizeof out->secret_key ||
+      (c->token && strlen(c->token) >= sizeof out->session_token) || strlen(s3->region) >= sizeof out->region)
+    return HL_ELIMIT;
+  snprintf(out->access_key, sizeof out->access_key, "%s", c->access_key);
+  snprintf(out->secret_key, sizeof out->secret_key, "%s", c->secret_key);
+  snprintf(out->session_token, sizeof out->session_token, "%s", c->token ? c->token : "");
+  snprintf(out->region, sizeof out->region, "%s", s3->region);
+  return 0;
+}
+
 const char *hl_s3_error_str(const hl_s3_error *err, char *out, size_t outlen) {
   if (!err || !out || outlen == 0)
     return "";

@@ -47,6 +47,16 @@ static const hl_config_var vars[] = {
      "Pause between two listings of HL_NOTIFIER_S3_BUCKET."},
     {"HL_NOTIFIER_S3_EVENTS", HL_CFG_BOOL, "false", 0, 0, NULL,
      "Accept S3 event notifications on POST /events/s3 of the admin server (the s3-events source)."},
+    {"HL_NOTIFIER_SQS_QUEUE_URL", HL_CFG_STRING, "", 0, 1024, NULL,
+     "SQS queue receiving S3 event notifications (the s3-events source by long polling); empty disables it."},
+    {"HL_NOTIFIER_SQS_ENDPOINT", HL_CFG_STRING, "", 0, 512, NULL,
+     "Endpoint the SQS requests go to (http://host:port); empty: the queue URL's scheme and host."},
+    {"HL_NOTIFIER_SQS_WAIT", HL_CFG_INT, "20", 0, 20, NULL,
+     "WaitTimeSeconds of ReceiveMessage: how long one long poll waits for a message."},
+    {"HL_NOTIFIER_SQS_MAX_MESSAGES", HL_CFG_INT, "10", 1, 10, NULL,
+     "MaxNumberOfMessages of ReceiveMessage."},
+    {"HL_NOTIFIER_SQS_VISIBILITY_TIMEOUT", HL_CFG_INT, "120", 0, 43200, NULL,
+     "VisibilityTimeout (s) of received messages: a message not deleted by then is delivered again; 0: the queue's."},
     {"HL_NOTIFIER_PREFIX", HL_CFG_STRING, "", 0, 1024, NULL,
      "Only keys starting with this prefix are announced."},
     {"HL_NOTIFIER_SUFFIXES", HL_CFG_STRING, ".ndjson,.ndjson.gz,.json,.json.gz,.jsonl,.jsonl.gz", 0,
@@ -139,7 +149,12 @@ int main(int argc, char **argv) {
   hl_s3_config s3;
   o.s3_bucket = hl_config_str(cfg, "HL_NOTIFIER_S3_BUCKET");
   o.poll_ms = (uint64_t)hl_config_int(cfg, "HL_NOTIFIER_POLL_INTERVAL");
-  if (*o.s3_bucket && (r = hl_s3_config_from(cfg, &s3, err, sizeof err)) < 0)
+  o.sqs_queue_url = hl_config_str(cfg, "HL_NOTIFIER_SQS_QUEUE_URL");
+  o.sqs_endpoint = hl_config_str(cfg, "HL_NOTIFIER_SQS_ENDPOINT");
+  o.sqs_wait_s = (int)hl_config_int(cfg, "HL_NOTIFIER_SQS_WAIT");
+  o.sqs_max_messages = (int)hl_config_int(cfg, "HL_NOTIFIER_SQS_MAX_MESSAGES");
+  o.sqs_visibility_s = (int)hl_config_int(cfg, "HL_NOTIFIER_SQS_VISIBILITY_TIMEOUT");
+  if ((*o.s3_bucket || *o.sqs_queue_url) && (r = hl_s3_config_from(cfg, &s3, err, sizeof err)) < 0)
     goto out;
   o.s3 = &s3;
   if ((r = hl_notifier_new(loop, &o, &a.n, err, sizeof err)) < 0)
@@ -173,7 +188,7 @@ int main(int argc, char **argv) {
 out:
   if (r < 0) {
     hl_log_kv(HL_LOG_ERROR, "hl-s3-notifier failed", "error", *err ? err : hl_strerror(r), NULL);
-    a.status = 1;
+    a.status = r == HL_ECONFIG ? 2 : 1;
   }
   if (a.n && !a.stopped) {
     hl_notifier_stop(a.n, 0);

@@ -14,6 +14,7 @@
 #include "hl/landing.h"
 #include "hl/log.h"
 #include "s3poll.h"
+#include "sqs.h"
 #include "state.h"
 
 #define TICK_MS 10
@@ -39,6 +40,8 @@ struct hl_notifier {
   hl_announcer *ann;
   hl_dirsrc *dir;
   hl_s3poll *poll;
+  hl_sqs *sqs;
+  hl_nstate *sqs_st;     /* a second connection to the state file, for the SQS thread only */
   char *default_org;
   char *dir_path, *dir_bucket;
   uint64_t stable_ms, rescan_ms;
@@ -118,6 +121,26 @@ static int poll_offer(void *ud, const hl_notifier_object *objs, size_t count) {
   return hl_notifier_offer_async(ud, objs, count) == 0 ? 0 : -EAGAIN;
 }
 
+/*
+ * The SQS source's question, on its thread: is the core done with this
+ * object for good? Filtered-out keys are; otherwise its version must be in
+ * the state file as announced (acknowledged by the broker) or rejected. A
+ * pending row is not enough: the message is deleted only after the
+ * acknowledgement, and a redelivery meanwhile finds the version known.
+ */
+static int sqs_settled(void *ud, const hl_notifier_object *o) {
+  hl_notifier *n = ud;
+  if (!hl_notifier_filter_match(n->filter, o->key))
+    return 1;
+  hl_nstate_status status;
+  int r = hl_nstate_lookup(n->sqs_st, o->bucket, o->key, o->etag, &status);
+  if (r == HL_ENOTFOUND)
+    return 0;
+  if (r < 0)
+    return r;
+  return status == HL_NSTATE_PENDING ? 0 : 1;
+}
+
 int hl_notifier_new(uv_loop_t *loop, const hl_notifier_opts *o, hl_notifier **out, char *err,
                     size_t errlen) {
   if (!o->state_path || !*o->state_path) {
@@ -161,6 +184,21 @@ int hl_notifier_new(uv_loop_t *loop, const hl_notifier_opts *o, hl_notifier **ou
       goto fail;
     }
   }
+  if (o->sqs_queue_url && *o->sqs_queue_url) {
+    hl_sqs_opts so = {.aws = o->s3, .queue_url = o->sqs_queue_url, .endpoint = o->sqs_endpoint,
+                      .wait_s = o->sqs_wait_s, .max_messages = o->sqs_max_messages,
+                      .visibility_s = o->sqs_visibility_s, .offer = poll_offer,
+                      .settled = sqs_settled, .ud = n, .metrics = o->metrics};
+    if ((r = hl_nstate_open(o->state_path, &n->sqs_st)) < 0) {
+      snprintf(err, errlen, "cannot open the state file %s", o->state_path);
+      goto fail;
+    }
+    if (!o->s3 || (r = hl_sqs_new(&so, &n->sqs)) < 0) {
+      snprintf(err, errlen, "SQS: invalid settings (queue URL, endpoint or credentials)");
+      r = o->s3 && r != -ENOMEM ? HL_ECONFIG : r;
+      goto fail;
+    }
+  }
   hl_announcer_hooks hooks = {.ud = n, .announced = on_announced, .reproduced = on_reproduced};
   if ((r = hl_announcer_new(&o->kafka, n->st, &hooks, &n->ann, err, errlen)) < 0)
     goto fail;
@@ -186,6 +224,8 @@ hl_notifier *hl_notifier_free(hl_notifier *n) {
   if (!n)
     return NULL;
   n->poll = hl_s3poll_free(n->poll);
+  n->sqs = hl_sqs_free(n->sqs);
+  n->sqs_st = hl_nstate_close(n->sqs_st);
   n->ann = hl_announcer_free(n->ann);
   n->st = hl_nstate_close(n->st);
   n->filter = hl_notifier_filter_free(n->filter);
@@ -462,6 +502,13 @@ int hl_notifier_start(hl_notifier *n, char *err, size_t errlen) {
       return r;
     }
   }
+  if (n->sqs) {
+    int r = hl_sqs_start(n->sqs);
+    if (r < 0) {
+      snprintf(err, errlen, "SQS thread: %s", hl_strerror(r));
+      return r;
+    }
+  }
   return 0;
 }
 
@@ -472,6 +519,7 @@ void hl_notifier_stop(hl_notifier *n, int timeout_ms) {
   set_ready(n);
   n->dir = hl_dirsrc_close(n->dir);
   n->poll = hl_s3poll_free(n->poll);
+  n->sqs = hl_sqs_free(n->sqs);
   if (!n->started)
     return;
   /*

@@ -40,6 +40,12 @@ typedef struct hl_notifier_opts {
   const hl_s3_config *s3;
   const char *s3_bucket;
   uint64_t poll_ms;
+  /* s3-events from SQS; sqs_queue_url NULL or "" disables it (credentials from s3) */
+  const char *sqs_queue_url;
+  const char *sqs_endpoint;   /* NULL/"": the queue URL's scheme://host */
+  int sqs_wait_s;             /* WaitTimeSeconds 0..20 */
+  int sqs_max_messages;       /* 1..10 */
+  int sqs_visibility_s;       /* 0..43200; 0: the queue's */
   hl_metrics *metrics;        /* may be NULL; borrowed */
 } hl_notifier_opts;
 

@@ -206,6 +206,23 @@ int hl_s3_presign(hl_s3 *s3, const char *method, const char *bucket, const char 
 int hl_s3_presign_at(hl_s3 *s3, const char *method, const char *bucket, const char *key,
                      long expires, time_t now, char **url);
 
+/* Credentials as a client signs with them now, for other AWS services (SQS). */
+typedef struct hl_s3_credentials {
+  char access_key[129];
+  char secret_key[257];
+  char session_token[4097];   /* "" when none */
+  char region[65];
+} hl_s3_credentials;
+
+/*
+ * Fills out with the client's current credentials and region, first
+ * fetching or refreshing temporary ones (container or web identity) when
+ * they are missing or expire within 5 minutes. 0, or the error of the
+ * credentials fetch (details in err, which may be NULL), or HL_ELIMIT when a
+ * value does not fit. Wipe out (OPENSSL_cleanse) when done.
+ */
+int hl_s3_get_credentials(hl_s3 *s3, hl_s3_credentials *out, hl_s3_error *err);
+
 /* Static description of the last error for logs: "403 SignatureDoesNotMatch: ...". */
 const char *hl_s3_error_str(const hl_s3_error *err, char *out, size_t outlen);
 

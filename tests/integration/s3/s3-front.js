@@ -20,11 +20,12 @@
  */
 'use strict';
 
-const crypto = require('crypto');
 const fs = require('fs');
 const http = require('http');
 const os = require('os');
 const path = require('path');
+const { sha256hex, uriEncode, parseAmzDate, parseAuthorization, canonicalHeaders, signature: sign,
+        sameSignature } = require('./sigv4');
 
 const args = process.argv.slice(2);
 function arg(name, def) {
@@ -55,20 +56,6 @@ const stats = { requests: 0, rejected: 0, byMethod: {} };
 let faults = [];
 let seq = 0;
 
-function sha256hex(data) { return crypto.createHash('sha256').update(data).digest('hex'); }
-function hmac(key, data) { return crypto.createHmac('sha256', key).update(data).digest(); }
-
-/* AWS's UriEncode: every byte but A-Z a-z 0-9 - _ . ~ as %XX (upper case). */
-function uriEncode(str, keepSlash) {
-  let out = '';
-  for (const b of Buffer.from(str, 'utf8')) {
-    const c = String.fromCharCode(b);
-    if (/[A-Za-z0-9\-_.~]/.test(c) || (keepSlash && c === '/')) out += c;
-    else out += '%' + b.toString(16).toUpperCase().padStart(2, '0');
-  }
-  return out;
-}
-
 function decode(s) {
   try { return decodeURIComponent(s); } catch (e) { return null; }
 }
@@ -88,12 +75,6 @@ function sendError(res, status, code, message) {
 
 class Reject extends Error {
   constructor(status, code, message) { super(message); this.status = status; this.code = code; }
-}
-
-function parseAmzDate(s) {
-  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(s || '');
-  if (!m) return null;
-  return Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
 }
 
 /*
@@ -131,17 +112,10 @@ function verify(req, rawPath, rawQuery) {
     if (Date.now() > t + expires * 1000) throw new Reject(403, 'AccessDenied', 'Request has expired');
     if (t - Date.now() > 15 * 60 * 1000) throw new Reject(403, 'AccessDenied', 'Request is not valid yet');
   } else if (auth) {
-    const m = /^AWS4-HMAC-SHA256 (.*)$/.exec(auth);
-    if (!m) throw new Reject(400, 'InvalidArgument', 'Unsupported Authorization Type');
-    const parts = new Map(m[1].split(',').map((s) => s.trim()).map((s) => {
-      const i = s.indexOf('=');
-      return [s.slice(0, i), s.slice(i + 1)];
-    }));
-    cred = parts.get('Credential');
-    signedHeaders = parts.get('SignedHeaders');
-    signature = parts.get('Signature');
-    if (!cred || !signedHeaders || !signature || parts.size !== 3)
-      throw new Reject(400, 'AuthorizationHeaderMalformed', 'the authorization header is malformed');
+    const a = parseAuthorization(auth);
+    if (!a && !/^AWS4-HMAC-SHA256 /.test(auth)) throw new Reject(400, 'InvalidArgument', 'Unsupported Authorization Type');
+    if (!a) throw new Reject(400, 'AuthorizationHeaderMalformed', 'the authorization header is malformed');
+    ({ cred, signedHeaders, signature } = a);
     amzDate = req.headers['x-amz-date'];
     payloadHash = req.headers['x-amz-content-sha256'];
     if (!payloadHash) throw new Reject(400, 'InvalidRequest', 'Missing required header: x-amz-content-sha256');
@@ -178,23 +152,15 @@ function verify(req, rawPath, rawQuery) {
     .map(([n, v]) => [uriEncode(n, false), uriEncode(v, false)])
     .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0))
     .map(([n, v]) => n + '=' + v).join('&');
-  const names = signedHeaders.split(';');
-  const sorted = [...names].sort();
-  if (names.join(';') !== sorted.join(';') || !names.includes('host'))
-    throw new Reject(403, 'SignatureDoesNotMatch', 'SignedHeaders must be sorted and include host');
-  let canonicalHeaders = '';
-  for (const n of names) {
-    const v = req.headers[n];
-    if (v === undefined) throw new Reject(403, 'SignatureDoesNotMatch', 'signed header ' + n + ' is missing');
-    canonicalHeaders += n + ':' + String(v).trim().replace(/\s+/g, ' ') + '\n';
+  let canonicalHdrs;
+  try {
+    canonicalHdrs = canonicalHeaders(req, signedHeaders);
+  } catch (why) {
+    throw new Reject(403, 'SignatureDoesNotMatch', why);
   }
-  const canonical = [req.method, canonicalUri, canonicalQuery, canonicalHeaders, signedHeaders, payloadHash].join('\n');
-  const scope = [day, region, service, term].join('/');
-  const stringToSign = ['AWS4-HMAC-SHA256', amzDate, scope, sha256hex(canonical)].join('\n');
-  const kSigning = hmac(hmac(hmac(hmac('AWS4' + key.secret, day), region), service), 'aws4_request');
-  const expected = hmac(kSigning, stringToSign).toString('hex');
-  if (signature.length !== expected.length ||
-      !crypto.timingSafeEqual(Buffer.from(signature), Buffer.from(expected)))
+  const canonical = [req.method, canonicalUri, canonicalQuery, canonicalHdrs, signedHeaders, payloadHash].join('\n');
+  const expected = sign(key.secret, amzDate, [day, region, service, term].join('/'), canonical);
+  if (!sameSignature(signature, expected))
     throw new Reject(403, 'SignatureDoesNotMatch',
       'The request signature we calculated does not match the signature you provided. Check your key and signing method.');
   return { payloadHash, query: pairs.filter(([n]) => !/^X-Amz-/.test(n)) };
