@@ -31,6 +31,8 @@ struct hl_parser_worker {
   /* The input being processed. */
   hl_kafka_msg *msg;
   char now[64];
+  /* Lengths of the per-object header values, computed once per object. */
+  size_t org_len, job_len, uri_len, now_len;
   hl_buf buf;
   hl_metric *m_objects, *m_rejects;
   hl_series *s_resources, *s_bytes, *s_lag, *s_waits;
@@ -213,16 +215,31 @@ static int lag_guard(hl_parser_worker *pw) {
 
 /* ---- sink: resources and rejects become messages ---- */
 
+/* Writes v in decimal into out (at least 21 bytes); returns the length. */
+static size_t u64_dec(uint64_t v, char *out) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++)
+    out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+/* The provenance headers of one message (the per-object values' lengths are cached). */
 static rd_kafka_headers_t *prov_headers(const hl_parser_worker *pw, const hl_landing_event *ev,
                                         uint64_t line) {
   rd_kafka_headers_t *h = rd_kafka_headers_new(8);
   char ln[24];
-  snprintf(ln, sizeof ln, "%llu", (unsigned long long)line);
-  rd_kafka_header_add(h, HL_HDR_ORG, -1, ev->org, -1);
-  rd_kafka_header_add(h, HL_HDR_JOB, -1, ev->job, -1);
-  rd_kafka_header_add(h, HL_HDR_SOURCE, -1, ev->uri, -1);
-  rd_kafka_header_add(h, HL_HDR_LINE, -1, ln, -1);
-  rd_kafka_header_add(h, HL_HDR_INGESTED_AT, -1, pw->now, -1);
+  size_t lnl = u64_dec(line, ln);
+  rd_kafka_header_add(h, HL_HDR_ORG, sizeof HL_HDR_ORG - 1, ev->org, (ssize_t)pw->org_len);
+  rd_kafka_header_add(h, HL_HDR_JOB, sizeof HL_HDR_JOB - 1, ev->job, (ssize_t)pw->job_len);
+  rd_kafka_header_add(h, HL_HDR_SOURCE, sizeof HL_HDR_SOURCE - 1, ev->uri, (ssize_t)pw->uri_len);
+  rd_kafka_header_add(h, HL_HDR_LINE, sizeof HL_HDR_LINE - 1, ln, (ssize_t)lnl);
+  rd_kafka_header_add(h, HL_HDR_INGESTED_AT, sizeof HL_HDR_INGESTED_AT - 1, pw->now,
+                      (ssize_t)pw->now_len);
   return h;
 }
 
@@ -266,10 +283,17 @@ static int on_resource(void *ud, const hl_landing_event *ev, const hl_split_reco
     report_resources(pw);
     pending_guard(pw);
   }
+  /* org/ResourceType/id: at most 64 + 1 + 64 + 1 + 64 bytes (all three are checked ids). */
   char key[256];
-  int kl = snprintf(key, sizeof key, "%s/%s/%s", ev->org, r->type, r->id);
-  hl_kafka_out out = {pw->out_topic, key, (size_t)kl, r->json, r->len,
-                      prov_headers(pw, ev, r->line)};
+  size_t tl = strlen(r->type), il = strlen(r->id), kl = pw->org_len + 1 + tl + 1 + il;
+  if (kl >= sizeof key)
+    return HL_ELIMIT;
+  memcpy(key, ev->org, pw->org_len);
+  key[pw->org_len] = '/';
+  memcpy(key + pw->org_len + 1, r->type, tl);
+  key[pw->org_len + 1 + tl] = '/';
+  memcpy(key + pw->org_len + 2 + tl, r->id, il);
+  hl_kafka_out out = {pw->out_topic, key, kl, r->json, r->len, prov_headers(pw, ev, r->line)};
   int rc = send_out(pw, &out);
   if (rc == 0)
     pw->resources_unreported++;
@@ -334,6 +358,10 @@ static hl_proc_result process(void *ud, hl_worker *w, hl_kafka_msg *msg) {
     return HL_PROC_RETRY;
   }
   now_rfc3339(pw->now, sizeof pw->now);
+  pw->org_len = strlen(ev.org);
+  pw->job_len = strlen(ev.job);
+  pw->uri_len = strlen(ev.uri);
+  pw->now_len = strlen(pw->now);
   hl_parser_sink sink = {pw, on_resource, on_reject};
   hl_parser_result res;
   r = hl_parser_process(&pw->popts, &ev, &sink, &res);
