@@ -2,9 +2,11 @@
 # hl-parser's memory is flat in object size: the same NDJSON resources in a
 # 50 MB and a 250 MB object, each parsed by a fresh hl-parser against
 # hl-devbroker; both peaks (VmHWM) stay under 100 MiB and the large one is
-# within 24 MiB of the small one. (The small one is large enough to fill
-# HL_PARSER_MAX_PENDING and the producer's batches, the steady state; bench/parse
-# with BIG_GIB=2 does 2 GiB.)
+# within 40 MiB of the small one: memory that grew with the object would add
+# 200 MB or more. (The unacknowledged messages, bounded by
+# HL_PARSER_MAX_PENDING, and the producer's batches make the peak vary by a few
+# tens of MiB with the broker's pace: 28-45 MiB for the small object, 54-55 MiB
+# for the large one and for 2 GiB with bench/parse BIG_GIB=2.)
 source "$(dirname "$0")/lib.sh"
 
 PARSER=$BUILD/workers/parser/hl-parser
@@ -51,5 +53,5 @@ echo "# peak RSS: $((small / 1024)) MiB for 50 MB, $((large / 1024)) MiB for 250
   fail "every resource on hl.fhir.raw ($(topic_messages hl.fhir.raw))"
 ok "every resource on hl.fhir.raw"
 check "peak RSS under 100 MiB for both" [ "$small" -lt 102400 -a "$large" -lt 102400 ]
-check "peak RSS flat in object size (large within 24 MiB of small)" [ "$large" -le $((small + 24576)) ]
+check "peak RSS flat in object size (large within 40 MiB of small)" [ "$large" -le $((small + 40960)) ]
 done_testing
