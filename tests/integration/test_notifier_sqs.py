@@ -173,7 +173,7 @@ def main():
         t0 = time.time()
         if p.wait(timeout=30) != 0:
             fail(f"SIGTERM: exit status {p.returncode}")
-        if time.time() - t0 > 4:
+        if time.time() - t0 > 8:
             fail("SIGTERM did not interrupt the long poll promptly")
         print(f"ok: phase 2, kill -9 between announce and delete: 10 messages redelivered, deleted,"
               f" nothing announced twice ({len(keys)} announcements)", flush=True)
