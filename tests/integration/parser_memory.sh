@@ -12,7 +12,9 @@ source "$(dirname "$0")/lib.sh"
 PARSER=$BUILD/workers/parser/hl-parser
 [ -x "$PARSER" ] || skip_all "hl-parser is not built"
 # AddressSanitizer's shadow memory and quarantine make RSS meaningless.
-ldd "$PARSER" | grep -q libasan && skip_all "peak RSS is not measured under AddressSanitizer"
+case "$(ldd "$PARSER" 2>/dev/null)" in
+  *libasan*) skip_all "peak RSS is not measured under AddressSanitizer" ;;
+esac
 LANDING=$TMP/landing
 mkdir -p "$LANDING/org=mem"
 start_devbroker HL_DEVBROKER_BROKERS=1
