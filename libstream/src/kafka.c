@@ -1,10 +1,12 @@
 #include "hl/kafka.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hl/buf.h"
 #include "hl/error.h"
@@ -630,6 +632,8 @@ struct hl_consumer {
   oor_seen seen[OOR_SEEN_MAX];
   size_t nseen;
   bool closed;
+  bool bounded;   /* closing under a deadline: commits on revoke do not wait */
+  bool abandoned; /* the close deadline passed: destroy without closing */
   _Atomic bool connected, joined, fatal, oor;
   _Atomic long n_oor, n_rebalances;
   char fatal_reason[256]; /* written once before fatal is set */
@@ -695,7 +699,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (c->hooks.revoking)
       c->hooks.revoking(c->hooks.ud, parts, lost);
     if (!lost) {
-      rd_kafka_resp_err_t ce = rd_kafka_commit(rk, NULL, 0);
+      /* Under a close deadline the commit is only started: no broker may answer it. */
+      rd_kafka_resp_err_t ce = rd_kafka_commit(rk, NULL, c->bounded ? 1 : 0);
       if (ce && ce != RD_KAFKA_RESP_ERR__NO_OFFSET && hl_log_enabled(HL_LOG_DEBUG))
         hl_log_kv(HL_LOG_DEBUG, "kafka commit on revoke failed", "error", rd_kafka_err2str(ce),
                   NULL);
@@ -783,12 +788,42 @@ int hl_consumer_new(const hl_kafka_opts *o, const hl_consumer_hooks *hooks, hl_c
   return 0;
 }
 
+/*
+ * Handles of consumers whose close passed its deadline. librdkafka 2.0.2
+ * cannot destroy them: rd_kafka_destroy() joins its main thread, which
+ * waits for the consumer group to terminate, which waits for an offset
+ * commit that only a group coordinator can answer. They are released to
+ * the process's exit instead (kept reachable here so that leak checkers
+ * do not report them; their threads serve no callback of ours, since
+ * nothing polls their queues any more).
+ */
+#define ABANDONED_MAX 16
+static rd_kafka_t *abandoned[ABANDONED_MAX];
+static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void park_abandoned(rd_kafka_t *rk) {
+  pthread_mutex_lock(&abandoned_lock);
+  for (size_t i = 0; i < ABANDONED_MAX; i++)
+    if (!abandoned[i]) {
+      abandoned[i] = rk;
+      break;
+    }
+  pthread_mutex_unlock(&abandoned_lock);
+}
+
 hl_consumer *hl_consumer_free(hl_consumer *c) {
   if (!c)
     return NULL;
   if (c->rk) {
     hl_consumer_close(c);
-    rd_kafka_destroy(c->rk);
+    /*
+     * A consumer whose close was abandoned at its deadline is destroyed
+     * without a second close, which would wait for the group coordinator.
+     */
+    if (c->abandoned)
+      park_abandoned(c->rk);
+    else
+      rd_kafka_destroy(c->rk);
   }
   for (size_t i = 0; i < c->nseen; i++)
     free(c->seen[i].topic);
@@ -900,6 +935,51 @@ int hl_consumer_commit(hl_consumer *c) {
   return e && e != RD_KAFKA_RESP_ERR__NO_OFFSET ? HL_EKAFKA : 0;
 }
 
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds left until deadline (a mono_ms() value), at least 0, at most step. */
+static int left_ms(int64_t deadline, int step) {
+  int64_t d = deadline - mono_ms();
+  return d <= 0 ? 0 : d > step ? step : (int)d;
+}
+
+int hl_consumer_commit_within(hl_consumer *c, long long timeout_ms) {
+  if (c->closed)
+    return HL_ECLOSED;
+  rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+  if (!q)
+    return -ENOMEM;
+  int r = HL_ETIMEOUT;
+  /* With a queue the commit is asynchronous; its result arrives there as an event. */
+  rd_kafka_resp_err_t e = rd_kafka_commit_queue(c->rk, NULL, q, NULL, NULL);
+  if (e) {
+    r = e == RD_KAFKA_RESP_ERR__NO_OFFSET ? 0 : HL_EKAFKA;
+    goto out;
+  }
+  int64_t deadline = mono_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
+  do {
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, left_ms(deadline, 100));
+    if (!ev)
+      continue;
+    bool done = rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT;
+    if (done) {
+      e = rd_kafka_event_error(ev);
+      r = e && e != RD_KAFKA_RESP_ERR__NO_OFFSET ? HL_EKAFKA : 0;
+    }
+    rd_kafka_event_destroy(ev);
+    if (done)
+      break;
+  } while (mono_ms() < deadline);
+out:
+  /* A commit still in flight keeps its own reference to the queue. */
+  rd_kafka_queue_destroy(q);
+  return r;
+}
+
 int hl_consumer_pause(hl_consumer *c, bool pause) {
   if (c->closed)
     return HL_ECLOSED;
@@ -920,6 +1000,45 @@ int hl_consumer_close(hl_consumer *c) {
   c->closed = true;
   atomic_store(&c->joined, false);
   return e ? HL_EKAFKA : 0;
+}
+
+int hl_consumer_close_within(hl_consumer *c, long long timeout_ms) {
+  if (c->closed)
+    return 0;
+  if (timeout_ms < 0)
+    return hl_consumer_close(c);
+  rd_kafka_queue_t *q = rd_kafka_queue_new(c->rk);
+  if (!q)
+    return -ENOMEM;
+  c->bounded = true;
+  int r = 0;
+  rd_kafka_error_t *err = rd_kafka_consumer_close_queue(c->rk, q);
+  if (err) {
+    r = rd_kafka_error_is_fatal(err) ? HL_EFATAL : HL_EKAFKA;
+    rd_kafka_error_destroy(err);
+    c->abandoned = true;
+    goto out;
+  }
+  int64_t deadline = mono_ms() + timeout_ms;
+  while (!rd_kafka_consumer_closed(c->rk)) {
+    if (mono_ms() >= deadline) {
+      c->abandoned = true;
+      r = HL_ETIMEOUT;
+      break;
+    }
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, left_ms(deadline, 100));
+    if (!ev)
+      continue;
+    /* Rebalances arrive as events here: serve them as the callback would. */
+    if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+      rebalance_cb(c->rk, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev), c);
+    rd_kafka_event_destroy(ev);
+  }
+out:
+  c->closed = true;
+  atomic_store(&c->joined, false);
+  rd_kafka_queue_destroy(q);
+  return r;
 }
 
 bool hl_consumer_fatal(hl_consumer *c, char *reason, size_t len) {

@@ -106,6 +106,13 @@ void hl_worker_opts_from_config(const hl_config *cfg, hl_worker_opts *o) {
   o->max_inflight = (size_t)hl_config_int(cfg, "HL_WORKER_MAX_INFLIGHT");
   o->max_inflight_bytes = (size_t)hl_config_int(cfg, "HL_WORKER_MAX_INFLIGHT_BYTES");
   o->retry_timeout_ms = hl_config_int(cfg, "HL_WORKER_RETRY_TIMEOUT");
+  o->close_timeout_ms = hl_config_int(cfg, "HL_WORKER_CLOSE_TIMEOUT");
+}
+
+int hl_worker_exit_status(int run_result) {
+  if (run_result == 0)
+    return HL_EXIT_OK;
+  return run_result == HL_ETIMEOUT ? HL_EXIT_DEADLINE : HL_EXIT_FAILURE;
 }
 
 static void set_fatal(hl_worker *w, const char *why) {
@@ -369,6 +376,8 @@ int hl_worker_new(const hl_worker_opts *opts, const hl_processor *proc, hl_worke
     w->proc.stage = "worker";
   if (!w->o.batch_max)
     w->o.batch_max = 500;
+  if (w->o.close_timeout_ms <= 0)
+    w->o.close_timeout_ms = 10000;
   if (!w->o.max_inflight)
     w->o.max_inflight = 100000;
   if (!w->o.max_inflight_bytes)
@@ -444,7 +453,7 @@ hl_worker *hl_worker_free(hl_worker *w) {
    */
   w->draining_now = true;
   if (w->consumer)
-    hl_consumer_close(w->consumer);
+    hl_consumer_close_within(w->consumer, w->o.close_timeout_ms);
   for (size_t i = 0; i < w->nbatch; i++)
     if (w->batch[i].rkm)
       rd_kafka_message_destroy(w->batch[i].rkm);
@@ -745,12 +754,25 @@ static int drain(hl_worker *w) {
   hl_producer_poll(w->producer, 0);
   sweep_dirty(w);
   int left = hl_producer_outq_len(w->producer);
-  int r = hl_consumer_commit(w->consumer);
+  /*
+   * The final commit and leaving the group share one deadline: with the
+   * brokers gone neither would ever finish, and what is not committed is
+   * delivered again to the next owner anyway.
+   */
+  uint64_t close_deadline = now_ns() + (uint64_t)w->o.close_timeout_ms * 1000000ull;
+  int r = hl_consumer_commit_within(w->consumer, w->o.close_timeout_ms);
   if (r && hl_log_enabled(HL_LOG_WARN))
     hl_log_kv(HL_LOG_WARN, "final offset commit failed", "error", hl_strerror(r), NULL);
   /* Leaving the group runs the revoke hook, which must not wait any more. */
   w->draining_now = true;
-  hl_consumer_close(w->consumer);
+  uint64_t now = now_ns();
+  long long close_ms = now < close_deadline ? (long long)((close_deadline - now) / 1000000ull) : 0;
+  int cr = hl_consumer_close_within(w->consumer, close_ms);
+  if (cr == HL_ETIMEOUT)
+    hl_log_kv(HL_LOG_WARN,
+              "close deadline passed: consumer destroyed without leaving the group "
+              "(uncommitted inputs will be delivered again)",
+              NULL);
   if (left > 0) {
     char n[16];
     snprintf(n, sizeof n, "%d", left);
@@ -759,7 +781,7 @@ static int drain(hl_worker *w) {
     hl_producer_purge(w->producer);
   }
   update_gauges(w);
-  return left > 0 ? HL_ETIMEOUT : 0;
+  return left > 0 || cr == HL_ETIMEOUT ? HL_ETIMEOUT : 0;
 }
 
 int hl_worker_run(hl_worker *w) {

@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
   hl_log_kv(HL_LOG_INFO, "copying", "from", in, "to", out, NULL);
   r = hl_worker_run(w);
   hl_log_kv(HL_LOG_INFO, "stopped", "result", hl_strerror(r), NULL);
-  status = r == 0 ? 0 : 1;
+  status = hl_worker_exit_status(r);
 done:
   hl_admin_stop(admin);
   hl_worker_free(w);

@@ -280,10 +280,30 @@ int hl_consumer_store(hl_consumer *c, rd_kafka_topic_t *rkt, int32_t partition,
                       int64_t next_offset);
 /* Commits the stored offsets synchronously. 0 (also when nothing to commit) or HL_EKAFKA. */
 int hl_consumer_commit(hl_consumer *c);
+/*
+ * As hl_consumer_commit, waiting at most timeout_ms for the result: 0,
+ * HL_EKAFKA, or HL_ETIMEOUT when no answer came in time (e.g. no broker).
+ * The commit may still complete later; what it does not commit is simply
+ * delivered again to the next owner of the partitions.
+ */
+int hl_consumer_commit_within(hl_consumer *c, long long timeout_ms);
 /* Pauses (true) or resumes (false) every assigned partition. 0 or HL_EKAFKA. */
 int hl_consumer_pause(hl_consumer *c, bool pause);
 /* Leaves the group (the revoking hook runs) and closes. Idempotent. */
 int hl_consumer_close(hl_consumer *c);
+/*
+ * As hl_consumer_close, but gives up after timeout_ms (negative: no limit).
+ * The revoking hook still runs while the group answers; its offset commit
+ * is started, not awaited. When the deadline passes (e.g. the brokers are
+ * gone) it returns HL_ETIMEOUT and the consumer counts as closed:
+ * hl_consumer_free then frees it without leaving the group, and offsets
+ * not committed are delivered again to the next member (at-least-once).
+ * librdkafka cannot destroy such a client without a coordinator, so its
+ * handle and threads are left to the process's exit: call this at
+ * shutdown, not in a loop.
+ * 0, HL_ETIMEOUT, HL_EKAFKA or HL_EFATAL. Idempotent.
+ */
+int hl_consumer_close_within(hl_consumer *c, long long timeout_ms);
 
 /*
  * Readiness: false (with a reason) until the group has assigned partitions

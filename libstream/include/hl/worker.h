@@ -18,7 +18,9 @@
  * finish the inputs in hand, wait for the producer until the drain
  * deadline, store and commit the offsets of what is done, close the
  * consumer (leaving the group), then drop what is still undelivered (it is
- * not committed, so it is processed again by the next owner).
+ * not committed, so it is processed again by the next owner). The final
+ * commit and the close are bounded by close_timeout_ms: with no broker to
+ * answer, the consumer is destroyed without waiting any longer.
  */
 #ifndef HL_WORKER_H
 #define HL_WORKER_H
@@ -44,7 +46,11 @@
    "Most input bytes consumed and not yet done (backpressure bound)."},                 \
   {"HL_WORKER_RETRY_TIMEOUT", HL_CFG_DURATION, "60s", 0, 3600000, NULL,                 \
    "How long an input whose processing fails with a retriable error is retried "        \
-   "before the worker stops with a fatal error."}
+   "before the worker stops with a fatal error."},                                      \
+  {"HL_WORKER_CLOSE_TIMEOUT", HL_CFG_DURATION, "10s", 1, 600000, NULL,                  \
+   "After the drain, time allowed for the final offset commit and leaving the group; "  \
+   "past it the consumer is destroyed without waiting (uncommitted inputs are "         \
+   "delivered again) and the process exits with status 3."}
 
 /* What a processor made of an input. */
 typedef enum hl_proc_result {
@@ -83,6 +89,7 @@ typedef struct hl_worker_opts {
   size_t max_inflight_bytes;   /* 0: 128 MiB */
   long long drain_timeout_ms;
   long long retry_timeout_ms;
+  long long close_timeout_ms;  /* final commit + leaving the group; 0: 10 s */
 } hl_worker_opts;
 
 /* Fills opts from HL_CONFIG_KAFKA_VARS and HL_CONFIG_WORKER_VARS (topics stay empty). */
@@ -100,10 +107,22 @@ hl_worker *hl_worker_free(hl_worker *w);
 /*
  * Runs until hl_worker_stop() or a fatal error, then drains (see above).
  * Returns 0 after a clean stop, HL_EFATAL after a fatal error (logged
- * once), HL_ETIMEOUT when the drain deadline passed with work left.
+ * once), HL_ETIMEOUT when the drain deadline passed with work left or the
+ * final commit and group leave did not finish within close_timeout_ms
+ * (e.g. the brokers are gone: the consumer is then destroyed without
+ * waiting, and what was not committed is delivered again).
  * A worker runs once.
  */
 int hl_worker_run(hl_worker *w);
+
+/* Process exit statuses of workers (documented in docs/operations). */
+#define HL_EXIT_OK 0       /* stopped cleanly: everything done was committed */
+#define HL_EXIT_FAILURE 1  /* fatal error (or could not start) */
+#define HL_EXIT_CONFIG 2   /* bad configuration (hl_config) */
+#define HL_EXIT_DEADLINE 3 /* stopped at the drain/close deadline; uncommitted work is redelivered */
+
+/* Maps a result of hl_worker_run to one of the HL_EXIT_* statuses. */
+int hl_worker_exit_status(int run_result);
 
 /* Asks the loop to stop. Async-signal-safe; may be called from any thread. */
 void hl_worker_stop(hl_worker *w);
