@@ -39,6 +39,7 @@ struct hl_admin {
   hl_metrics *reg;
   hl_metric *m_requests;
   hl_metric *m_duration;
+  hl_series *s_ready;
   pthread_mutex_t lock;
   bool (*ready_fn)(void *ud, char *reason, size_t len);
   void *ready_ud;
@@ -81,7 +82,23 @@ static int find_route(const hl_admin *a, const char *method, const char *path, b
   return best;
 }
 
+/*
+ * Asks the readiness function and records the answer in hl_ready, so the
+ * gauge a scrape reads is the answer /readyz gives at that moment.
+ */
+static bool check_ready(hl_admin *a, char *reason, size_t len) {
+  pthread_mutex_lock(&a->lock);
+  bool (*fn)(void *, char *, size_t) = a->ready_fn;
+  void *ud = a->ready_ud;
+  pthread_mutex_unlock(&a->lock);
+  bool ready = !fn || fn(ud, reason, len);
+  hl_series_set(a->s_ready, ready ? 1 : 0);
+  return ready;
+}
+
 static void serve_metrics(hl_admin *a, hl_http_req *req) {
+  char reason[256];
+  check_ready(a, reason, sizeof reason);
   hl_buf b;
   hl_buf_init(&b, METRICS_MAX_BYTES);
   int rc = a->reg ? hl_metrics_render(a->reg, &b) : 0;
@@ -93,12 +110,8 @@ static void serve_metrics(hl_admin *a, hl_http_req *req) {
 }
 
 static void serve_readyz(hl_admin *a, hl_http_req *req) {
-  pthread_mutex_lock(&a->lock);
-  bool (*fn)(void *, char *, size_t) = a->ready_fn;
-  void *ud = a->ready_ud;
-  pthread_mutex_unlock(&a->lock);
   char reason[256] = "";
-  if (!fn || fn(ud, reason, sizeof(reason))) {
+  if (check_ready(a, reason, sizeof(reason))) {
     respond_json(req, 200, "{\"ready\":true}\n");
     return;
   }
@@ -225,6 +238,12 @@ int hl_admin_start(const char *host_port, hl_metrics *reg, hl_admin **out) {
         reg, "hl_admin_http_request_duration_seconds",
         "Time from a complete admin request to its answer, in seconds.", "route",
         hl_metrics_latency_buckets, hl_metrics_latency_nbuckets);
+    a->s_ready = hl_metric_at(hl_metrics_gauge(
+        reg, "hl_ready",
+        "1 while the process is ready (/readyz answers 200), 0 while not; refreshed on every "
+        "scrape and every /readyz.",
+        NULL));
+    hl_series_set(a->s_ready, 1);
   }
   hl_http_limits lim;
   hl_http_limits_default(&lim);

@@ -22,6 +22,9 @@
 #define BACKOFF_MAX_MS 5000
 /* How long a producer call may wait for room in the local queue. */
 #define ENQUEUE_TIMEOUT_MS 30000
+/* Distinct reason labels of hl_worker_messages_dlq_total; later codes count as "other". */
+#define DLQ_REASONS_MAX 32
+#define DLQ_REASON_LEN 64
 
 struct part;
 
@@ -33,6 +36,7 @@ typedef struct slot {
   bool in_use;
   bool processed; /* the processor is done with it (the guard was released) */
   bool rejected;  /* hl_worker_reject was called */
+  hl_series *dlq; /* the dead-letter counter (topic, reason) of its rejection */
   int64_t offset;
   int64_t ts_ms;
   uint64_t recv_ns;
@@ -54,7 +58,7 @@ struct wtopic {
   rd_kafka_topic_t *rkt; /* the consumer's handle, for offset stores */
   part **parts;          /* indexed by partition number */
   int32_t nparts;
-  hl_series *in, *dlq;
+  hl_series *in;
 };
 
 struct hl_worker {
@@ -85,6 +89,8 @@ struct hl_worker {
   char fatal_reason[256]; /* written once before fatal is set */
 
   hl_metric *m_in, *m_dlq;
+  char *dlq_reasons[DLQ_REASONS_MAX]; /* reason labels seen (worker thread only) */
+  size_t ndlq_reasons;
   hl_series *s_latency, *s_inflight, *s_inflight_bytes, *s_paused, *s_retries;
 
   _Atomic uint64_t n_consumed, n_done, n_dlq, n_retries, n_pauses;
@@ -167,7 +173,6 @@ static wtopic *topic_get(hl_worker *w, const char *name) {
     return NULL;
   }
   t->in = hl_metric_at(w->m_in, name);
-  t->dlq = hl_metric_at(w->m_dlq, name);
   w->wtopics[w->nwtopics++] = t;
   return w->last_topic = t;
 }
@@ -410,8 +415,9 @@ int hl_worker_new(const hl_worker_opts *opts, const hl_processor *proc, hl_worke
     w->m_in = hl_metrics_counter(m, "hl_worker_messages_in_total", "Input messages consumed.",
                                  "topic");
     w->m_dlq = hl_metrics_counter(m, "hl_worker_messages_dlq_total",
-                                  "Input messages sent to the dead-letter topic, by input topic.",
-                                  "topic");
+                                  "Input messages sent to the dead-letter topic, by input topic "
+                                  "and reason (the hl-error-code).",
+                                  "topic,reason");
     w->s_latency = hl_metric_at(hl_metrics_histogram(m, "hl_worker_processing_seconds",
                                                      "Time from consuming an input to its offset "
                                                      "being stored (outputs acknowledged).",
@@ -472,6 +478,8 @@ hl_worker *hl_worker_free(hl_worker *w) {
   w->producer = hl_producer_free(w->producer);
   free(w->wtopics);
   free(w->dirty);
+  for (size_t i = 0; i < w->ndlq_reasons; i++)
+    free(w->dlq_reasons[i]);
   if (w->topics)
     for (size_t i = 0; i < w->o.ntopics; i++)
       free(w->topics[i]);
@@ -564,17 +572,54 @@ int hl_worker_forward(hl_worker *w, hl_kafka_msg *msg, const char *topic) {
   return r;
 }
 
-hl_proc_result hl_worker_reject(hl_worker *w, hl_kafka_msg *msg, const char *code,
-                                const char *detail) {
+/*
+ * The reason label of a dead-letter code: the code itself for the first
+ * DLQ_REASONS_MAX distinct codes (cut to DLQ_REASON_LEN bytes), then
+ * "other", so that a processor's codes cannot grow the series without bound.
+ */
+static const char *dlq_reason(hl_worker *w, const char *code) {
+  char cut[DLQ_REASON_LEN + 1];
+  snprintf(cut, sizeof cut, "%s", code && *code ? code : "rejected");
+  for (size_t i = 0; i < w->ndlq_reasons; i++)
+    if (strcmp(w->dlq_reasons[i], cut) == 0)
+      return w->dlq_reasons[i];
+  if (w->ndlq_reasons == DLQ_REASONS_MAX)
+    return "other";
+  char *d = strdup(cut);
+  if (!d)
+    return "other";
+  w->dlq_reasons[w->ndlq_reasons++] = d;
+  return d;
+}
+
+/* Sends msg to the dead-letter topic with detail (text) or outcome (OperationOutcome JSON). */
+static hl_proc_result reject(hl_worker *w, hl_kafka_msg *msg, const char *code, const char *detail,
+                             const char *outcome) {
   slot *s = msg->priv;
-  int r = hl_kafka_dlq(w->producer, msg->rkm, w->proc.stage, code, detail, s ? &s->ticket : NULL);
+  hl_kafka_ticket *t = s ? &s->ticket : NULL;
+  int r = outcome ? hl_kafka_dlq_outcome(w->producer, msg->rkm, w->proc.stage, code, outcome, t)
+                  : hl_kafka_dlq(w->producer, msg->rkm, w->proc.stage, code, detail, t);
   if (r == HL_EFATAL)
     return HL_PROC_FATAL;
   if (r)
     return HL_PROC_RETRY;
-  if (s)
+  if (s) {
     s->rejected = true;
+    /* Counted when the input is finished as rejected (a later retry does not count twice). */
+    if (w->m_dlq)
+      s->dlq = hl_metric_at(w->m_dlq, msg->topic, dlq_reason(w, code));
+  }
   return HL_PROC_BAD_INPUT;
+}
+
+hl_proc_result hl_worker_reject(hl_worker *w, hl_kafka_msg *msg, const char *code,
+                                const char *detail) {
+  return reject(w, msg, code, detail ? detail : "", NULL);
+}
+
+hl_proc_result hl_worker_reject_outcome(hl_worker *w, hl_kafka_msg *msg, const char *code,
+                                        const char *outcome_json) {
+  return reject(w, msg, code, NULL, outcome_json ? outcome_json : "");
 }
 
 /* ---- The loop ------------------------------------------------------------------------ */
@@ -661,7 +706,7 @@ static bool finish(hl_worker *w, hl_kafka_msg *m, hl_proc_result r) {
   if (r == HL_PROC_BAD_INPUT && !s->rejected)
     r = hl_worker_reject(w, m, "rejected", "the processor rejected the input");
   if (r == HL_PROC_BAD_INPUT) {
-    hl_series_inc(s->part ? s->part->topic->dlq : NULL);
+    hl_series_inc(s->dlq);
     atomic_fetch_add_explicit(&w->n_dlq, 1, memory_order_relaxed);
   } else if (r != HL_PROC_OK) {
     return false;

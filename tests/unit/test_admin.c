@@ -143,6 +143,32 @@ Test(admin, readyz_toggles) {
   hl_admin_stop(a);
 }
 
+/* hl_ready follows the readiness function on every scrape, without a /readyz in between. */
+Test(admin, ready_gauge) {
+  hl_metrics *reg;
+  cr_assert_eq(hl_metrics_new(&reg), 0);
+  hl_admin *a;
+  cr_assert_eq(hl_admin_start("127.0.0.1:0", reg, &a), 0);
+  int port = hl_admin_port(a);
+  char *resp;
+  cr_assert_eq(request(port, "GET", "/metrics", NULL, &resp), 200);
+  cr_assert(strstr(resp, "\n# TYPE hl_ready gauge\nhl_ready 1\n"), "default: ready\n%s", resp);
+  free(resp);
+  atomic_store(&ready_flag, 0);
+  hl_admin_set_readiness(a, readiness, "not yet");
+  cr_assert_eq(request(port, "GET", "/metrics", NULL, &resp), 200);
+  cr_assert(strstr(resp, "\nhl_ready 0\n"), "not ready on the scrape itself\n%s", resp);
+  free(resp);
+  atomic_store(&ready_flag, 1);
+  cr_assert_eq(request(port, "GET", "/metrics", NULL, &resp), 200);
+  cr_assert(strstr(resp, "\nhl_ready 1\n"), "ready again\n%s", resp);
+  free(resp);
+  atomic_store(&ready_flag, 0);
+  cr_assert_eq(request(port, "GET", "/readyz", NULL, NULL), 503);
+  hl_admin_stop(a);
+  hl_metrics_free(reg);
+}
+
 static void control(hl_http_req *req, void *ud) {
   size_t n;
   const char *b = hl_http_req_body(req, &n);

@@ -271,12 +271,21 @@ Test(worker, failed_delivery_is_fatal_and_not_committed, .timeout = 120) {
   hl_mock_stop(&m);
 }
 
-/* Batch processor: multiples of 5 are bad input, multiples of 7 fail twice first. */
+/*
+ * Batch processor: multiples of 5 are bad input (multiples of 10 rejected with
+ * a ready OperationOutcome, the others with a text detail), multiples of 7
+ * fail twice first.
+ */
+#define TEST_OUTCOME "{\"resourceType\":\"OperationOutcome\",\"issue\":[]}"
 static _Atomic int attempts[512];
 static void mixed_batch(void *ud, hl_worker *w, hl_kafka_msg *msgs, size_t n,
                         hl_proc_result *res) {
   for (size_t i = 0; i < n; i++) {
     int k = key_number(msgs[i].key, msgs[i].key_len);
+    if (k % 10 == 0) {
+      res[i] = hl_worker_reject_outcome(w, &msgs[i], "outcome-code", TEST_OUTCOME);
+      continue;
+    }
     if (k % 5 == 0) {
       res[i] = hl_worker_reject(w, &msgs[i], "bad-number", "multiples of five are refused");
       continue;
@@ -296,11 +305,16 @@ typedef struct dlq_seen {
 static void check_dlq(void *ud, const rd_kafka_message_t *m) {
   dlq_seen *d = ud;
   d->n++;
-  char stage[32], code[32];
+  char stage[32], code[32], detail[256];
   int k = key_number(m->key, m->key_len);
   if (k % 5 != 0 || hl_kafka_header_get(m, HL_HDR_ERROR_STAGE, stage, sizeof stage) < 0 ||
       strcmp(stage, "test") != 0 || hl_kafka_header_get(m, HL_HDR_ERROR_CODE, code, sizeof code) < 0 ||
-      strcmp(code, "bad-number") != 0)
+      strcmp(code, k % 10 == 0 ? "outcome-code" : "bad-number") != 0 ||
+      hl_kafka_header_get(m, HL_HDR_ERROR_DETAIL, detail, sizeof detail) < 0)
+    d->bad++;
+  else if (k % 10 == 0 && strcmp(detail, TEST_OUTCOME) != 0)
+    d->bad++; /* the outcome is written as given */
+  else if (k % 10 != 0 && !strstr(detail, "multiples of five are refused"))
     d->bad++;
 }
 
@@ -328,7 +342,11 @@ Test(worker, dead_letters_and_retries_in_batches, .timeout = 120) {
   for (int k = 0; k < n; k++)
     sevens += k % 7 == 0 && k % 5 != 0;
   cr_assert_eq(s.retries, (uint64_t)sevens * 2);
-  cr_assert_eq(metric_value(reg, "hl_worker_messages_dlq_total{topic=\"mix.in\"} "), 40);
+  cr_assert_eq(
+      metric_value(reg, "hl_worker_messages_dlq_total{topic=\"mix.in\",reason=\"bad-number\"} "), 20);
+  cr_assert_eq(
+      metric_value(reg, "hl_worker_messages_dlq_total{topic=\"mix.in\",reason=\"outcome-code\"} "),
+      20);
   assert_committed_at_end(&m, "g-mix", "mix.in", 2);
   dlq_seen d = {0};
   cr_assert_eq(hl_test_read(m.bootstraps, "hl.dlq", 1, 40, 30, check_dlq, &d), 40);

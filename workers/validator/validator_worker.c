@@ -218,35 +218,6 @@ static const char *reject_code(hl_validator_worker *vw) {
   return "invalid";
 }
 
-/* Produces msg with its headers plus the error headers to the DLQ, tied to msg's delivery. */
-static int dead_letter(hl_validator_worker *vw, hl_worker *w, hl_kafka_msg *msg, const char *code) {
-  rd_kafka_headers_t *orig = NULL, *h;
-  if (rd_kafka_message_headers(msg->rkm, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
-    h = rd_kafka_headers_copy(orig);
-  else
-    h = rd_kafka_headers_new(8);
-  if (!h)
-    return -ENOMEM;
-  char part[16], off[32];
-  snprintf(part, sizeof part, "%d", (int)msg->partition);
-  snprintf(off, sizeof off, "%lld", (long long)msg->offset);
-  const char *kv[][2] = {
-      {HL_HDR_ERROR_STAGE, "validate"},       {HL_HDR_ERROR_CODE, code},
-      {HL_HDR_ERROR_DETAIL, vw->oo.data},     {HL_HDR_SOURCE_TOPIC, msg->topic},
-      {HL_HDR_SOURCE_PARTITION, part},        {HL_HDR_SOURCE_OFFSET, off},
-  };
-  int r = 0;
-  for (size_t i = 0; !r && i < sizeof kv / sizeof kv[0]; i++)
-    r = hl_kafka_header_set(h, kv[i][0], kv[i][1]);
-  if (!r) {
-    hl_kafka_out out = {vw->dlq_topic, msg->key, msg->key_len, msg->value, msg->len, h};
-    r = hl_worker_produce(w, msg, &out);
-  }
-  if (r)
-    rd_kafka_headers_destroy(h);
-  return r;
-}
-
 /* ---- job aggregation ---- */
 
 static void hdr(const hl_kafka_msg *msg, const char *name, char *buf, size_t len) {
@@ -371,11 +342,14 @@ static void process_batch(void *ud, hl_worker *w, hl_kafka_msg *msgs, size_t n,
         continue;
       }
     } else {
-      const char *code = reject_code(vw);
-      if ((r = outcome(vw, &res)) == 0)
-        r = dead_letter(vw, w, msg, code);
-      if (r) {
+      if ((r = outcome(vw, &res)) != 0) {
         results[i] = send_error(r);
+        continue;
+      }
+      /* The dead letter is tied to the input like any output: the input is done when it is acked. */
+      hl_proc_result pr = hl_worker_reject_outcome(w, msg, reject_code(vw), vw->oo.data);
+      if (pr != HL_PROC_BAD_INPUT) {
+        results[i] = pr;
         continue;
       }
       size_t ni;
@@ -384,8 +358,7 @@ static void process_batch(void *ud, hl_worker *w, hl_kafka_msg *msgs, size_t n,
         if (is[k].severity <= HL_VSEV_ERROR)
           hl_series_inc(hl_metric_at(vw->m_issues, is[k].code));
     }
-    /* A dead letter produced here is tied to the input like any output: the input is done. */
-    results[i] = HL_PROC_OK;
+    results[i] = res.valid ? HL_PROC_OK : HL_PROC_BAD_INPUT;
     hl_series_inc(hl_metric_at(vw->m_resources, type, res.valid ? "valid" : "invalid"));
     jobagg *a = job_note(vw, msg, i);
     if (a) {

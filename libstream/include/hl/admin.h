@@ -11,6 +11,7 @@
  * Metrics it adds to the registry (see docs/libstream.md, section "admin"):
  *   hl_admin_http_requests_total{route,code}
  *   hl_admin_http_request_duration_seconds{route}
+ *   hl_ready  (1/0: the readiness function's answer, asked on every scrape and /readyz)
  */
 #ifndef HL_ADMIN_H
 #define HL_ADMIN_H

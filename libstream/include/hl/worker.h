@@ -152,6 +152,14 @@ int hl_worker_forward(hl_worker *w, hl_kafka_msg *msg, const char *topic);
  */
 hl_proc_result hl_worker_reject(hl_worker *w, hl_kafka_msg *msg, const char *code,
                                 const char *detail);
+/*
+ * As hl_worker_reject with a ready OperationOutcome JSON (borrowed, may be
+ * cut at HL_KAFKA_DETAIL_MAX) as hl-error-detail, for processors that have
+ * their own issues (the validator). code is the hl-error-code and the
+ * reason label of hl_worker_messages_dlq_total.
+ */
+hl_proc_result hl_worker_reject_outcome(hl_worker *w, hl_kafka_msg *msg, const char *code,
+                                        const char *outcome_json);
 
 /* The worker's producer (to produce outputs not tied to an input). */
 hl_producer *hl_worker_producer(hl_worker *w);
