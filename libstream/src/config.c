@@ -218,6 +218,13 @@ long long hl_config_int(const hl_config *cfg, const char *name) { return find(cf
 bool hl_config_bool(const hl_config *cfg, const char *name) { return find(cfg, name)->num != 0; }
 bool hl_config_is_set(const hl_config *cfg, const char *name) { return find(cfg, name)->set; }
 
+bool hl_config_has(const hl_config *cfg, const char *name) {
+  for (size_t i = 0; i < cfg->n; i++)
+    if (strcmp(cfg->values[i].var->name, name) == 0)
+      return true;
+  return false;
+}
+
 static const char *type_name(const hl_config_var *v) {
   switch (v->type) {
   case HL_CFG_STRING: return "string";

@@ -112,7 +112,9 @@ void hl_worker_opts_from_config(const hl_config *cfg, hl_worker_opts *o) {
   o->max_inflight = (size_t)hl_config_int(cfg, "HL_WORKER_MAX_INFLIGHT");
   o->max_inflight_bytes = (size_t)hl_config_int(cfg, "HL_WORKER_MAX_INFLIGHT_BYTES");
   o->retry_timeout_ms = hl_config_int(cfg, "HL_WORKER_RETRY_TIMEOUT");
-  o->close_timeout_ms = hl_config_int(cfg, "HL_WORKER_CLOSE_TIMEOUT");
+  /* A binary with its own copy of the worker variables may lack it: 0 is the default. */
+  if (hl_config_has(cfg, "HL_WORKER_CLOSE_TIMEOUT"))
+    o->close_timeout_ms = hl_config_int(cfg, "HL_WORKER_CLOSE_TIMEOUT");
 }
 
 int hl_worker_exit_status(int run_result) {

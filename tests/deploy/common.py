@@ -102,6 +102,14 @@ def binary_path(build, name):
     return None
 
 
+def addr_var(name):
+    """The variable a binary serves /metrics, /healthz and /readyz on (workers.yaml addr_var)."""
+    for b in table()["binaries"]:
+        if b["name"] == name:
+            return b.get("addr_var", "HL_ADMIN_ADDR")
+    return "HL_ADMIN_ADDR"
+
+
 _config_cache = {}
 
 

@@ -162,15 +162,20 @@ def case_policy(t, build):
                 binary, _ = C.container_binary(c)
                 if binary and binary != "hl-devbroker":
                     cfg = C.binary_config(C.binary_path(build, binary)) if C.binary_path(build, binary) else None
-                    drain = env.get("HL_DRAIN_TIMEOUT") or (cfg or {}).get("HL_DRAIN_TIMEOUT", {}).get("default")
-                    shut = env.get("HL_NOTIFIER_SHUTDOWN_TIMEOUT") or (cfg or {}).get(
-                        "HL_NOTIFIER_SHUTDOWN_TIMEOUT", {}).get("default")
+                    def setting(var):
+                        return env.get(var) or (cfg or {}).get(var, {}).get("default")
+                    drain = setting("HL_DRAIN_TIMEOUT") or setting("HL_API_DRAIN_TIMEOUT")
+                    shut = setting("HL_NOTIFIER_SHUTDOWN_TIMEOUT")
+                    close = setting("HL_WORKER_CLOSE_TIMEOUT")
+                    # A worker's worst case is its drain, then the bounded commit and close.
+                    if drain and close:
+                        drain = "%ss" % (C.parse_duration_s(drain) + C.parse_duration_s(close))
                     worst = max(C.parse_duration_s(x) for x in (drain, shut) if x) if (drain or shut) else None
                     if worst is None:
                         t.skip(cn + ": grace period > drain timeout", "binary not built and no drain set")
                     else:
                         t.ok(pod.get("terminationGracePeriodSeconds", 30) > worst,
-                             cn + ": terminationGracePeriodSeconds %s > drain %ss"
+                             cn + ": terminationGracePeriodSeconds %s > drain (+ close) %ss"
                              % (pod.get("terminationGracePeriodSeconds", 30), worst))
             pl = labels
             if is_dep:
@@ -199,11 +204,141 @@ def case_policy(t, build):
         sos = {s["spec"]["scaleTargetRef"]["name"] for s in C.by_kind(built["prod"], "ScaledObject")}
         for w in workers:
             t.ok(w["name"] in sos, "prod: consumer %s has a ScaledObject" % w["name"])
+    if "prod" in built:
+        policy_api(t, built["prod"], tbl)
+        policy_cronjobs(t, built["prod"], tbl)
     if "dev" in built:
         t.ok(not C.by_kind(built["dev"], "Kafka") and not C.by_kind(built["dev"], "ScaledObject"),
              "dev: no Strimzi Kafka and no autoscaling")
         t.ok(all(d["spec"].get("replicas", 1) == 1 for d in C.by_kind(built["dev"], "Deployment")),
              "dev: one replica")
+
+
+def matches(sel, lab):
+    return bool(sel) and all(lab.get(k) == v for k, v in sel.items())
+
+
+def policy_api(t, objs, tbl):
+    """HTTP services in prod: Service, CPU autoscaling, TLS Ingress, ingress-controller-only traffic."""
+    for w in [b for b in tbl["binaries"] if b["kind"] == "service"]:
+        name = w["name"]
+        dep = C.find(objs, "Deployment", name)
+        t.ok(dep is not None, "prod: %s has a Deployment" % name)
+        if not dep:
+            continue
+        plab = dep["spec"]["template"]["metadata"]["labels"]
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        cports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        svc = C.find(objs, "Service", name)
+        t.ok(svc is not None and matches(svc["spec"]["selector"], plab)
+             and all(p["targetPort"] in cports for p in svc["spec"]["ports"]),
+             "prod: Service %s selects the API pods and targets a container port" % name, svc)
+        hpa = C.find(objs, "HorizontalPodAutoscaler", name)
+        t.ok(hpa is not None and hpa["spec"]["scaleTargetRef"]["name"] == name
+             and hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+             and any(m["type"] == "Resource" and m["resource"]["name"] == "cpu" for m in hpa["spec"]["metrics"])
+             and 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"],
+             "prod: %s scales on CPU (HorizontalPodAutoscaler, not KEDA lag)" % name, hpa)
+        t.ok(not [s for s in C.by_kind(objs, "ScaledObject") if s["spec"]["scaleTargetRef"]["name"] == name],
+             "prod: no ScaledObject fights the HPA of %s" % name)
+        t.ok("cpu" in c["resources"]["requests"], "prod: %s requests CPU (the HPA's base)" % name)
+        ing = C.find(objs, "Ingress", name)
+        ok = ing is not None
+        if ok:
+            ann = ing["metadata"].get("annotations", {})
+            tls = ing["spec"].get("tls", [])
+            hosts = {r.get("host") for r in ing["spec"]["rules"]}
+            backends = [p["backend"]["service"] for r in ing["spec"]["rules"] for p in r["http"]["paths"]]
+            ok = bool(tls) and all(x.get("secretName") for x in tls) and hosts <= {h for x in tls for h in x["hosts"]} \
+                and ("cert-manager.io/cluster-issuer" in ann or "cert-manager.io/issuer" in ann) \
+                and all(b["name"] == name and b["port"].get("name") in [p["name"] for p in svc["spec"]["ports"]]
+                        for b in backends) and backends
+        t.ok(ok, "prod: Ingress %s: TLS for every host (cert-manager), backends are the API Service" % name, ing)
+        exposed = [p["path"] for r in (ing or {"spec": {"rules": []}})["spec"]["rules"] for p in r["http"]["paths"]]
+        t.ok(exposed and all(p.startswith("/v1") for p in exposed),
+             "prod: Ingress %s exposes only the API (/v1), not /metrics or the probes" % name, exposed)
+        nps = [n for n in C.by_kind(objs, "NetworkPolicy") if matches(n["spec"]["podSelector"].get("matchLabels"), plab)
+               and "app.kubernetes.io/name" in n["spec"]["podSelector"]["matchLabels"]]
+        ic = w["ingress_from"]
+        rules = [r for n in nps for r in n["spec"].get("ingress", [])]
+        good = True
+        for r in rules:
+            for f in r.get("from", []):
+                ns = f.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                if ns == ic["namespace"]:
+                    good &= f.get("podSelector", {}).get("matchLabels") == ic["pod_labels"]
+                elif ns != "monitoring":
+                    good = False
+        t.ok(nps and rules and good and any(
+            f.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == ic["namespace"]
+            for r in rules for f in r.get("from", [])),
+            "prod: %s takes traffic only from the ingress controller (and the monitoring scrape)" % name, rules)
+
+
+def policy_cronjobs(t, objs, tbl):
+    """The dbt CronJob: its own pinned image, no overlap, bounded retries and history, key by Secret."""
+    crons = C.by_kind(objs, "CronJob")
+    t.ok(any(cj["metadata"]["name"] == "hl-dbt" for cj in crons), "prod: a CronJob runs dbt")
+    sas = {s["metadata"]["name"] for s in C.by_kind(objs, "ServiceAccount")}
+    for cj in crons:
+        name = "prod: CronJob %s" % cj["metadata"]["name"]
+        spec = cj["spec"]
+        job = spec["jobTemplate"]["spec"]
+        pod = job["template"]["spec"]
+        t.ok(spec.get("concurrencyPolicy") == "Forbid", name + ": concurrencyPolicy Forbid")
+        t.ok(isinstance(job.get("backoffLimit"), int) and job["backoffLimit"] <= 6, name + ": a backoff limit")
+        t.ok(isinstance(spec.get("successfulJobsHistoryLimit"), int) and isinstance(spec.get("failedJobsHistoryLimit"), int),
+             name + ": history limits")
+        t.ok(job.get("activeDeadlineSeconds"), name + ": a deadline per run")
+        t.ok(pod.get("serviceAccountName") in sas and pod.get("automountServiceAccountToken") is False,
+             name + ": own ServiceAccount, no API token")
+        psc = pod.get("securityContext", {})
+        t.ok(psc.get("runAsNonRoot") is True and psc.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+             name + ": non-root, seccomp RuntimeDefault")
+        plab = job["template"]["metadata"]["labels"]
+        t.ok(any(matches(n["spec"]["podSelector"].get("matchLabels"), plab) for n in C.by_kind(objs, "NetworkPolicy")),
+             name + ": its own NetworkPolicy")
+        for c in pod["containers"]:
+            cn = "%s container %s" % (name, c["name"])
+            res = c.get("resources", {})
+            t.ok(all(res.get(a, {}).get(b) for a in ("requests", "limits") for b in ("cpu", "memory")),
+                 cn + ": cpu and memory requests and limits")
+            sc = c.get("securityContext", {})
+            t.ok(sc.get("readOnlyRootFilesystem") is True and sc.get("allowPrivilegeEscalation") is False
+                 and sc.get("capabilities", {}).get("drop") == ["ALL"], cn + ": read-only root, no privileges")
+            img = c["image"]
+            t.ok(":" in img.rsplit("/", 1)[-1] and not img.endswith(":latest") and img != tbl["image"],
+                 cn + ": its own pinned image (%s), not the Healthlake image" % img)
+            if cj["metadata"]["name"] == "hl-dbt":
+                t.ok(c.get("command", []) + c.get("args", []) ==
+                     ["dbt", "build", "--project-dir", "/dbt", "--profiles-dir", "/dbt"],
+                     cn + ": runs dbt build --project-dir /dbt --profiles-dir /dbt", c.get("command"))
+                env, src = C.container_env(objs, c)
+                key = env.get("SNOWFLAKE_PRIVATE_KEY_PATH", "")
+                vols = {v["name"]: v for v in pod.get("volumes", [])}
+                mounted = [m for m in c.get("volumeMounts", []) if key.startswith(m["mountPath"].rstrip("/") + "/")
+                           and "secret" in vols.get(m["name"], {})]
+                t.ok(mounted and mounted[0].get("readOnly") is True and any(
+                    i["path"] == key[len(mounted[0]["mountPath"].rstrip("/")) + 1:]
+                    for i in vols[mounted[0]["name"]]["secret"].get("items", [{"path": key.rsplit("/", 1)[-1]}])),
+                    cn + ": the Snowflake private key %s is a Secret mounted read-only" % key)
+                t.ok(src.get("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", "").startswith("secret:"),
+                     cn + ": the key passphrase comes from a Secret")
+                t.ok(all(env.get(v, "").startswith("/tmp") for v in ("DBT_TARGET_PATH", "DBT_LOG_PATH"))
+                     and any(m["mountPath"] == "/tmp" for m in c.get("volumeMounts", [])),
+                     cn + ": dbt writes its target and logs to the /tmp volume (read-only root)")
+    df = os.path.join(C.ROOT, "deploy/docker/dbt.Dockerfile")
+    text = open(df).read() if os.path.exists(df) else ""
+    t.ok("COPY" in text and "/dbt" in text and re.search(r"^USER\s+\d+", text, re.M)
+         and re.search(r"dbt-snowflake:\d+\.\d+\.\d+", text),
+         "deploy/docker/dbt.Dockerfile: pinned dbt-snowflake base, project in /dbt, non-root user")
+    prof = os.path.join(C.ROOT, "dbt/snowflake/profiles.example.yml")
+    if not os.path.exists(prof):
+        t.skip("dbt profile reads the key path and passphrase the CronJob sets", "dbt/snowflake is not on this branch yet")
+    else:
+        ptxt = open(prof).read()
+        t.ok("SNOWFLAKE_PRIVATE_KEY_PATH" in ptxt and "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE" in ptxt,
+             "dbt profile reads the key path and passphrase the CronJob sets")
 
 
 # ---------------------------------------------------------------- topics
@@ -281,8 +416,8 @@ def case_topics(t, build):
 
 
 # ---------------------------------------------------------------- agreement
-def admin_port(env):
-    addr = env.get("HL_ADMIN_ADDR", "")
+def admin_port(env, var="HL_ADMIN_ADDR"):
+    addr = env.get(var, "")
     m = re.search(r":(\d+)$", addr)
     return int(m.group(1)) if m else None
 
@@ -310,13 +445,15 @@ def case_agreement(t, build):
                     pass
                 missing = [k for k, m in cfg.items() if m["required"] and k not in env]
                 t.ok(not missing, cn + ": every required variable is set", missing)
-                port = admin_port(env) or admin_port({"HL_ADMIN_ADDR": cfg.get("HL_ADMIN_ADDR", {}).get("default") or ""})
+                av = C.addr_var(binary)
+                t.ok(av in cfg, cn + ": %s knows its listen variable %s" % (binary, av))
+                port = admin_port(env, av) or admin_port({av: cfg.get(av, {}).get("default") or ""}, av)
                 ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
                 probe_ports = [c[p]["httpGet"]["port"] for p in ("livenessProbe", "readinessProbe", "startupProbe") if p in c]
                 t.ok(port is not None and all(ports.get(pp, pp) == port for pp in probe_ports),
-                     cn + ": probes use HL_ADMIN_ADDR's port %s" % port, (ports, probe_ports))
-                t.ok(env.get("HL_ADMIN_ADDR", "").startswith("0.0.0.0:"),
-                     cn + ": admin server listens on the pod address (HL_ADMIN_ADDR=%s)" % env.get("HL_ADMIN_ADDR"))
+                     cn + ": probes use %s's port %s" % (av, port), (ports, probe_ports))
+                t.ok(env.get(av, "").startswith("0.0.0.0:"),
+                     cn + ": /metrics, /healthz, /readyz served on the pod address (%s=%s)" % (av, env.get(av)))
                 # The replay Job runs in the prod namespace: prod's PodMonitor scrapes it.
                 monitors = C.by_kind(objs, "PodMonitor") + (C.by_kind(built.get("prod", []), "PodMonitor")
                                                              if o == "dlq-replay" else [])
@@ -370,7 +507,7 @@ def local_env(env, tmp, bootstrap, ports, state):
     for k, v in env.items():
         if k == "HL_KAFKA_BROKERS":
             out[k] = bootstrap
-        elif k == "HL_ADMIN_ADDR":
+        elif k in ("HL_ADMIN_ADDR", "HL_API_ADDR"):
             p = C.free_port()
             ports.append(p)
             out[k] = "127.0.0.1:%d" % p
@@ -378,11 +515,14 @@ def local_env(env, tmp, bootstrap, ports, state):
             out[k] = re.sub(r"ssl\.ca\.location=[^,]*", "ssl.ca.location=" + state["ca"], v)
         elif v in C.IMAGE_FILES:
             out[k] = os.path.join(C.ROOT, C.IMAGE_FILES[v])
-        elif v.startswith("/") and k not in ("HL_PARSER_LANDING_DIR",):
-            out[k] = os.path.join(tmp, v.strip("/").replace("/", "_"))
-        elif k == "HL_PARSER_LANDING_DIR":
+        elif k == "HL_API_JWKS_URL" and v:
+            # The identity provider rewritten to a closed local port: the API still starts.
+            out[k] = "http://127.0.0.1:%d/jwks.json" % C.free_port()
+        elif k in ("HL_PARSER_LANDING_DIR", "HL_API_LANDING") and v.startswith("/"):
             out[k] = state["landing"]
-    if "HL_NOTIFIER_S3_BUCKET" in env and env["HL_NOTIFIER_S3_BUCKET"]:
+        elif v.startswith("/"):
+            out[k] = os.path.join(tmp, v.strip("/").replace("/", "_"))
+    if env.get("HL_NOTIFIER_S3_BUCKET") or env.get("HL_API_LANDING", "").startswith("s3://"):
         # Production S3 rewritten to a closed local port: the notifier must still start.
         out["HL_S3_ENDPOINT"] = "http://127.0.0.1:%d" % C.free_port()
         out["HL_S3_FORCE_PATH_STYLE"] = "true"

@@ -83,6 +83,8 @@ long long hl_config_int(const hl_config *cfg, const char *name);
 bool hl_config_bool(const hl_config *cfg, const char *name);
 /* True when the variable was set in the environment (not defaulted). */
 bool hl_config_is_set(const hl_config *cfg, const char *name);
+/* True when name is in the binary's table (for shared readers of optional variables). */
+bool hl_config_has(const hl_config *cfg, const char *name);
 
 void hl_config_print_help(const hl_config_spec *spec, FILE *f);
 void hl_config_print_markdown(const hl_config_spec *spec, FILE *f);
