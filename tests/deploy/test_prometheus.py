@@ -7,7 +7,9 @@ Usage: test_prometheus.py BUILD_DIR
 The run, all on 127.0.0.1: hl-devbroker; hl-s3-notifier watching a landing
 directory; hl-parser reading what it announces (one file with a bad line, so
 the DLQ counters move), hl-validator and hl-loader (SQLite) behind it; hl-passthrough copying kcat traffic between two extra
-topics. Prometheus (/usr/bin/prometheus) scrapes every admin server each
+topics; hl-api-gateway over the loader's warehouse answering a few requests
+(searches, a missing resource, a request without a token, and a presigned
+upload URL its directory landing cannot give: 200, 404, 401 and 501). Prometheus (/usr/bin/prometheus) scrapes every admin server each
 second with the labels a PodMonitor gives in a cluster (namespace, pod,
 worker), and loads the PrometheusRule's groups as its rule file.
 
@@ -25,7 +27,9 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 
 import yaml
 
@@ -33,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common as C  # noqa: E402
 
 PROMETHEUS = os.environ.get("HL_PROMETHEUS", "/usr/bin/prometheus")
-GRAFANA_VARS = {"$namespace": ".+", "$worker": ".+", "$topic": ".+", "$__rate_interval": "30s",
+GRAFANA_VARS = {"$namespace": ".+", "$worker": ".+", "$topic": ".+", "$route": ".+", "$__rate_interval": "30s",
                 "${datasource}": "", "$__interval": "5s", "$__range": "1m"}
 
 
@@ -113,6 +117,27 @@ class Prom:
         self.log.close()
 
 
+API_SECRET = "deploy-test-hs256-secret-of-32-bytes-or-more"
+
+
+def api_request(base, method, path, token):
+    """One API request; the status code (None when the connection failed)."""
+    req = urllib.request.Request(base + path, method=method, data=b"{}" if method == "POST" else None)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    if method == "POST":
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            r.read()
+            return r.status
+    except urllib.error.HTTPError as e:
+        e.read()
+        return e.code
+    except OSError:
+        return None
+
+
 def start(argv, env, log_path):
     log = open(log_path, "w")
     full = {k: v for k, v in os.environ.items() if not k.startswith("HL_")}
@@ -127,7 +152,10 @@ def main():
         if not (os.access(tool, os.X_OK)):
             t.bail_skip("%s is not installed" % tool)
     bins = {n: C.binary_path(build, n) for n in ("hl-devbroker", "hl-s3-notifier", "hl-parser", "hl-passthrough",
-                                                "hl-validator", "hl-loader")}
+                                                "hl-validator", "hl-loader", "hl-api-gateway")}
+    token_tool = os.path.join(build, "tools/api-token/hl-api-token")
+    if not os.access(token_tool, os.X_OK):
+        t.bail_skip("hl-api-token is not built")
     schema = os.path.join(C.ROOT, C.IMAGE_FILES["/usr/share/healthlake/fhir.schema.json"])
     if not os.path.exists(schema):
         t.bail_skip("the FHIR JSON Schema is not installed (scripts/bootstrap)")
@@ -160,9 +188,13 @@ def main():
                 ("hl-loader", {"HL_KAFKA_STATS_INTERVAL": "1s",
                                "HL_WAREHOUSE_PATH": os.path.join(tmp, "warehouse.db")}),
                 ("hl-s3-notifier", {"HL_NOTIFIER_DIR": landing, "HL_NOTIFIER_STABLE_FOR": "200ms",
-                                    "HL_NOTIFIER_STATE": os.path.join(tmp, "notifier.db")})):
+                                    "HL_NOTIFIER_STATE": os.path.join(tmp, "notifier.db")}),
+            ("hl-api-gateway", {"HL_WAREHOUSE_PATH": os.path.join(tmp, "warehouse.db"), "HL_API_LANDING": landing,
+                                "HL_API_ALLOW_HS256": "true", "HL_API_HS256_SECRET": API_SECRET,
+                                "HL_API_AUDIT": "", "HL_API_RATE_LIMIT": "20", "HL_API_RATE_BURST": "20"})):
             admin[name] = "127.0.0.1:%d" % C.free_port()
-            e = dict(common, HL_ADMIN_ADDR=admin[name], **env)
+            e = dict(common, **env)
+            e[C.addr_var(name)] = admin[name]
             p, log = start([bins[name]], e, os.path.join(tmp, name + ".log"))
             procs.append((name, p, log))
         admin["hl-devbroker"] = broker.admin
@@ -171,6 +203,11 @@ def main():
         for name in ("hl-parser", "hl-passthrough", "hl-validator", "hl-loader"):
             ready = C.wait_for(lambda n=name: C.http_get("http://%s/readyz" % admin[n])[0] == 200, 60, 0.05)
             t.ok(bool(ready), "%s becomes ready against hl-devbroker" % name)
+
+        # The API: ready once the loader created the warehouse.
+        api = "http://" + admin["hl-api-gateway"]
+        ready = C.wait_for(lambda: C.http_get(api + "/readyz")[0] == 200, 60, 0.1)
+        t.ok(bool(ready), "hl-api-gateway becomes ready over the loader's warehouse")
 
         # Traffic: hl-synth patients (valid FHIR) plus one bad line and one
         # profile-invalid resource, a filtered file, and kcat messages.
@@ -198,6 +235,31 @@ def main():
                            and prom.has_data('sum(hl_loader_rows_total) >= 1'), 90, 0.5)
         t.ok(bool(moved), "the pipeline moved the traffic (passthrough copied 200; parser emitted 100+ resources; "
              "the loader committed rows)")
+
+        # API traffic: searches and reads (200), a missing resource (404), no token (401),
+        # a presigned upload URL the directory landing cannot give (501, a real 5xx).
+        r = subprocess.run([token_tool, "mint", "--hs256-secret", API_SECRET, "--tenant", "acme",
+                            "--scope", "system/*.read system/hl.ingest"], capture_output=True, text=True, timeout=30)
+        token = r.stdout.strip()
+        t.ok(r.returncode == 0 and token.count(".") == 2, "hl-api-token minted an HS256 token", r.stderr)
+        codes = {}
+        for _ in range(3):
+            for method, path, auth in (("GET", "/v1/fhir/Patient?_count=5", True),
+                                       ("GET", "/v1/fhir/Observation?_count=5", True),
+                                       ("GET", "/v1/fhir/Patient/no-such-patient", True),
+                                       ("GET", "/v1/fhir/Patient", False),
+                                       ("POST", "/v1/ingestion/upload-url", True)):
+                code = api_request(api, method, path, token if auth else None)
+                codes[(method, path, auth)] = code
+        want = {("GET", "/v1/fhir/Patient?_count=5", True): 200, ("GET", "/v1/fhir/Observation?_count=5", True): 200,
+                ("GET", "/v1/fhir/Patient/no-such-patient", True): 404, ("GET", "/v1/fhir/Patient", False): 401,
+                ("POST", "/v1/ingestion/upload-url", True): 501}
+        t.ok(codes == want, "hl-api-gateway answered 200, 404, 401 and 501 as expected", codes)
+        # Another caller goes over its rate limit (20/s, burst 20): some 429s.
+        r = subprocess.run([token_tool, "mint", "--hs256-secret", API_SECRET, "--tenant", "acme", "--sub", "flood"],
+                           capture_output=True, text=True, timeout=30)
+        flood = [api_request(api, "GET", "/v1/fhir/Patient?_count=1", r.stdout.strip()) for _ in range(60)]
+        t.ok(flood.count(429) >= 1, "a caller over its rate limit gets 429 (%d of 60)" % flood.count(429))
 
         # promtool check metrics on each binary's exposition.
         for name, addr in sorted(admin.items()):
