@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "hl/admin.h"
 #include "hl/error.h"
 #include "hl/lag.h"
 #include "hl/log.h"
@@ -887,4 +888,49 @@ int hl_worker_run(hl_worker *w) {
   atomic_store(&w->a_inflight, w->inflight);
   atomic_store(&w->a_inflight_bytes, w->inflight_bytes);
   return atomic_load(&w->fatal) ? HL_EFATAL : r;
+}
+
+/* ---- A worker binary's main ------------------------------------------------------------ */
+
+int hl_worker_main(const hl_worker_spec *spec) {
+  hl_worker_opts wo;
+  hl_worker_opts_from_config(spec->cfg, &wo);
+  wo.kafka.metrics = spec->metrics;
+  wo.topics = spec->topics;
+  wo.ntopics = spec->ntopics;
+  hl_worker *w = NULL;
+  hl_admin *admin = NULL;
+  char err[512] = "";
+  int r = hl_worker_new(&wo, spec->proc, &w, err, sizeof err);
+  if (r < 0)
+    goto done;
+  if (spec->attach)
+    spec->attach(spec->attach_ud, w);
+  const char *addr = hl_config_str(spec->cfg, "HL_ADMIN_ADDR");
+  if (*addr) {
+    if ((r = hl_admin_start(addr, spec->metrics, &admin)) < 0) {
+      snprintf(err, sizeof err, "admin server on %s: %s", addr, hl_strerror(r));
+      goto done;
+    }
+    if (spec->ready)
+      hl_admin_set_readiness(admin, spec->ready, spec->ready_ud);
+    else
+      hl_admin_set_readiness(admin, hl_worker_ready, w);
+  }
+  if ((r = hl_worker_handle_signals(w)) < 0) {
+    snprintf(err, sizeof err, "signal handlers: %s", hl_strerror(r));
+    goto done;
+  }
+  r = hl_worker_run(w);
+done:
+  /* hl_worker_run's own failures were logged where they happened. */
+  if (r < 0 && *err)
+    hl_log_kv(HL_LOG_ERROR, "cannot run", "error", err, NULL);
+  else if (r < 0 && hl_log_enabled(HL_LOG_INFO))
+    hl_log_kv(HL_LOG_INFO, "stopped", "result", hl_strerror(r), NULL);
+  else if (hl_log_enabled(HL_LOG_INFO))
+    hl_log_kv(HL_LOG_INFO, "stopped", NULL);
+  admin = hl_admin_stop(admin);
+  w = hl_worker_free(w);
+  return r == HL_ECONFIG ? HL_EXIT_CONFIG : hl_worker_exit_status(r);
 }

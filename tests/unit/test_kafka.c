@@ -391,3 +391,50 @@ Test(kafka, readiness_follows_broker_connectivity, .timeout = 120) {
   hl_metrics_free(reg);
   hl_mock_stop(&m);
 }
+
+/*
+ * Regression: with the broker gone, the final commit and the close used to
+ * wait for ever for a group coordinator. Bounded, they give up in time, and
+ * freeing the consumer does not wait either.
+ */
+Test(kafka, commit_and_close_are_bounded_without_a_broker, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "gone.in", 1);
+  hl_test_produce(m.bootstraps, "gone.in", 0, 10, 16, -1);
+  hl_kafka_opts o = opts_for(m.bootstraps, "g-gone", NULL);
+  hl_consumer *c = NULL;
+  char err[256], reason[256] = "";
+  cr_assert_eq(hl_consumer_new(&o, NULL, &c, err, sizeof err), 0);
+  const char *topics[] = {"gone.in"};
+  hl_consumer_subscribe(c, topics, 1);
+  rd_kafka_message_t *msg = NULL;
+  double end = hl_test_now() + 30;
+  while (!msg && hl_test_now() < end)
+    msg = hl_consumer_poll(c, 100);
+  cr_assert_not_null(msg, "no message consumed");
+  cr_assert_eq(hl_consumer_store(c, msg->rkt, msg->partition, msg->offset + 1), 0);
+  rd_kafka_message_destroy(msg);
+  /* With the broker up, a bounded commit answers. */
+  cr_assert_eq(hl_consumer_commit_within(c, 10000), 0);
+  msg = hl_consumer_poll(c, 100);
+  if (msg) {
+    hl_consumer_store(c, msg->rkt, msg->partition, msg->offset + 1);
+    rd_kafka_message_destroy(msg);
+  }
+  rd_kafka_mock_broker_set_down(m.mc, 1);
+  cr_assert(poll_until_ready(c, false, 30, reason, sizeof reason), "still ready with the broker down");
+  double t0 = hl_test_now();
+  int r = hl_consumer_commit_within(c, 500);
+  double t1 = hl_test_now();
+  cr_assert(r == HL_ETIMEOUT || r == HL_EKAFKA || r == 0, "commit: %s", hl_strerror(r));
+  cr_assert_lt(t1 - t0, 5.0, "the commit waited %.1f s", t1 - t0);
+  r = hl_consumer_close_within(c, 500);
+  double t2 = hl_test_now();
+  cr_assert(r == HL_ETIMEOUT || r == 0, "close: %s", hl_strerror(r));
+  cr_assert_lt(t2 - t1, 5.0, "the close waited %.1f s", t2 - t1);
+  cr_assert_eq(hl_consumer_close_within(c, 500), 0, "closing twice is a no-op");
+  hl_consumer_free(c);
+  cr_assert_lt(hl_test_now() - t2, 5.0, "freeing the consumer waited");
+  hl_mock_stop(&m);
+}

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "hl/admin.h"
 #include "hl/config.h"
 #include "hl/error.h"
 #include "hl/log.h"
@@ -51,40 +50,16 @@ int main(int argc, char **argv) {
   if (err[0]) {
     fprintf(stderr, "%s: configuration error: %s\n", spec.binary, err);
     hl_config_free(cfg);
-    return 2;
+    return HL_EXIT_CONFIG;
   }
-
-  int status = 1;
+  int status = HL_EXIT_FAILURE;
   hl_metrics *metrics = NULL;
-  hl_worker *w = NULL;
-  hl_admin *admin = NULL;
-  if (hl_metrics_new(&metrics) < 0)
-    goto done;
-  opts.kafka.metrics = metrics;
-  opts.topics = &in;
-  opts.ntopics = 1;
-  hl_processor proc = {.stage = "passthrough", .ud = (void *)out, .process = forward};
-  int r = hl_worker_new(&opts, &proc, &w, err, sizeof err);
-  if (r < 0) {
-    hl_log_kv(HL_LOG_ERROR, "cannot start", "error", err[0] ? err : hl_strerror(r), NULL);
-    goto done;
+  if (hl_metrics_new(&metrics) == 0) {
+    hl_processor proc = {.stage = "passthrough", .ud = (void *)out, .process = forward};
+    hl_log_kv(HL_LOG_INFO, "copying", "from", in, "to", out, NULL);
+    hl_worker_spec ws = {.cfg = cfg, .metrics = metrics, .topics = &in, .ntopics = 1, .proc = &proc};
+    status = hl_worker_main(&ws);
   }
-  const char *addr = hl_config_str(cfg, "HL_ADMIN_ADDR");
-  if (*addr && (r = hl_admin_start(addr, metrics, &admin)) < 0) {
-    hl_log_kv(HL_LOG_ERROR, "cannot start the admin server", "addr", addr, "error", hl_strerror(r),
-              NULL);
-    goto done;
-  }
-  if (admin)
-    hl_admin_set_readiness(admin, hl_worker_ready, w);
-  hl_worker_handle_signals(w);
-  hl_log_kv(HL_LOG_INFO, "copying", "from", in, "to", out, NULL);
-  r = hl_worker_run(w);
-  hl_log_kv(HL_LOG_INFO, "stopped", "result", hl_strerror(r), NULL);
-  status = hl_worker_exit_status(r);
-done:
-  hl_admin_stop(admin);
-  hl_worker_free(w);
   hl_metrics_free(metrics);
   hl_config_free(cfg);
   return status;

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "hl/admin.h"
 #include "hl/config.h"
 #include "hl/error.h"
 #include "hl/log.h"
@@ -25,50 +24,42 @@ static const hl_config_spec spec = {
     "the transaction and publishes hl.load.committed.",
     vars, sizeof vars / sizeof vars[0]};
 
+static void attach(void *ud, hl_worker *w) { hl_loader_worker_attach(ud, w); }
+
 int main(int argc, char **argv) {
   hl_config *cfg = hl_config_main(&spec, argc, argv);
   hl_log_configure(spec.binary, cfg);
   hl_metrics *reg = NULL;
   hl_loader_worker *lw = NULL;
-  hl_worker *w = NULL;
-  hl_admin *admin = NULL;
   char err[1024] = "";
+  int status = HL_EXIT_FAILURE;
   int r = hl_metrics_new(&reg);
   if (r == 0)
     r = hl_loader_worker_new(cfg, reg, &lw, err, sizeof err);
-  if (r < 0)
+  if (r < 0) {
+    hl_log_kv(HL_LOG_ERROR, "cannot start", "error", *err ? err : hl_wh_strerror(r), NULL);
+    status = r == HL_ECONFIG ? HL_EXIT_CONFIG : HL_EXIT_FAILURE;
     goto done;
-  hl_worker_opts wo;
-  hl_worker_opts_from_config(cfg, &wo);
-  wo.kafka.metrics = reg;
+  }
   const char *topics[] = {hl_config_str(cfg, "HL_LOADER_INPUT_TOPIC"),
                           hl_config_str(cfg, "HL_LOADER_STATUS_TOPIC")};
-  wo.topics = topics;
-  wo.ntopics = *topics[1] ? 2 : 1;
   hl_processor proc;
   hl_loader_worker_processor(lw, &proc);
-  if ((r = hl_worker_new(&wo, &proc, &w, err, sizeof err)) < 0)
-    goto done;
-  hl_loader_worker_attach(lw, w);
-  const char *addr = hl_config_str(cfg, "HL_ADMIN_ADDR");
-  if (*addr) {
-    if ((r = hl_admin_start(addr, reg, &admin)) < 0) {
-      snprintf(err, sizeof err, "admin server on %s: %s", addr, hl_strerror(r));
-      goto done;
-    }
-    hl_admin_set_readiness(admin, hl_loader_worker_ready, lw);
-  }
-  hl_worker_handle_signals(w);
   hl_log_kv(HL_LOG_INFO, "started", "input", topics[0], "status", topics[1], "warehouse",
             hl_config_str(cfg, "HL_WAREHOUSE_PATH"), NULL);
-  r = hl_worker_run(w);
+  hl_worker_spec ws = {.cfg = cfg,
+                       .metrics = reg,
+                       .topics = topics,
+                       .ntopics = *topics[1] ? 2 : 1,
+                       .proc = &proc,
+                       .attach = attach,
+                       .attach_ud = lw,
+                       .ready = hl_loader_worker_ready,
+                       .ready_ud = lw};
+  status = hl_worker_main(&ws);
 done:
-  if (r < 0)
-    hl_log_kv(HL_LOG_ERROR, "stopped with an error", "error", *err ? err : hl_wh_strerror(r), NULL);
-  admin = hl_admin_stop(admin);
-  w = hl_worker_free(w);
   lw = hl_loader_worker_free(lw);
   reg = hl_metrics_free(reg);
   hl_config_free(cfg);
-  return r == HL_ECONFIG ? 2 : r < 0 ? 1 : 0;
+  return status;
 }

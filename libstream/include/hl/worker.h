@@ -31,6 +31,7 @@
 
 #include "hl/config.h"
 #include "hl/kafka.h"
+#include "hl/metrics.h"
 
 /* The variables of the run loop, spliced into a worker's table. */
 #define HL_CONFIG_WORKER_VARS                                                           \
@@ -137,6 +138,34 @@ int hl_worker_handle_signals(hl_worker *w);
  * hl_worker. Thread-safe.
  */
 bool hl_worker_ready(void *ud, char *reason, size_t len);
+
+/* ---- A worker binary's main ------------------------------------------------------ */
+
+/* What hl_worker_main needs; everything is borrowed for the call. */
+typedef struct hl_worker_spec {
+  const hl_config *cfg;       /* HL_CONFIG_KAFKA_VARS, the worker variables, HL_ADMIN_ADDR */
+  hl_metrics *metrics;        /* the registry /metrics serves; may be NULL */
+  const char *const *topics;  /* input topics */
+  size_t ntopics;
+  const hl_processor *proc;
+  /* Called once the worker exists, before it runs (may be NULL). */
+  void (*attach)(void *ud, hl_worker *w);
+  void *attach_ud;
+  /* Readiness for /readyz and hl_ready; NULL: hl_worker_ready of the worker. */
+  bool (*ready)(void *ud, char *reason, size_t len);
+  void *ready_ud;
+} hl_worker_spec;
+
+/*
+ * The run of a worker binary after its configuration and processor are
+ * built: creates the worker, starts the admin server on HL_ADMIN_ADDR (none
+ * when empty) with the readiness function, installs the SIGTERM/SIGINT
+ * handlers, runs until stopped, drains, stops the admin server and frees
+ * the worker. Logs a failure once. Returns the process exit status
+ * (HL_EXIT_*): 2 when the worker's options are invalid, 1 when it cannot
+ * start or stops on a fatal error, 3 at the drain/close deadline, else 0.
+ */
+int hl_worker_main(const hl_worker_spec *spec);
 
 /* ---- Inside processor callbacks ------------------------------------------------ */
 
