@@ -591,9 +591,11 @@ int hl__sf_op_init(hl__sf_op *op, hl_snowflake *sf, const hl_snowflake_stmt *st)
     return -EINVAL;
   op->sf = sf;
   hl_buf_init(&op->resp, HL__SF_MAX_ERROR_BODY);
-  if (st->request_id)
+  if (st->request_id) {
+    /* The caller's id may have been sent before (a restart): never run it twice. */
     snprintf(op->request_id, sizeof op->request_id, "%s", st->request_id);
-  else
+    op->resubmit = true;
+  } else
     hl__sf_uuid(sf, op->request_id);
   int rc;
   op->submit_body = submit_body(sf, st, &rc);
@@ -805,6 +807,9 @@ hl__sf_next hl__sf_op_step(hl__sf_op *op, CURLcode cc) {
   default:
     e->http_status = (int)status;
     read_status(e, op->resp.data, op->resp.len);
+    /* A statement that reached its timeout while we polled: 422 with 000630. */
+    if (status == 422 && !strcmp(e->code, "000630"))
+      return finish(op, HL_ETIMEOUT);
     return finish(op, HL_EHTTP);
   }
 }

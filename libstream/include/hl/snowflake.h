@@ -102,7 +102,7 @@ typedef struct hl_snowflake_config {
 /* Details of a failed call; cleared at the start of every call. */
 typedef struct hl_snowflake_error {
   int http_status;            /* 0 when no HTTP answer came */
-  char code[16];              /* Snowflake error code, e.g. "002003" */
+  char code[64];              /* Snowflake error code, e.g. "002003" (streaming: a name) */
   char sql_state[8];          /* e.g. "42S02" */
   char message[512];          /* server message, or the transport error */
   char statement_handle[64];  /* when the server gave one */
