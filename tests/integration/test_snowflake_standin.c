@@ -391,6 +391,19 @@ Test(sfstandin, cancel_running_statement) {
   hl_snowflake_free(sf);
 }
 
+Test(sfstandin, client_deadline_cancels) {
+  /* A server that lets the statement run past its timeout: the client cancels at its own deadline. */
+  fault("{\"ignore_timeouts\":true}");
+  hl_snowflake *sf = client();
+  hl_snowflake_error e;
+  hl_snowflake_stmt st = {.sql = "CALL SYSTEM$WAIT(60)", .timeout_ms = 500};
+  cr_assert_eq(hl_snowflake_exec(sf, &st, NULL, &e), HL_ETIMEOUT);
+  cr_assert_eq(stat_of("cancels"), 1);
+  cr_assert(strstr(e.message, "cancelled"), "%s", e.message);
+  cr_assert_eq(stat_of("executions"), 0);
+  hl_snowflake_free(sf);
+}
+
 Test(sfstandin, refused_tokens_and_requests) {
   hl_snowflake *sf = client();
   hl_buf b;

@@ -95,6 +95,7 @@ struct sf_standin {
   fault faults[SI_MAX_FAULTS];
   int nfaults;
   int unauthorized;        /* next N authenticated requests answer 401 */
+  bool ignore_timeouts;    /* statements run past their timeout (tests the client's deadline) */
   long delay_ms;           /* next delay_count statements take this much longer */
   int delay_count;
   scoped tokens[SI_MAX_SCOPED];
@@ -581,7 +582,7 @@ static void stmt_timer(uv_timer_t *t) {
   if (st->state != ST_RUNNING)
     return;
   int64_t ran = now_ms() - st->created_ms;
-  if (st->timeout_ms > 0 && ran >= st->timeout_ms - 5) {
+  if (st->timeout_ms > 0 && ran >= st->timeout_ms - 5 && !s->ignore_timeouts) {
     st->state = ST_TIMEDOUT; /* never executed: cancelled at its timeout */
   } else {
     execute(s, st);
@@ -787,7 +788,7 @@ static void submit(sf_standin *s, hl_http_req *req) {
     if (!(st->timer = new_timer(s, st))) {
       execute(s, st);
     } else {
-      long at = delay < st->timeout_ms ? delay : st->timeout_ms;
+      long at = delay < st->timeout_ms || s->ignore_timeouts ? delay : st->timeout_ms;
       uv_timer_start(st->timer, stmt_timer, (uint64_t)at, 0);
     }
   } else {
@@ -1268,6 +1269,8 @@ static void control(sf_standin *s, hl_http_req *req, const char *path, const cha
       json_t *c = json_object_get(j, "delay_count");
       s->delay_count = json_is_integer(c) ? (int)json_integer_value(c) : 1;
     }
+    if (json_is_boolean(json_object_get(j, "ignore_timeouts")))
+      s->ignore_timeouts = json_is_true(json_object_get(j, "ignore_timeouts"));
     if (json_is_integer(json_object_get(j, "sync_wait_ms")))
       s->sync_wait_ms = (long)json_integer_value(json_object_get(j, "sync_wait_ms"));
     if (json_is_true(json_object_get(j, "expire_scoped_tokens")))
