@@ -211,6 +211,13 @@ Test(sfstandin, typed_bindings_and_values) {
   cr_assert_eq(hl_snowflake_result_value(r, 1, 1, &v), 0);
   cr_assert_eq(v.kind, HL_SFV_NULL);
   hl_snowflake_result_free(r);
+  /* Paths into VARIANT and casts, as the API backends write them. */
+  cr_assert_eq(hl_snowflake_query(sf, "SELECT DOC:a[1]::NUMBER(38,0) AS X, '5'::INT AS Y, DOC:\"a\"::string AS Z "
+                                      "FROM HEALTHLAKE.RAW.T WHERE ID = 7", NULL, 0, &r, &e), 0, "%s", e.message);
+  cr_assert_str_eq(hl_snowflake_result_str(r, 0, 0), "2");
+  cr_assert_str_eq(hl_snowflake_result_str(r, 0, 1), "5");
+  cr_assert_str_eq(hl_snowflake_result_str(r, 0, 2), "[1,2]");
+  hl_snowflake_result_free(r);
   /* Named positional binds :1 :2 refer to bindings "1" and "2". */
   const char *args[] = {"8", "x"};
   cr_assert_eq(hl_snowflake_query(sf, "SELECT :2 AS A, ID FROM RAW.T WHERE ID = :1", args, 2, &r, &e), 0, "%s", e.message);

@@ -283,8 +283,10 @@ double sf_sql_wait_seconds(const char *sql) {
 /*
  * The translation: three-part names db.schema.object lose the database
  * (schemas are attached SQLite files), CURRENT_TIMESTAMP() and friends
- * lose their parentheses, SYSDATE() becomes CURRENT_TIMESTAMP. Strings,
- * quoted identifiers and comments are copied unchanged.
+ * lose their parentheses, SYSDATE() becomes CURRENT_TIMESTAMP, expr::TYPE
+ * casts are dropped and col:a.b[0] paths into VARIANT become
+ * json_extract(col, '$.a.b[0]'). Strings, quoted identifiers and comments
+ * are copied unchanged.
  */
 static int rewrite(const char *sql, hl_buf *out) {
   const char *p = sql;
@@ -295,6 +297,22 @@ static int rewrite(const char *sql, hl_buf *out) {
       rc = hl_buf_append(out, p, q);
       p += q;
       continue;
+    }
+    /* expr::TYPE casts: SQLite's values are dynamically typed, the cast is dropped. */
+    if (p[0] == ':' && p[1] == ':') {
+      const char *t = p + 2;
+      while (isspace((unsigned char)*t))
+        t++;
+      if (ident_start((unsigned char)*t)) {
+        while (ident_char((unsigned char)*t))
+          t++;
+        if (*t == '(') { /* NUMBER(38,0) */
+          const char *close = strchr(t, ')');
+          t = close ? close + 1 : t;
+        }
+        p = t;
+        continue;
+      }
     }
     if (!ident_start((unsigned char)*p) || (p > sql && (ident_char((unsigned char)p[-1]) || p[-1] == '.'))) {
       rc = hl_buf_putc(out, *p++);
@@ -326,11 +344,26 @@ static int rewrite(const char *sql, hl_buf *out) {
       c++;
     }
     int first = np == 3 ? 1 : 0;
+    /* col:path.to[0].field (a path into VARIANT) -> json_extract(col, '$.path.to[0].field'). */
+    bool path = *c == ':' && c[1] != ':' && (ident_start((unsigned char)c[1]) || c[1] == '"');
+    if (path)
+      rc = hl_buf_puts(out, "json_extract(");
     for (int i = first; i < np && rc == 0; i++) {
       if (i > first)
         rc = hl_buf_putc(out, '.');
       if (rc == 0)
         rc = hl_buf_append(out, parts[i], lens[i]);
+    }
+    if (path && rc == 0) {
+      rc = hl_buf_puts(out, ", '$.");
+      c++;
+      while (rc == 0 && (ident_char((unsigned char)*c) || *c == '.' || *c == '[' || *c == ']' || *c == '"')) {
+        if (*c != '"' && *c != '\'')
+          rc = hl_buf_putc(out, *c);
+        c++;
+      }
+      if (rc == 0)
+        rc = hl_buf_puts(out, "')");
     }
     if (np == 1 && rc == 0) {
       static const char *const niladic[] = {"CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME", "SYSDATE",
