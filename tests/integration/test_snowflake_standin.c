@@ -24,6 +24,7 @@
 #include "hl/buf.h"
 #include "hl/error.h"
 #include "hl/snowflake.h"
+#include "hl_sf_test.h"
 #include "hl_test.h"
 #include "standin.h"
 
@@ -36,19 +37,6 @@ static char g_key_path[300];
 static char *g_key_pem;
 static sf_standin_thread *g_si;
 static int g_port;
-
-static char *gen_key(void) {
-  EVP_PKEY *k = EVP_RSA_gen(2048);
-  cr_assert_not_null(k);
-  BIO *b = BIO_new(BIO_s_mem());
-  cr_assert(PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) == 1);
-  char *data;
-  long n = BIO_get_mem_data(b, &data);
-  char *pem = strndup(data, (size_t)n);
-  BIO_free(b);
-  EVP_PKEY_free(k);
-  return pem;
-}
 
 static void start_standin(void) {
   sf_standin_config c = {.dir = g_dir, .account = "hltest", .user = "loader", .public_key_file = g_key_path,
@@ -63,7 +51,7 @@ static void setup(void) {
   snprintf(g_dir, sizeof g_dir, "/tmp/hl-sf-standinXXXXXX");
   cr_assert_not_null(mkdtemp(g_dir));
   snprintf(g_key_path, sizeof g_key_path, "%s/key.pem", g_dir);
-  g_key_pem = gen_key();
+  g_key_pem = hl_sf_test_key_pem(NULL);
   FILE *f = fopen(g_key_path, "w");
   cr_assert_not_null(f);
   fputs(g_key_pem, f);
@@ -434,7 +422,7 @@ Test(sfstandin, refused_tokens_and_requests) {
   cr_assert_eq(raw("POST", path, h, body, &b), 401);
   free(tok);
   /* Another key: wrong fingerprint and signature. */
-  char *other = gen_key();
+  char *other = hl_sf_test_key_pem(NULL);
   hl_snowflake *sf2 = client_with(other, 0);
   hl_snowflake_error e;
   cr_assert_eq(hl_snowflake_query(sf2, "SELECT 1", NULL, 0, NULL, &e), HL_EHTTP);

@@ -19,25 +19,10 @@
 
 #include "hl/error.h"
 #include "hl/snowflake.h"
+#include "hl_sf_test.h"
 #include "hl_test.h"
 
 HL_TEST_SUITE(snowflake);
-
-static char *make_key_pem(EVP_PKEY **keep) {
-  EVP_PKEY *k = EVP_RSA_gen(2048);
-  cr_assert_not_null(k);
-  BIO *b = BIO_new(BIO_s_mem());
-  cr_assert(PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) == 1);
-  char *data;
-  long n = BIO_get_mem_data(b, &data);
-  char *pem = strndup(data, (size_t)n);
-  BIO_free(b);
-  if (keep)
-    *keep = k;
-  else
-    EVP_PKEY_free(k);
-  return pem;
-}
 
 static hl_snowflake *make_client(const char *pem, const char *account) {
   hl_snowflake_config c = {.account = account, .user = "jane_doe", .private_key_pem = pem,
@@ -59,7 +44,7 @@ Test(snowflake, qualified_user) {
 }
 
 Test(snowflake, fingerprint_matches_openssl_cli) {
-  char *pem = make_key_pem(NULL);
+  char *pem = hl_sf_test_key_pem(NULL);
   char path[] = "/tmp/hl-sf-keyXXXXXX";
   int fd = mkstemp(path);
   cr_assert(fd >= 0);
@@ -103,7 +88,7 @@ static json_t *decode_part(const char *p, size_t n) {
 
 Test(snowflake, jwt_claims_and_signature) {
   EVP_PKEY *key;
-  char *pem = make_key_pem(&key);
+  char *pem = hl_sf_test_key_pem(&key);
   hl_snowflake *sf = make_client(pem, "xy12345.eu-west-1");
   char *tok = NULL;
   cr_assert_eq(hl_snowflake_jwt_at(sf, 1700000000, 3540, &tok), 0);
@@ -160,7 +145,7 @@ Test(snowflake, bad_key_and_config) {
   c.private_key_pem = NULL;
   c.private_key_file = "/nonexistent/key.p8";
   cr_assert_eq(hl_snowflake_new(&c, &sf, err, sizeof err), HL_ECONFIG);
-  char *pem = make_key_pem(NULL);
+  char *pem = hl_sf_test_key_pem(NULL);
   c.private_key_pem = pem;
   c.jwt_lifetime_s = 7200; /* Snowflake refuses tokens living longer than an hour */
   cr_assert_eq(hl_snowflake_new(&c, &sf, err, sizeof err), HL_ECONFIG);

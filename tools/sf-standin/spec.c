@@ -59,8 +59,8 @@ static json_t *deref(const sf_spec *s, json_t *node) {
   return node;
 }
 
-static bool is_uuid(const char *v) {
-  if (strlen(v) != 36)
+bool sf_spec_is_uuid(const char *v, size_t n) {
+  if (n != 36)
     return false;
   for (int i = 0; i < 36; i++) {
     if (i == 8 || i == 13 || i == 18 || i == 23) {
@@ -106,7 +106,8 @@ static bool validate(const sf_spec *s, json_t *schema, json_t *v, const char *wh
       return fail(err, errlen, where, "not one of the enumerated values");
   }
   const char *format = json_string_value(json_object_get(schema, "format"));
-  if (format && !strcmp(format, "uuid") && json_is_string(v) && !is_uuid(json_string_value(v)))
+  if (format && !strcmp(format, "uuid") && json_is_string(v) &&
+      !sf_spec_is_uuid(json_string_value(v), json_string_length(v)))
     return fail(err, errlen, where, "not a UUID");
   json_t *min = json_object_get(schema, "minimum");
   if (json_is_number(min) && json_is_number(v) && json_number_value(v) < json_number_value(min))

@@ -41,6 +41,9 @@ int sf_spec_check_request(const sf_spec *s, const char *tmpl, const char *method
 bool sf_spec_check_response(const sf_spec *s, const char *tmpl, const char *method, int status, json_t *body,
                             char *err, size_t errlen);
 
+/* Whether v (n bytes) is a UUID: 8-4-4-4-12 hexadecimal digits. */
+bool sf_spec_is_uuid(const char *v, size_t n);
+
 /* Validates value against a schema of the document (exposed for tests). */
 bool sf_spec_validate(const sf_spec *s, json_t *schema, json_t *value, const char *where, char *err,
                       size_t errlen);

@@ -1287,15 +1287,6 @@ static void control(sf_standin *s, hl_http_req *req, const char *path, const cha
 /* ------------------------------------------------------------------------ */
 /* Routing.                                                                  */
 
-static bool is_uuid(const char *v, size_t n) {
-  if (n != 36)
-    return false;
-  for (size_t i = 0; i < n; i++)
-    if ((i == 8 || i == 13 || i == 18 || i == 23) ? v[i] != '-' : !isxdigit((unsigned char)v[i]))
-      return false;
-  return true;
-}
-
 static void handler(hl_http_req *req, void *ud) {
   sf_standin *s = ud;
   const char *path = hl_http_req_path(req);
@@ -1328,7 +1319,7 @@ static void handler(hl_http_req *req, void *ud) {
       const char *h = rest + 1;
       size_t hl = strcspn(h, "/");
       bool cancel = !strcmp(h + hl, "/cancel");
-      if (!is_uuid(h, hl) || (h[hl] && !cancel)) {
+      if (!sf_spec_is_uuid(h, hl) || (h[hl] && !cancel)) {
         reply_error(s, req, 404, "000001", "no such endpoint %s", path);
         return;
       }
