@@ -100,8 +100,9 @@ static size_t collect(char *p, size_t sz, size_t n, void *ud) {
   return hl_buf_append(ud, p, sz * n) < 0 ? 0 : sz * n;
 }
 
-/* A raw request (for what the client never sends); returns the status. */
-static long raw(const char *method, const char *path, const char *const *headers, const char *body, hl_buf *out) {
+/* A raw request (for what the client never sends); returns the status. hdrs (may be NULL) gets the header block. */
+static long raw_h(const char *method, const char *path, const char *const *headers, const char *body, hl_buf *out,
+                  hl_buf *hdrs) {
   CURL *c = curl_easy_init();
   char url[512];
   snprintf(url, sizeof url, "http://127.0.0.1:%d%s", g_port, path);
@@ -116,6 +117,10 @@ static long raw(const char *method, const char *path, const char *const *headers
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+  if (hdrs) {
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, hdrs);
+  }
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
   long status = 0;
   if (curl_easy_perform(c) == CURLE_OK)
@@ -123,6 +128,10 @@ static long raw(const char *method, const char *path, const char *const *headers
   curl_slist_free_all(h);
   curl_easy_cleanup(c);
   return status;
+}
+
+static long raw(const char *method, const char *path, const char *const *headers, const char *body, hl_buf *out) {
+  return raw_h(method, path, headers, body, out, NULL);
 }
 
 static long long stat_of(const char *name) {
@@ -246,6 +255,21 @@ Test(sfstandin, array_bindings_and_partitions) {
   }
   cr_assert_null(hl_snowflake_result_str(r, 4, 1));
   cr_assert_geq(e.attempts, 4);
+  /* The partitions carry Link headers (first, prev, next, last). */
+  char path[200], auth[4096];
+  snprintf(path, sizeof path, "/api/v2/statements/%s?partition=1", hl_snowflake_result_handle(r));
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", hl_snowflake_token(sf));
+  const char *h[] = {auth, "X-Snowflake-Authorization-Token-Type: KEYPAIR_JWT", "User-Agent: hl-test/1", NULL};
+  hl_buf body, hdrs;
+  hl_buf_init(&body, 1 << 20);
+  hl_buf_init(&hdrs, 1 << 16);
+  cr_assert_eq(raw_h("GET", path, h, NULL, &body, &hdrs), 200, "%s", body.data);
+  cr_assert(strstr(hdrs.data, "partition=0>; rel=\"first\""), "%s", hdrs.data);
+  cr_assert(strstr(hdrs.data, "partition=2>; rel=\"next\""), "%s", hdrs.data);
+  cr_assert(strstr(hdrs.data, "partition=3>; rel=\"last\""), "%s", hdrs.data);
+  cr_assert(strstr(body.data, "[\"3\",\"name-3\"]"), "%s", body.data);
+  hl_buf_free(&body);
+  hl_buf_free(&hdrs);
   hl_snowflake_result_free(r);
   hl_snowflake_free(sf);
 }
@@ -277,6 +301,12 @@ Test(sfstandin, retry_429_then_success) {
   cr_assert_eq(hl_snowflake_query(sf, "SELECT 1 AS ONE", NULL, 0, &r, &e), 0, "%s", e.message);
   cr_assert_eq(e.attempts, 3);
   cr_assert_eq(stat_of("faults_served"), 2);
+  hl_snowflake_result_free(r);
+  /* A statement slowed down by the stand-in: 202, then polls until it is done. */
+  fault("{\"delay_ms\":600,\"delay_count\":1}");
+  cr_assert_eq(hl_snowflake_query(sf, "SELECT 2 AS TWO", NULL, 0, &r, &e), 0, "%s", e.message);
+  cr_assert_geq(e.attempts, 2);
+  cr_assert_str_eq(hl_snowflake_result_str(r, 0, 0), "2");
   hl_snowflake_result_free(r);
   hl_snowflake_free(sf);
 }
@@ -399,6 +429,43 @@ Test(sfstandin, client_deadline_cancels) {
   hl_snowflake_free(sf);
 }
 
+/* A JWT signed with key_pem over the given claims (to forge what the client never makes). */
+static char *sign_jwt(const char *key_pem, const char *claims) {
+  BIO *bio = BIO_new_mem_buf(key_pem, -1);
+  EVP_PKEY *k = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+  BIO_free(bio);
+  cr_assert_not_null(k);
+  const char *parts[2] = {"{\"alg\":\"RS256\",\"typ\":\"JWT\"}", claims};
+  char out[4096] = "";
+  size_t o = 0;
+  for (int i = 0; i < 2; i++) {
+    unsigned char enc[2048];
+    int n = EVP_EncodeBlock(enc, (const unsigned char *)parts[i], (int)strlen(parts[i]));
+    while (n > 0 && enc[n - 1] == '=')
+      n--;
+    for (int j = 0; j < n; j++)
+      out[o++] = enc[j] == '+' ? '-' : enc[j] == '/' ? '_' : (char)enc[j];
+    out[o++] = i == 0 ? '.' : '\0';
+  }
+  o--;
+  unsigned char sig[512];
+  size_t sl = sizeof sig;
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  cr_assert_eq(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k), 1);
+  cr_assert_eq(EVP_DigestSign(md, sig, &sl, (const unsigned char *)out, o), 1);
+  EVP_MD_CTX_free(md);
+  EVP_PKEY_free(k);
+  unsigned char enc[1024];
+  int n = EVP_EncodeBlock(enc, sig, (int)sl);
+  while (n > 0 && enc[n - 1] == '=')
+    n--;
+  out[o++] = '.';
+  for (int j = 0; j < n; j++)
+    out[o++] = enc[j] == '+' ? '-' : enc[j] == '/' ? '_' : (char)enc[j];
+  out[o] = '\0';
+  return strdup(out);
+}
+
 Test(sfstandin, refused_tokens_and_requests) {
   hl_snowflake *sf = client();
   hl_buf b;
@@ -429,14 +496,43 @@ Test(sfstandin, refused_tokens_and_requests) {
   cr_assert_eq(e.http_status, 401);
   hl_snowflake_free(sf2);
   free(other);
+  /* The right key, but a fingerprint in iss that is not the key's; then a wrong sub. */
+  char claims[512];
+  long long now = (long long)time(NULL);
+  snprintf(claims, sizeof claims,
+           "{\"iss\":\"HLTEST.LOADER.SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\",\"sub\":\"HLTEST.LOADER\","
+           "\"iat\":%lld,\"exp\":%lld}", now, now + 600);
+  tok = sign_jwt(g_key_pem, claims);
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
+  hl_buf_reset(&b);
+  cr_assert_eq(raw("POST", path, h, body, &b), 401);
+  cr_assert(strstr(b.data, "iss must be"), "%s", b.data);
+  free(tok);
+  snprintf(claims, sizeof claims, "{\"iss\":\"HLTEST.LOADER.%s\",\"sub\":\"HLTEST.OTHER\",\"iat\":%lld,\"exp\":%lld}",
+           hl_snowflake_fingerprint(sf), now, now + 600);
+  tok = sign_jwt(g_key_pem, claims);
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
+  hl_buf_reset(&b);
+  cr_assert_eq(raw("POST", path, h, body, &b), 401);
+  cr_assert(strstr(b.data, "sub must be"), "%s", b.data);
+  free(tok);
+  /* The same claims made right are accepted: the forging helper is sound. */
+  snprintf(claims, sizeof claims, "{\"iss\":\"HLTEST.LOADER.%s\",\"sub\":\"HLTEST.LOADER\",\"iat\":%lld,\"exp\":%lld}",
+           hl_snowflake_fingerprint(sf), now, now + 600);
+  tok = sign_jwt(g_key_pem, claims);
+  snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
+  hl_buf_reset(&b);
+  cr_assert_eq(raw("POST", "/api/v2/statements?requestId=0b1f4b9e-8f6c-4b2a-9a57-0d3c1e5f7a99", h, body, &b), 200,
+               "%s", b.data);
+  free(tok);
   /* The right token with the wrong token type. */
   snprintf(auth, sizeof auth, "Authorization: Bearer %s", hl_snowflake_token(sf));
   const char *h2[] = {auth, "X-Snowflake-Authorization-Token-Type: OAUTH", "User-Agent: hl-test/1",
                       "Content-Type: application/json", NULL};
   hl_buf_reset(&b);
   cr_assert_eq(raw("POST", path, h2, body, &b), 401);
-  /* Expired, too long, the other key twice (the client renews once), the wrong type. */
-  cr_assert_eq(stat_of("auth_failures"), 5);
+  /* Expired, too long, the other key twice (the client renews once), fingerprint, sub, the wrong type. */
+  cr_assert_eq(stat_of("auth_failures"), 7);
   /* Validation from sqlapi.yaml: User-Agent is required, requestId is a UUID, timeout an integer >= 0. */
   const char *h3[] = {auth, "X-Snowflake-Authorization-Token-Type: KEYPAIR_JWT", "Content-Type: application/json",
                       NULL};
