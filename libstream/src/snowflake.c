@@ -551,7 +551,8 @@ static char *submit_body(hl_snowflake *sf, const hl_snowflake_stmt *st, int *rc)
     if (st->query_tag && json_object_set_new(params, "query_tag", json_string(st->query_tag)) < 0)
       goto done;
     if (st->multi_statement_count &&
-        json_object_set_new(params, "multi_statement_count", json_integer(st->multi_statement_count)) < 0)
+        json_object_set_new(params, "multi_statement_count",
+                            json_integer(st->multi_statement_count < 0 ? 0 : st->multi_statement_count)) < 0)
       goto done;
     if (json_object_set_new(b, "parameters", params) < 0) {
       params = NULL;

@@ -739,3 +739,82 @@ Test(sfstandin, streaming_channel_resume) {
   cr_assert_eq(e.http_status, 404);
   hl_snowflake_free(sf);
 }
+
+Test(sfstandin, ddl_merge_and_pipes) {
+  hl_snowflake *sf = client();
+  /* A DDL file as one multi-statement request: comments, no-op objects, table options. */
+  hl_snowflake_stmt ddl = {
+      .sql = "-- role: SYSADMIN\n"
+             "CREATE DATABASE IF NOT EXISTS HEALTHLAKE;\n"
+             "CREATE WAREHOUSE IF NOT EXISTS HL_LOAD_WH WAREHOUSE_SIZE = XSMALL;\n"
+             "CREATE SCHEMA IF NOT EXISTS HEALTHLAKE.RAW;\n"
+             "CREATE SCHEMA IF NOT EXISTS HEALTHLAKE.GOVERNANCE;\n"
+             "CREATE TABLE IF NOT EXISTS HEALTHLAKE.RAW.FR (\n"
+             "  raw_id NUMBER(38,0) COMMENT 'Row number; in load order' AUTOINCREMENT START 1 INCREMENT 1 ORDER NOT NULL,\n"
+             "  tenant VARCHAR COMMENT 'The organization' NOT NULL,\n"
+             "  resource VARIANT,\n"
+             "  loaded_at TIMESTAMP_LTZ COMMENT 'When' DEFAULT CURRENT_TIMESTAMP() NOT NULL\n"
+             ") CLUSTER BY (tenant) CHANGE_TRACKING = TRUE COMMENT = 'Append-only; one row per arrival';\n"
+             "CREATE TABLE IF NOT EXISTS HEALTHLAKE.GOVERNANCE.TA (role_name VARCHAR NOT NULL, tenant VARCHAR NOT NULL,"
+             " PRIMARY KEY (role_name, tenant));\n"
+             "CREATE TABLE IF NOT EXISTS HEALTHLAKE.RAW.JOBS (job VARCHAR NOT NULL, state VARCHAR, n NUMBER DEFAULT 0);\n"
+             "CREATE PIPE IF NOT EXISTS HEALTHLAKE.RAW.FR_STREAM COMMENT = 'streaming' AS COPY INTO HEALTHLAKE.RAW.FR (tenant)"
+             " FROM (SELECT $1:tenant::VARCHAR FROM TABLE(DATA_SOURCE(TYPE => 'STREAMING')));\n"
+             "GRANT USAGE ON WAREHOUSE HL_LOAD_WH TO ROLE HL_LOADER;\n",
+      .multi_statement_count = HL_SF_MULTI_ANY};
+  hl_snowflake_error e;
+  cr_assert_eq(hl_snowflake_exec(sf, &ddl, NULL, &e), 0, "%s", e.message);
+  exec_ok(sf, "INSERT INTO RAW.FR (tenant, resource) SELECT 'org-1', PARSE_JSON('{\"id\":\"a\"}')");
+  exec_ok(sf, "INSERT INTO RAW.FR (tenant) VALUES ('org-2')");
+  hl_snowflake_result *r = NULL;
+  cr_assert_eq(hl_snowflake_query(sf, "SELECT raw_id, tenant, loaded_at, resource:id::string AS rid FROM RAW.FR ORDER BY raw_id",
+                                  NULL, 0, &r, &e), 0, "%s", e.message);
+  cr_assert_eq(hl_snowflake_result_rows(r), 2);
+  hl_snowflake_value v;
+  cr_assert_eq(hl_snowflake_result_value(r, 1, 0, &v), 0);
+  cr_assert_eq(v.i, 2);
+  cr_assert_eq(hl_snowflake_result_value(r, 0, 2, &v), 0, "%s", v.text);
+  cr_assert_eq(v.kind, HL_SFV_TIMESTAMP);
+  cr_assert_str_eq(hl_snowflake_result_str(r, 0, 3), "a");
+  hl_snowflake_result_free(r);
+  /* MERGE, insert-only, twice: one row. */
+  const char *m1 = "MERGE INTO HEALTHLAKE.GOVERNANCE.TA t USING (SELECT 'HL_API_READER' AS role_name, '*' AS tenant) s"
+                   " ON t.role_name = s.role_name AND t.tenant = s.tenant"
+                   " WHEN NOT MATCHED THEN INSERT (role_name, tenant) VALUES (s.role_name, s.tenant)";
+  for (int i = 0; i < 2; i++) {
+    cr_assert_eq(hl_snowflake_query(sf, m1, NULL, 0, &r, &e), 0, "%s", e.message);
+    cr_assert_eq(hl_snowflake_result_inserted(r), i == 0 ? 1 : 0);
+    hl_snowflake_result_free(r);
+  }
+  cr_assert_eq(count_rows(sf, "GOVERNANCE.TA"), 1);
+  /* MERGE with bindings: insert, then update. */
+  const char *m2 = "MERGE INTO RAW.JOBS AS t USING (SELECT ? AS job, ? AS state) AS s ON t.job = s.job"
+                   " WHEN MATCHED THEN UPDATE SET t.state = s.state, n = t.n + 1"
+                   " WHEN NOT MATCHED THEN INSERT (job, state) VALUES (s.job, s.state)";
+  const char *a1[] = {"j1", "accepted"}, *a2[] = {"j1", "completed"};
+  cr_assert_eq(hl_snowflake_query(sf, m2, a1, 2, &r, &e), 0, "%s", e.message);
+  cr_assert_eq(hl_snowflake_result_inserted(r), 1);
+  hl_snowflake_result_free(r);
+  cr_assert_eq(hl_snowflake_query(sf, m2, a2, 2, &r, &e), 0, "%s", e.message);
+  cr_assert_eq(hl_snowflake_result_inserted(r), 0);
+  cr_assert_eq(hl_snowflake_result_updated(r), 1);
+  hl_snowflake_result_free(r);
+  cr_assert_eq(hl_snowflake_query(sf, "SELECT state, n FROM RAW.JOBS", NULL, 0, &r, &e), 0);
+  cr_assert_str_eq(hl_snowflake_result_str(r, 0, 0), "completed");
+  cr_assert_str_eq(hl_snowflake_result_str(r, 0, 1), "1");
+  hl_snowflake_result_free(r);
+  cr_assert_eq(hl_snowflake_query(sf, "MERGE INTO RAW.JOBS USING RAW.FR ON 1 = 1 WHEN MATCHED THEN DELETE", NULL, 0,
+                                  NULL, &e), HL_EHTTP);
+  cr_assert_eq(e.http_status, 422);
+  /* The named pipe loads its table; the AUTOINCREMENT column goes on counting. */
+  hl_snowflake_channel *ch = NULL;
+  cr_assert_eq(hl_snowflake_channel_open(sf, NULL, "RAW", "FR_STREAM", "p0", &ch, &e), 0, "%s", e.message);
+  const char *rows = "{\"tenant\":\"org-3\",\"resource\":{\"id\":\"b\"}}\n";
+  cr_assert_eq(hl_snowflake_channel_append(ch, rows, strlen(rows), "0", false, &e), 0, "%s", e.message);
+  hl_snowflake_channel_free(ch);
+  cr_assert_eq(hl_snowflake_query(sf, "SELECT MAX(raw_id) AS M FROM RAW.FR", NULL, 0, &r, &e), 0);
+  cr_assert_str_eq(hl_snowflake_result_str(r, 0, 0), "3");
+  hl_snowflake_result_free(r);
+  cr_assert_eq(stat_of("spec_violations"), 0);
+  hl_snowflake_free(sf);
+}

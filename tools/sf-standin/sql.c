@@ -290,7 +290,7 @@ double sf_sql_wait_seconds(const char *sql) {
  */
 static int rewrite(const char *sql, hl_buf *out) {
   const char *p = sql;
-  int rc = 0;
+  int rc = 0, nbind = 0;
   while (*p && rc == 0) {
     size_t q = skip_quoted(p);
     if (q) {
@@ -313,6 +313,12 @@ static int rewrite(const char *sql, hl_buf *out) {
         p = t;
         continue;
       }
+    }
+    /* Anonymous binds are numbered (?1, ?2, ...) so that a statement split in parts keeps them. */
+    if (*p == '?' && !isdigit((unsigned char)p[1])) {
+      rc = hl_buf_printf(out, "?%d", ++nbind);
+      p++;
+      continue;
     }
     if (!ident_start((unsigned char)*p) || (p > sql && (ident_char((unsigned char)p[-1]) || p[-1] == '.'))) {
       rc = hl_buf_putc(out, *p++);
@@ -834,6 +840,393 @@ static bool valid_schema_name(const char *s) {
   return true;
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* Top-level tokens: words (identifier chains), strings, parenthesised groups, characters. */
+
+typedef struct tok {
+  const char *p;
+  size_t n;
+} tok;
+
+#define SQL_MAX_TOKENS 4096
+
+static size_t match_paren(const char *p) {
+  int depth = 0;
+  const char *s = p;
+  while (*p) {
+    size_t q = skip_quoted(p);
+    if (q) {
+      p += q;
+      continue;
+    }
+    if (*p == '(')
+      depth++;
+    else if (*p == ')' && --depth == 0)
+      return (size_t)(p + 1 - s);
+    p++;
+  }
+  return (size_t)(p - s);
+}
+
+static size_t tokenize(const char *s, size_t len, tok *out, size_t cap) {
+  size_t n = 0;
+  const char *p = s, *end = s + len;
+  while (p < end && n < cap) {
+    if (isspace((unsigned char)*p)) {
+      p++;
+      continue;
+    }
+    size_t l = skip_quoted(p);
+    if (l && *p != '"' && !(p[0] == '$' && p[1] == '$')) {
+      if ((p[0] == '-' && p[1] == '-') || (p[0] == '/' && p[1] == '*')) {
+        p += l; /* comments are dropped */
+        continue;
+      }
+    } else if (*p == '"' || ident_start((unsigned char)*p)) {
+      l = 0;
+      while (p + l < end && (ident_char((unsigned char)p[l]) || p[l] == '.' || p[l] == '"')) {
+        if (p[l] == '"')
+          l += skip_quoted(p + l);
+        else
+          l++;
+      }
+    } else if (*p == '(') {
+      l = match_paren(p);
+    } else if (!l) {
+      l = 1;
+      while (p + l < end && (isdigit((unsigned char)p[l]) || (isdigit((unsigned char)*p) && p[l] == '.')))
+        l++;
+    }
+    if (p + l > end)
+      l = (size_t)(end - p);
+    out[n++] = (tok){p, l};
+    p += l;
+  }
+  return n;
+}
+
+static bool is_kw(const tok *t, const char *kw) {
+  return t->n == strlen(kw) && !strncasecmp(t->p, kw, t->n);
+}
+
+static int put_toks(hl_buf *b, const tok *t, size_t from, size_t to) {
+  int rc = 0;
+  for (size_t i = from; i < to && rc == 0; i++) {
+    if (i > from)
+      rc = hl_buf_putc(b, ' ');
+    if (rc == 0)
+      rc = hl_buf_append(b, t[i].p, t[i].n);
+  }
+  return rc;
+}
+
+/* The last part of an identifier chain, unquoted. */
+static void last_part(const tok *t, char *out, size_t cap) {
+  const char *p = t->p + t->n;
+  while (p > t->p && p[-1] != '.')
+    p--;
+  size_t o = 0;
+  for (; p < t->p + t->n && o + 1 < cap; p++)
+    if (*p != '"')
+      out[o++] = *p;
+  out[o] = '\0';
+}
+
+/*
+ * CREATE TABLE t (columns) options: column COMMENT '...' and the table
+ * options after the column list (CLUSTER BY, CHANGE_TRACKING, COMMENT =,
+ * DATA_RETENTION_TIME_IN_DAYS, ...) are dropped; AUTOINCREMENT / IDENTITY
+ * columns are filled after insert with the SQLite rowid (increasing in load
+ * order) by a trigger. Returns 0 when handled (e set), 1 when the
+ * statement is not of that form.
+ */
+static int create_table(sf_sql *q, const char *sql, json_t *bindings, sf_exec *e) {
+  const char *kw = strcasestr(sql, "TABLE");
+  if (!kw)
+    return 1;
+  tok head[16];
+  size_t nh = tokenize(kw, strlen(kw), head, 16);
+  size_t i = 1;
+  if (i + 2 < nh && is_kw(&head[i], "IF") && is_kw(&head[i + 1], "NOT") && is_kw(&head[i + 2], "EXISTS"))
+    i += 3;
+  if (i + 1 >= nh || head[i + 1].p[0] != '(')
+    return 1; /* CREATE TABLE ... AS SELECT, LIKE, CLONE */
+  const tok name = head[i], cols = head[i + 1];
+  hl_buf b;
+  hl_buf_init(&b, SQL_MAX_TEXT);
+  hl_buf_append(&b, sql, (size_t)(cols.p - sql));
+  hl_buf_putc(&b, '(');
+  tok *t = malloc(SQL_MAX_TOKENS * sizeof *t);
+  if (!t) {
+    hl_buf_free(&b);
+    set_error(e, "100000", "22000", "out of memory");
+    return 0;
+  }
+  size_t nt = tokenize(cols.p + 1, cols.n >= 2 ? cols.n - 2 : 0, t, SQL_MAX_TOKENS);
+  char autoinc[8][128];
+  int nauto = 0;
+  for (size_t s0 = 0; s0 < nt;) {
+    size_t s1 = s0;
+    while (s1 < nt && !(t[s1].n == 1 && t[s1].p[0] == ','))
+      s1++;
+    bool ai = false;
+    for (size_t k = s0; k < s1; k++)
+      ai |= is_kw(&t[k], "AUTOINCREMENT") || is_kw(&t[k], "IDENTITY");
+    if (ai && nauto < 8)
+      last_part(&t[s0], autoinc[nauto++], sizeof autoinc[0]);
+    bool first = true;
+    for (size_t k = s0; k < s1; k++) {
+      if (is_kw(&t[k], "COMMENT")) {
+        k += (k + 1 < s1 && t[k + 1].n == 1 && t[k + 1].p[0] == '=') ? 2 : 1;
+        continue;
+      }
+      if (is_kw(&t[k], "AUTOINCREMENT") || is_kw(&t[k], "IDENTITY")) {
+        if (k + 1 < s1 && t[k + 1].p[0] == '(')
+          k++;
+        while (k + 2 < s1 && (is_kw(&t[k + 1], "START") || is_kw(&t[k + 1], "INCREMENT")))
+          k += 2;
+        if (k + 1 < s1 && (is_kw(&t[k + 1], "ORDER") || is_kw(&t[k + 1], "NOORDER")))
+          k++;
+        continue;
+      }
+      if (ai && is_kw(&t[k], "NOT") && k + 1 < s1 && is_kw(&t[k + 1], "NULL")) {
+        k++;
+        continue;
+      }
+      if (!first)
+        hl_buf_putc(&b, ' ');
+      hl_buf_append(&b, t[k].p, t[k].n);
+      first = false;
+    }
+    if (s1 < nt)
+      hl_buf_putc(&b, ',');
+    s0 = s1 + 1;
+  }
+  free(t);
+  if (hl_buf_putc(&b, ')') < 0) {
+    hl_buf_free(&b);
+    set_error(e, "100000", "22000", "statement too long for the stand-in");
+    return 0;
+  }
+  run(q, b.data, bindings, e);
+  hl_buf_free(&b);
+  char table[256], schema[256] = "main";
+  last_part(&name, table, sizeof table);
+  const char *dot = memchr(name.p, '.', name.n);
+  if (dot) {
+    tok st = {name.p, (size_t)(dot - name.p)};
+    last_part(&st, schema, sizeof schema);
+  }
+  for (int a = 0; a < nauto && !e->failed; a++) {
+    char *trig = sqlite3_mprintf("CREATE TRIGGER IF NOT EXISTS \"%w\".\"%w__autoinc_%w\" AFTER INSERT ON \"%w\" "
+                                 "WHEN NEW.\"%w\" IS NULL BEGIN UPDATE \"%w\" SET \"%w\" = NEW.rowid "
+                                 "WHERE rowid = NEW.rowid; END",
+                                 schema, table, autoinc[a], table, autoinc[a], table, autoinc[a]);
+    if (!trig || sqlite3_exec(q->db, trig, NULL, NULL, NULL) != SQLITE_OK) {
+      sf_exec_clear(e);
+      sqlite_error(e, q->db);
+    }
+    sqlite3_free(trig);
+  }
+  return 0;
+}
+
+/* Adds one sub-statement's changes to the MERGE's counters. */
+static bool merge_part(sf_sql *q, const hl_buf *sql, json_t *bindings, sf_exec *e, const char *stat, int64_t *count) {
+  sf_exec part = {0};
+  run(q, sql->data, bindings, &part);
+  if (part.failed) {
+    *e = part;
+    return false;
+  }
+  *count += json_integer_value(json_object_get(part.stats, stat));
+  sf_exec_clear(&part);
+  return true;
+}
+
+/*
+ * MERGE INTO target [AS] t USING source [AS] s ON cond
+ *   [WHEN MATCHED [AND c] THEN UPDATE SET ... | DELETE]
+ *   [WHEN NOT MATCHED [AND c] THEN INSERT (cols) VALUES (vals)]
+ * as UPDATE ... FROM / DELETE ... WHERE EXISTS, then INSERT ... SELECT ...
+ * WHERE NOT EXISTS, in one savepoint. One clause of each kind at most.
+ */
+static void merge_tokens(sf_sql *q, const tok *t, size_t n, json_t *bindings, sf_exec *e);
+
+static void merge(sf_sql *q, const char *sql, json_t *bindings, sf_exec *e) {
+  tok *t = malloc(SQL_MAX_TOKENS * sizeof *t);
+  if (!t) {
+    set_error(e, "100000", "22000", "out of memory");
+    return;
+  }
+  merge_tokens(q, t, tokenize(sql, strlen(sql), t, SQL_MAX_TOKENS), bindings, e);
+  free(t);
+}
+
+static void merge_tokens(sf_sql *q, const tok *t, size_t n, json_t *bindings, sf_exec *e) {
+  size_t i = 2;
+  const tok *target, *source;
+  tok ta = {0}, sa = {0};
+  if (n < 8 || !is_kw(&t[1], "INTO"))
+    goto unsupported;
+  target = &t[i++];
+  if (is_kw(&t[i], "AS"))
+    i++;
+  if (!is_kw(&t[i], "USING"))
+    ta = t[i++];
+  if (i >= n || !is_kw(&t[i++], "USING"))
+    goto unsupported;
+  source = &t[i++];
+  if (i < n && is_kw(&t[i], "AS"))
+    i++;
+  if (i < n && !is_kw(&t[i], "ON"))
+    sa = t[i++];
+  if (i >= n || !is_kw(&t[i++], "ON") || !ta.n || !sa.n)
+    goto unsupported;
+  size_t cond0 = i;
+  while (i < n && !is_kw(&t[i], "WHEN"))
+    i++;
+  size_t cond1 = i;
+  hl_buf matched, insert;
+  hl_buf_init(&matched, SQL_MAX_TEXT);
+  hl_buf_init(&insert, SQL_MAX_TEXT);
+  bool has_m = false, has_i = false, ok = true;
+  const char *mstat = "numRowsUpdated";
+  while (i < n && ok) {
+    /* WHEN [NOT] MATCHED [AND c] THEN action */
+    bool not = i + 1 < n && is_kw(&t[i + 1], "NOT");
+    i += not ? 3 : 2;
+    size_t c0 = i, c1;
+    if (i < n && is_kw(&t[i], "AND"))
+      c0 = ++i;
+    while (i < n && !is_kw(&t[i], "THEN"))
+      i++;
+    c1 = i++;
+    size_t a0 = i;
+    while (i < n && !is_kw(&t[i], "WHEN"))
+      i++;
+    size_t a1 = i;
+    if (a0 >= a1 || (not ? has_i : has_m)) {
+      ok = false;
+      break;
+    }
+    hl_buf *b = not ? &insert : &matched;
+    if (!not && is_kw(&t[a0], "UPDATE") && a0 + 1 < a1 && is_kw(&t[a0 + 1], "SET")) {
+      hl_buf_puts(b, "UPDATE ");
+      put_toks(b, target, 0, 1);
+      hl_buf_puts(b, " AS ");
+      put_toks(b, &ta, 0, 1);
+      hl_buf_puts(b, " SET ");
+      /* SQLite wants unqualified columns on the left of SET. */
+      bool lhs = true;
+      for (size_t k = a0 + 2; k < a1; k++) {
+        const char *p = t[k].p;
+        size_t len = t[k].n;
+        if (lhs && len > ta.n + 1 && !strncasecmp(p, ta.p, ta.n) && p[ta.n] == '.') {
+          p += ta.n + 1;
+          len -= ta.n + 1;
+        }
+        if (k > a0 + 2)
+          hl_buf_putc(b, ' ');
+        hl_buf_append(b, p, len);
+        if (t[k].n == 1 && t[k].p[0] == '=')
+          lhs = false;
+        else if (t[k].n == 1 && t[k].p[0] == ',')
+          lhs = true;
+      }
+      hl_buf_puts(b, " FROM ");
+      put_toks(b, source, 0, 1);
+      hl_buf_puts(b, " AS ");
+      put_toks(b, &sa, 0, 1);
+      hl_buf_puts(b, " WHERE (");
+      put_toks(b, t, cond0, cond1);
+      hl_buf_putc(b, ')');
+    } else if (!not && is_kw(&t[a0], "DELETE") && a1 == a0 + 1) {
+      mstat = "numRowsDeleted";
+      hl_buf_puts(b, "DELETE FROM ");
+      put_toks(b, target, 0, 1);
+      hl_buf_puts(b, " AS ");
+      put_toks(b, &ta, 0, 1);
+      hl_buf_puts(b, " WHERE EXISTS (SELECT 1 FROM ");
+      put_toks(b, source, 0, 1);
+      hl_buf_puts(b, " AS ");
+      put_toks(b, &sa, 0, 1);
+      hl_buf_puts(b, " WHERE (");
+      put_toks(b, t, cond0, cond1);
+      hl_buf_putc(b, ')');
+      if (c1 > c0) {
+        hl_buf_puts(b, " AND (");
+        put_toks(b, t, c0, c1);
+        hl_buf_putc(b, ')');
+      }
+      hl_buf_putc(b, ')');
+      c1 = c0; /* the condition went inside EXISTS */
+    } else if (not && is_kw(&t[a0], "INSERT") && a0 + 3 < a1 + 1 && is_kw(&t[a0 + 2], "VALUES") &&
+               t[a0 + 1].p[0] == '(' && a0 + 4 == a1 && t[a0 + 3].p[0] == '(') {
+      hl_buf_puts(b, "INSERT INTO ");
+      put_toks(b, target, 0, 1);
+      hl_buf_putc(b, ' ');
+      put_toks(b, t, a0 + 1, a0 + 2);
+      hl_buf_puts(b, " SELECT ");
+      hl_buf_append(b, t[a0 + 3].p + 1, t[a0 + 3].n - 2);
+      hl_buf_puts(b, " FROM ");
+      put_toks(b, source, 0, 1);
+      hl_buf_puts(b, " AS ");
+      put_toks(b, &sa, 0, 1);
+      hl_buf_puts(b, " WHERE NOT EXISTS (SELECT 1 FROM ");
+      put_toks(b, target, 0, 1);
+      hl_buf_puts(b, " AS ");
+      put_toks(b, &ta, 0, 1);
+      hl_buf_puts(b, " WHERE (");
+      put_toks(b, t, cond0, cond1);
+      hl_buf_puts(b, "))");
+    } else {
+      ok = false;
+      break;
+    }
+    if (c1 > c0) {
+      hl_buf_puts(b, " AND (");
+      put_toks(b, t, c0, c1);
+      hl_buf_putc(b, ')');
+    }
+    if (not)
+      has_i = true;
+    else
+      has_m = true;
+  }
+  if (!ok || (!has_m && !has_i)) {
+    hl_buf_free(&matched);
+    hl_buf_free(&insert);
+    goto unsupported;
+  }
+  int64_t changed = 0, inserted = 0;
+  sqlite3_exec(q->db, "SAVEPOINT sf_merge", NULL, NULL, NULL);
+  bool good = (!has_m || merge_part(q, &matched, bindings, e, mstat, &changed)) &&
+              (!has_i || merge_part(q, &insert, bindings, e, "numRowsInserted", &inserted));
+  hl_buf_free(&matched);
+  hl_buf_free(&insert);
+  if (!good) {
+    sqlite3_exec(q->db, "ROLLBACK TO sf_merge; RELEASE sf_merge", NULL, NULL, NULL);
+    return;
+  }
+  sqlite3_exec(q->db, "RELEASE sf_merge", NULL, NULL, NULL);
+  bool del = !strcmp(mstat, "numRowsDeleted");
+  coltype fx = {"fixed", 38, 0, 0};
+  e->row_type = json_pack("[o,o]", column_json("number of rows inserted", &fx),
+                          column_json(del ? "number of rows deleted" : "number of rows updated", &fx));
+  char a[32], c[32];
+  snprintf(a, sizeof a, "%lld", (long long)inserted);
+  snprintf(c, sizeof c, "%lld", (long long)changed);
+  e->rows = json_pack("[[s,s]]", a, c);
+  e->stats = json_pack("{s:I,s:I}", "numRowsInserted", (json_int_t)inserted, mstat, (json_int_t)changed);
+  return;
+unsupported:
+  set_error(e, "391912", "0A000",
+            "this MERGE form is not supported by the stand-in (see docs/snowflake.md): one WHEN MATCHED "
+            "(UPDATE SET or DELETE) and one WHEN NOT MATCHED (INSERT (...) VALUES (...)), both aliases given.");
+}
+
 void sf_sql_exec(sf_sql *q, const char *schema, const char *sql, json_t *bindings, bool in_multi, sf_exec *e) {
   memset(e, 0, sizeof *e);
   char w[8][64];
@@ -849,7 +1242,7 @@ void sf_sql_exec(sf_sql *q, const char *schema, const char *sql, json_t *binding
     set_error(e, "391911", "0A000", "Unsupported statement type '%s' in the SQL API.", w[0]);
     return;
   }
-  if (!strcmp(w[0], "MERGE") || !strcmp(w[0], "SHOW") || !strcmp(w[0], "DESCRIBE") || !strcmp(w[0], "DESC") ||
+  if (!strcmp(w[0], "SHOW") || !strcmp(w[0], "DESCRIBE") || !strcmp(w[0], "DESC") ||
       !strcmp(w[0], "COPY") || !strcmp(w[0], "LIST")) {
     set_error(e, "391912", "0A000", "'%s' is not supported by the stand-in (see docs/snowflake.md).", w[0]);
     return;
@@ -932,6 +1325,7 @@ void sf_sql_exec(sf_sql *q, const char *schema, const char *sql, json_t *binding
     set_error(e, "100000", "22000", "statement too long for the stand-in");
     return;
   }
+  char *text = t.data, *owned = NULL;
   if (or_replace && (!strcmp(kind, "TABLE") || !strcmp(kind, "VIEW"))) {
     /* CREATE OR REPLACE T: DROP T IF EXISTS, then CREATE T. */
     char name[512];
@@ -951,12 +1345,15 @@ void sf_sql_exec(sf_sql *q, const char *schema, const char *sql, json_t *binding
       hl_buf_free(&t);
       return;
     }
-    char *rest = sqlite3_mprintf("CREATE %s", create);
-    run(q, rest, bindings, e);
-    sqlite3_free(rest);
-  } else {
-    run(q, t.data, bindings, e);
+    text = owned = sqlite3_mprintf("CREATE %s", create);
   }
+  if (!text)
+    set_error(e, "100000", "22000", "out of memory");
+  else if (!strcmp(w[0], "MERGE"))
+    merge(q, text, bindings, e);
+  else if (!(!strcmp(w[0], "CREATE") && !strcmp(kind, "TABLE") && create_table(q, text, bindings, e) == 0))
+    run(q, text, bindings, e);
+  sqlite3_free(owned);
   hl_buf_free(&t);
 }
 

@@ -136,6 +136,9 @@ typedef struct hl_snowflake_bind {
   size_t nvalues;
 } hl_snowflake_bind;
 
+/* multi_statement_count for "any number of statements" (the API's 0). */
+#define HL_SF_MULTI_ANY (-1)
+
 /* A statement. Only sql is required; the strings are borrowed for the call. */
 typedef struct hl_snowflake_stmt {
   const char *sql;
@@ -143,7 +146,8 @@ typedef struct hl_snowflake_stmt {
   size_t nbinds;
   long timeout_ms;          /* 0: the client's statement timeout */
   const char *query_tag;    /* NULL: none */
-  int multi_statement_count;/* 0: a single statement (the parameter is not sent) */
+  int multi_statement_count;/* 0: a single statement (the parameter is not sent); N: exactly N
+                               statements; HL_SF_MULTI_ANY: any number (sent as 0) */
   const char *request_id;   /* NULL: a new UUID v4; set it to make a resubmission idempotent */
   bool async;               /* async=true: the server answers 202 at once */
 } hl_snowflake_stmt;
