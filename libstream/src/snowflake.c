@@ -334,7 +334,10 @@ done:
 }
 
 const char *hl_snowflake_token(hl_snowflake *sf) {
-  time_t now = time(NULL);
+  return hl_snowflake_token_at(sf, time(NULL));
+}
+
+const char *hl_snowflake_token_at(hl_snowflake *sf, time_t now) {
   /* Renewed ahead of expiry: two minutes, or a quarter of a short lifetime. */
   long margin = sf->jwt_lifetime_s / 4 < SF_RENEW_MARGIN_S ? sf->jwt_lifetime_s / 4 : SF_RENEW_MARGIN_S;
   if (sf->token && now + margin < sf->token_exp)

@@ -289,3 +289,28 @@ Test(snowflake, config_from_table) {
   setenv("HL_SNOWFLAKE_JWT_LIFETIME", "2h", 1);
   cr_assert_eq(hl_config_load(&spec, &cfg, err, sizeof err), HL_ECONFIG);
 }
+
+Test(snowflake, token_renewed_before_expiry) {
+  char *pem = hl_sf_test_key_pem(NULL);
+  hl_snowflake_config c = {.account = "xy12345", .user = "u", .private_key_pem = pem, .jwt_lifetime_s = 600,
+                           .max_retries = -1};
+  hl_snowflake *sf = NULL;
+  char err[256];
+  cr_assert_eq(hl_snowflake_new(&c, &sf, err, sizeof err), 0, "%s", err);
+  time_t t0 = 1700000000;
+  char *first = strdup(hl_snowflake_token_at(sf, t0));
+  /* Kept while more than two minutes remain. */
+  cr_assert_str_eq(hl_snowflake_token_at(sf, t0 + 600 - 121), first);
+  /* Renewed two minutes before it expires: a new iat. */
+  char *second = strdup(hl_snowflake_token_at(sf, t0 + 600 - 120));
+  cr_assert_str_neq(second, first);
+  const char *d1 = strchr(second, '.');
+  json_t *p = decode_part(d1 + 1, (size_t)(strchr(d1 + 1, '.') - d1 - 1));
+  cr_assert_eq(json_integer_value(json_object_get(p, "iat")), t0 + 480);
+  cr_assert_eq(json_integer_value(json_object_get(p, "exp")), t0 + 480 + 600);
+  json_decref(p);
+  free(first);
+  free(second);
+  hl_snowflake_free(sf);
+  free(pem);
+}

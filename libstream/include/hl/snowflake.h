@@ -313,8 +313,14 @@ int hl_snowflake_qualified_user(const char *account, const char *user, char *out
 const char *hl_snowflake_fingerprint(const hl_snowflake *sf);
 /* Mints a JWT issued at now, valid lifetime_s; *out is malloc'ed. */
 int hl_snowflake_jwt_at(hl_snowflake *sf, time_t now, long lifetime_s, char **out);
-/* The current token (minted or renewed as needed); valid until the next call. */
+/*
+ * The current token, minted or renewed as needed: renewed two minutes (or
+ * a quarter of a short lifetime) before it expires. Valid until the next
+ * call. hl_snowflake_token_at takes the time (tests); NULL if signing fails
+ * and no token exists yet.
+ */
 const char *hl_snowflake_token(hl_snowflake *sf);
+const char *hl_snowflake_token_at(hl_snowflake *sf, time_t now);
 
 /* One line for logs: "422 002003/42S02: SQL compilation error ...". */
 const char *hl_snowflake_error_str(const hl_snowflake_error *err, char *out, size_t outlen);
