@@ -82,8 +82,8 @@ static void fn_wait(sqlite3_context *c, int n, sqlite3_value **v) {
 static int attach(sf_sql *q, const char *schema) {
   char path[4096];
   snprintf(path, sizeof path, "%s/%s.sqlite", q->dir, schema);
-  char *sql = sqlite3_mprintf("ATTACH DATABASE %Q AS \"%w\"; PRAGMA \"%w\".journal_mode=WAL", path, schema,
-                              schema);
+  char *sql = sqlite3_mprintf("ATTACH DATABASE %Q AS \"%w\"; PRAGMA \"%w\".journal_mode=WAL; "
+                              "PRAGMA \"%w\".synchronous=NORMAL", path, schema, schema, schema);
   int rc = sql ? sqlite3_exec(q->db, sql, NULL, NULL, NULL) : SQLITE_NOMEM;
   sqlite3_free(sql);
   return rc;
@@ -120,6 +120,7 @@ int sf_sql_open(const char *dir, sf_sql **out, char *err, size_t errlen) {
   sqlite3_busy_timeout(q->db, 5000);
   static const char ddl[] =
       "PRAGMA journal_mode=WAL;"
+      "PRAGMA synchronous=NORMAL;"
       "CREATE TABLE IF NOT EXISTS _standin_schemas(name TEXT PRIMARY KEY COLLATE NOCASE);"
       "CREATE TABLE IF NOT EXISTS _standin_pipes(schema_name TEXT COLLATE NOCASE, pipe TEXT COLLATE NOCASE,"
       " target TEXT, PRIMARY KEY(schema_name, pipe));"
@@ -681,6 +682,10 @@ static void run(sf_sql *q, const char *sql, json_t *bindings, sf_exec *e) {
   json_t *rows = json_array();
   int64_t changes = 0;
   bool typed = false;
+  /* A statement is atomic: the runs of an array binding share one transaction. */
+  bool txn = runs > 1 && sqlite3_get_autocommit(q->db);
+  if (txn)
+    sqlite3_exec(q->db, "BEGIN", NULL, NULL, NULL);
   for (size_t r = 0; r < runs && !e->failed; r++) {
     sqlite3_reset(st);
     for (int i = 1; i <= nparams; i++) {
@@ -727,6 +732,15 @@ static void run(sf_sql *q, const char *sql, json_t *bindings, sf_exec *e) {
   if (e->failed) {
     json_decref(rows);
     sqlite3_finalize(st);
+    if (txn)
+      sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    return;
+  }
+  if (txn && sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    sqlite_error(e, q->db);
+    json_decref(rows);
+    sqlite3_finalize(st);
+    sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
     return;
   }
   if (ncols > 0) {
