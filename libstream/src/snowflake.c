@@ -404,8 +404,10 @@ static void read_status(hl_snowflake_error *err, const char *body, size_t len) {
 static size_t write_cb(char *p, size_t sz, size_t n, void *ud) {
   hl__sf_op *op = ud;
   size_t len = sz * n;
-  if (hl_buf_append(&op->resp, p, len) < 0)
+  if (hl_buf_append(&op->resp, p, len) < 0) {
+    op->overflow = true;
     return 0; /* past the cap: curl fails with CURLE_WRITE_ERROR */
+  }
   return len;
 }
 
@@ -668,6 +670,7 @@ int hl__sf_op_prepare(hl__sf_op *op) {
   hl_buf_free(&op->resp);
   hl_buf_init(&op->resp, (size_t)sf->max_result);
   op->retry_after_ms = -1;
+  op->overflow = false;
   op->err.attempts++;
   return 0;
 }
@@ -748,7 +751,7 @@ hl__sf_next hl__sf_op_step(hl__sf_op *op, CURLcode cc) {
   }
 
   if (cc != CURLE_OK || retriable_status(status)) {
-    if (cc == CURLE_WRITE_ERROR && op->resp.len >= op->resp.max) {
+    if (cc == CURLE_WRITE_ERROR && op->overflow) {
       snprintf(e->message, sizeof e->message, "answer larger than the result cap");
       return finish(op, HL_ELIMIT);
     }

@@ -49,6 +49,7 @@ typedef struct hl__sf_op {
   long poll_ms;            /* current poll interval */
   int cancel_rc;           /* what to report once the cancel is answered */
   hl_buf resp;             /* body of the current answer */
+  bool overflow;           /* the answer went past the cap */
   long retry_after_ms;     /* Retry-After of the current answer, -1 if none */
   char url[2048];
   hl_snowflake_result *res;

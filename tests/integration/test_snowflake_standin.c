@@ -71,13 +71,16 @@ static void teardown(void) {
 
 TestSuite(sfstandin, .init = setup, .fini = teardown, .timeout = 120);
 
+static long long g_max_result; /* 0: the default cap */
+
 static hl_snowflake *client_with(const char *pem, int max_retries) {
   char url[64];
   snprintf(url, sizeof url, "http://127.0.0.1:%d", g_port);
   hl_snowflake_config c = {.account = "HLTEST.eu-central-1", .user = "Loader", .private_key_pem = pem,
                            .url = url, .database = "HEALTHLAKE", .schema = "RAW", .warehouse = "HL_WH",
                            .role = "HL_LOADER", .max_retries = max_retries, .retry_base_ms = 10,
-                           .retry_max_ms = 200, .poll_max_ms = 100, .request_timeout_ms = 20000};
+                           .retry_max_ms = 200, .poll_max_ms = 100, .request_timeout_ms = 20000,
+                           .max_result = g_max_result};
   hl_snowflake *sf = NULL;
   char err[256];
   cr_assert_eq(hl_snowflake_new(&c, &sf, err, sizeof err), 0, "%s", err);
@@ -270,6 +273,15 @@ Test(sfstandin, array_bindings_and_partitions) {
   cr_assert(strstr(body.data, "[\"3\",\"name-3\"]"), "%s", body.data);
   hl_buf_free(&body);
   hl_buf_free(&hdrs);
+  /* A result past the client's cap fails with HL_ELIMIT, without retries. */
+  g_max_result = 1024;
+  hl_snowflake *small = client();
+  g_max_result = 0;
+  hl_snowflake_result *big = NULL;
+  cr_assert_eq(hl_snowflake_query(small, "SELECT printf('%.2000c', 'x') AS X", NULL, 0, &big, &e), HL_ELIMIT);
+  cr_assert_null(big);
+  cr_assert_eq(e.attempts, 1);
+  hl_snowflake_free(small);
   hl_snowflake_result_free(r);
   hl_snowflake_free(sf);
 }
