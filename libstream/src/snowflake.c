@@ -44,7 +44,50 @@ struct hl_snowflake {
   time_t token_exp;
   uint64_t rng;
   hl__sf_stream_state stream;
+  hl_metric *m_requests, *m_retries, *m_duration, *m_bytes;
 };
+
+int hl_snowflake_set_metrics(hl_snowflake *sf, hl_metrics *reg) {
+  sf->m_requests = hl_metrics_counter(reg, "hl_snowflake_requests_total",
+                                      "Answers from Snowflake by endpoint and HTTP status (0: transport error).",
+                                      "endpoint,code");
+  sf->m_retries = hl_metrics_counter(reg, "hl_snowflake_retries_total",
+                                     "Requests sent again, by reason (429, 503, 504, transport, 401).", "reason");
+  sf->m_duration = hl_metrics_histogram(reg, "hl_snowflake_statement_duration_seconds",
+                                        "Seconds from submission to the whole result (or the final error).",
+                                        "outcome", hl_metrics_latency_buckets, hl_metrics_latency_nbuckets);
+  sf->m_bytes = hl_metrics_counter(reg, "hl_snowflake_stream_bytes_total",
+                                   "NDJSON bytes appended to Snowpipe Streaming channels (before compression).",
+                                   NULL);
+  return sf->m_requests && sf->m_retries && sf->m_duration && sf->m_bytes ? 0 : -ENOMEM;
+}
+
+void hl__sf_count(hl_snowflake *sf, const char *endpoint, long status) {
+  if (!sf->m_requests)
+    return;
+  char code[16];
+  snprintf(code, sizeof code, "%ld", status);
+  hl_series_inc(hl_metric_at(sf->m_requests, endpoint, code));
+}
+
+void hl__sf_retry(hl_snowflake *sf, const char *reason) {
+  if (sf->m_retries)
+    hl_series_inc(hl_metric_at(sf->m_retries, reason));
+}
+
+void hl__sf_duration(hl_snowflake *sf, bool ok, double seconds) {
+  if (sf->m_duration)
+    hl_series_observe(hl_metric_at(sf->m_duration, ok ? "ok" : "error"), seconds);
+}
+
+void hl__sf_bytes(hl_snowflake *sf, size_t n) {
+  if (sf->m_bytes)
+    hl_series_add(hl_metric_at(sf->m_bytes), (double)n);
+}
+
+static const char *retry_reason(CURLcode cc, long status) {
+  return cc != CURLE_OK ? "transport" : status == 429 ? "429" : status == 503 ? "503" : "504";
+}
 
 hl__sf_stream_state *hl__sf_stream(hl_snowflake *sf) {
   return &sf->stream;
@@ -614,6 +657,7 @@ int hl__sf_op_init(hl__sf_op *op, hl_snowflake *sf, const hl_snowflake_stmt *st)
   op->deadline_ms = hl__sf_now_ms() + (uint64_t)tmo + 5000;
   op->poll_ms = 25;
   op->retry_after_ms = -1;
+  op->started_ms = hl__sf_now_ms();
   snprintf(op->err.request_id, sizeof op->err.request_id, "%s", op->request_id);
   return 0;
 }
@@ -677,6 +721,8 @@ int hl__sf_op_prepare(hl__sf_op *op) {
 
 static hl__sf_next finish(hl__sf_op *op, int rc) {
   op->rc = rc;
+  if (op->started_ms)
+    hl__sf_duration(op->sf, rc == 0, (double)(hl__sf_now_ms() - op->started_ms) / 1000.0);
   if (rc < 0) {
     op->res = hl_snowflake_result_free(op->res);
   } else {
@@ -743,6 +789,9 @@ hl__sf_next hl__sf_op_step(hl__sf_op *op, CURLcode cc) {
   if (cc == CURLE_OK)
     curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &status);
   hl_snowflake_error *e = &op->err;
+  static const char *const endpoints[] = {[HL__SF_SUBMIT] = "statements", [HL__SF_POLL] = "statement",
+                                          [HL__SF_FETCH] = "partition", [HL__SF_CANCEL] = "cancel"};
+  hl__sf_count(op->sf, endpoints[op->phase], status);
 
   if (op->phase == HL__SF_CANCEL) {
     /* Whatever the answer, the statement's outcome is what made us cancel. */
@@ -764,6 +813,7 @@ hl__sf_next hl__sf_op_step(hl__sf_op *op, CURLcode cc) {
       return finish(op, cc != CURLE_OK ? HL_EIO : HL_EHTTP);
     if (op->phase == HL__SF_SUBMIT)
       op->resubmit = true; /* the server may have started it: never twice */
+    hl__sf_retry(op->sf, retry_reason(cc, status));
     return send_after(op, hl__sf_backoff(op->sf, op->retries++, op->retry_after_ms));
   }
 
@@ -773,6 +823,7 @@ hl__sf_next hl__sf_op_step(hl__sf_op *op, CURLcode cc) {
     if (op->refreshed)
       return finish(op, HL_EHTTP);
     op->refreshed = true;
+    hl__sf_retry(op->sf, "401");
     hl__sf_token_invalidate(op->sf);
     if (op->phase == HL__SF_SUBMIT)
       op->resubmit = true;
@@ -891,6 +942,7 @@ int hl_snowflake_cancel(hl_snowflake *sf, const char *handle, hl_snowflake_error
       CURLcode cc = curl_easy_perform(op.easy);
       long status = 0;
       curl_easy_getinfo(op.easy, CURLINFO_RESPONSE_CODE, &status);
+      hl__sf_count(sf, "cancel", status);
       op.err.http_status = (int)status;
       if (cc == CURLE_OK && status == 200) {
         rc = 0;

@@ -56,6 +56,7 @@ typedef struct hl__sf_op {
   hl_snowflake_error err;
   int rc;
   long delay_ms;           /* with HL__SF_SEND */
+  uint64_t started_ms;     /* for the duration metric */
 } hl__sf_op;
 
 /* Prepares op from a statement (copies what it needs). 0, -EINVAL or -ENOMEM. */
@@ -88,6 +89,15 @@ int hl__sf_max_retries(const hl_snowflake *sf);
 long hl__sf_backoff(hl_snowflake *sf, int retry, long retry_after_ms);
 /* Forces a new JWT at the next request (after a 401). */
 void hl__sf_token_invalidate(hl_snowflake *sf);
+/*
+ * Metrics (no-ops until hl_snowflake_set_metrics): one answer of endpoint
+ * (status 0: transport error), one retry for reason, one statement's
+ * duration, streamed bytes.
+ */
+void hl__sf_count(hl_snowflake *sf, const char *endpoint, long status);
+void hl__sf_retry(hl_snowflake *sf, const char *reason);
+void hl__sf_duration(hl_snowflake *sf, bool ok, double seconds);
+void hl__sf_bytes(hl_snowflake *sf, size_t n);
 /* A random UUID v4. */
 int hl__sf_uuid(hl_snowflake *sf, char out[37]);
 void hl__sf_sleep_ms(long ms);

@@ -74,8 +74,8 @@ static int scoped_token(hl_snowflake *sf, CURL *c, struct curl_slist **hdrs, hl_
  * backoff; transport errors too when idempotent; a 401 renews the token
  * once. resp->body holds the final answer. Returns 0 for 2xx.
  */
-static int request(hl_snowflake *sf, CURL *c, struct curl_slist **hdrs, const char *method, const char *url,
-                   sf_auth auth, const char *ctype, const char *const *extra, const void *body, size_t len,
+static int request(hl_snowflake *sf, CURL *c, struct curl_slist **hdrs, const char *endpoint, const char *method,
+                   const char *url, sf_auth auth, const char *ctype, const char *const *extra, const void *body, size_t len,
                    bool idempotent, sf_resp *resp, hl_snowflake_error *err) {
   bool renewed = false;
   hl__sf_stream_state *st = hl__sf_stream(sf);
@@ -109,6 +109,7 @@ static int request(hl_snowflake *sf, CURL *c, struct curl_slist **hdrs, const ch
     long status = 0;
     if (cc == CURLE_OK)
       curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    hl__sf_count(sf, endpoint, status);
     if (cc == CURLE_OK && status >= 200 && status < 300) {
       err->http_status = 0;
       err->message[0] = err->code[0] = '\0';
@@ -130,11 +131,13 @@ static int request(hl_snowflake *sf, CURL *c, struct curl_slist **hdrs, const ch
           st->scoped_token = NULL;
         }
         hl__sf_token_invalidate(sf);
+        hl__sf_retry(sf, "401");
         continue;
       }
       if (!(status == 429 || status == 503 || status == 504) || retry >= hl__sf_max_retries(sf))
         return HL_EHTTP;
     }
+    hl__sf_retry(sf, cc != CURLE_OK ? "transport" : status == 429 ? "429" : status == 503 ? "503" : "504");
     hl__sf_sleep_ms(hl__sf_backoff(sf, retry++, resp->retry_after_ms));
   }
 }
@@ -168,7 +171,7 @@ static int scoped_token(hl_snowflake *sf, CURL *c, struct curl_slist **hdrs, hl_
   int rc;
   if (!st->ingest_url) {
     snprintf(url, sizeof url, "%s/v2/streaming/hostname", hl__sf_url(sf));
-    if ((rc = request(sf, c, hdrs, "GET", url, AUTH_JWT, NULL, NULL, NULL, 0, true, &resp, err)) < 0)
+    if ((rc = request(sf, c, hdrs, "hostname", "GET", url, AUTH_JWT, NULL, NULL, NULL, 0, true, &resp, err)) < 0)
       goto done;
     rc = HL_EPARSE;
     host = text_or_field(&resp.body, "hostname");
@@ -200,7 +203,7 @@ static int scoped_token(hl_snowflake *sf, CURL *c, struct curl_slist **hdrs, hl_
     rc = -ENOMEM;
     goto done;
   }
-  if ((rc = request(sf, c, hdrs, "POST", url, AUTH_JWT, "application/x-www-form-urlencoded", NULL, form,
+  if ((rc = request(sf, c, hdrs, "oauth", "POST", url, AUTH_JWT, "application/x-www-form-urlencoded", NULL, form,
                     strlen(form), true, &resp, err)) < 0)
     goto done;
   if (!(tok = text_or_field(&resp.body, "token")) || strpbrk(tok, "\r\n")) {
@@ -290,7 +293,7 @@ int hl_snowflake_channel_open(hl_snowflake *sf, const char *db, const char *sche
   char url[4096];
   if ((rc = path_url(ch, url, sizeof url, false, true, NULL)) < 0)
     goto fail;
-  if ((rc = request(sf, ch->easy, &ch->headers, "PUT", url, AUTH_SCOPED, "application/json", NULL, "{}", 2,
+  if ((rc = request(sf, ch->easy, &ch->headers, "channel", "PUT", url, AUTH_SCOPED, "application/json", NULL, "{}", 2,
                     true, &resp, err)) < 0)
     goto fail;
   rc = HL_EPARSE;
@@ -378,7 +381,7 @@ int hl_snowflake_channel_append(hl_snowflake_channel *ch, const char *ndjson, si
     blen = zbody.len;
   }
   /* Not idempotent after a transport error: the rows may have been taken. */
-  if ((rc = request(ch->sf, ch->easy, &ch->headers, "POST", url, AUTH_SCOPED, "application/x-ndjson",
+  if ((rc = request(ch->sf, ch->easy, &ch->headers, "rows", "POST", url, AUTH_SCOPED, "application/x-ndjson",
                     gzip ? extra : NULL, body, blen, false, &resp, err)) < 0)
     goto done;
   j = json_loadb(resp.body.data, resp.body.len, 0, NULL);
@@ -395,6 +398,7 @@ int hl_snowflake_channel_append(hl_snowflake_channel *ch, const char *ndjson, si
   }
   free(ch->continuation);
   ch->continuation = c;
+  hl__sf_bytes(ch->sf, len);
   rc = 0;
 done:
   json_decref(j);
@@ -422,7 +426,7 @@ int hl_snowflake_channel_status(hl_snowflake_channel *ch, hl_snowflake_error *er
     goto done;
   if ((rc = path_url(ch, url, sizeof url, false, false, ":bulk-channel-status")) < 0)
     goto done;
-  if ((rc = request(ch->sf, ch->easy, &ch->headers, "POST", url, AUTH_SCOPED, "application/json", NULL, body,
+  if ((rc = request(ch->sf, ch->easy, &ch->headers, "status", "POST", url, AUTH_SCOPED, "application/json", NULL, body,
                     strlen(body), true, &resp, err)) < 0)
     goto done;
   j = json_loadb(resp.body.data, resp.body.len, 0, NULL);

@@ -305,8 +305,22 @@ Test(sfstandin, slow_statement_polls_after_202) {
   hl_snowflake_free(sf);
 }
 
+static bool metrics_has(hl_metrics *reg, const char *line) {
+  hl_buf out;
+  hl_buf_init(&out, 1 << 20);
+  cr_assert_eq(hl_metrics_render(reg, &out), 0);
+  bool yes = strstr(out.data, line) != NULL;
+  if (!yes)
+    fprintf(stderr, "missing %s in:\n%s", line, out.data);
+  hl_buf_free(&out);
+  return yes;
+}
+
 Test(sfstandin, retry_429_then_success) {
   hl_snowflake *sf = client();
+  hl_metrics *reg = NULL;
+  cr_assert_eq(hl_metrics_new(&reg), 0);
+  cr_assert_eq(hl_snowflake_set_metrics(sf, reg), 0);
   fault("{\"status\":429,\"count\":2,\"method\":\"POST\",\"path\":\"/api/v2/statements\"}");
   hl_snowflake_error e;
   hl_snowflake_result *r = NULL;
@@ -314,13 +328,19 @@ Test(sfstandin, retry_429_then_success) {
   cr_assert_eq(e.attempts, 3);
   cr_assert_eq(stat_of("faults_served"), 2);
   hl_snowflake_result_free(r);
+  cr_assert(metrics_has(reg, "hl_snowflake_retries_total{reason=\"429\"} 2"));
+  cr_assert(metrics_has(reg, "hl_snowflake_requests_total{endpoint=\"statements\",code=\"429\"} 2"));
+  cr_assert(metrics_has(reg, "hl_snowflake_requests_total{endpoint=\"statements\",code=\"200\"} 1"));
+  cr_assert(metrics_has(reg, "hl_snowflake_statement_duration_seconds_count{outcome=\"ok\"} 1"));
   /* A statement slowed down by the stand-in: 202, then polls until it is done. */
   fault("{\"delay_ms\":600,\"delay_count\":1}");
   cr_assert_eq(hl_snowflake_query(sf, "SELECT 2 AS TWO", NULL, 0, &r, &e), 0, "%s", e.message);
   cr_assert_geq(e.attempts, 2);
   cr_assert_str_eq(hl_snowflake_result_str(r, 0, 0), "2");
   hl_snowflake_result_free(r);
+  cr_assert(metrics_has(reg, "hl_snowflake_requests_total{endpoint=\"statements\",code=\"202\"} 1"));
   hl_snowflake_free(sf);
+  hl_metrics_free(reg);
 }
 
 Test(sfstandin, retry_after_503_never_runs_twice) {

@@ -43,6 +43,7 @@
 #include <uv.h>
 
 #include "hl/config.h"
+#include "hl/metrics.h"
 
 /* The configuration variables of the client, for a binary's config table. */
 #define HL_CONFIG_SNOWFLAKE_VARS                                                                 \
@@ -208,6 +209,14 @@ int hl_snowflake_query(hl_snowflake *sf, const char *sql, const char *const *arg
                        hl_snowflake_result **out, hl_snowflake_error *err);
 /* Cancels a statement by handle (POST /api/v2/statements/{handle}/cancel). */
 int hl_snowflake_cancel(hl_snowflake *sf, const char *handle, hl_snowflake_error *err);
+
+/*
+ * Registers the client's metrics in reg (which must outlive sf) and counts
+ * from then on (docs/snowflake.md, "Metrics"): requests by endpoint and
+ * status, retries by reason, statement durations by outcome, streamed
+ * bytes. 0 or -ENOMEM.
+ */
+int hl_snowflake_set_metrics(hl_snowflake *sf, hl_metrics *reg);
 
 /* ---- Results ---- */
 
