@@ -883,6 +883,13 @@ void hl__sf_sleep_ms(long ms) {
   }
 }
 
+static bool valid_handle(const char *h) {
+  return h && *h && strlen(h) < 64 && strspn(h, "0123456789abcdefABCDEF-") == strlen(h);
+}
+
+/* Runs op (initialised) to its end with blocking requests. */
+static int drive(hl__sf_op *op, hl_snowflake_result **out, hl_snowflake_error *err);
+
 int hl_snowflake_exec(hl_snowflake *sf, const hl_snowflake_stmt *st, hl_snowflake_result **out,
                       hl_snowflake_error *err) {
   hl__sf_op op;
@@ -893,25 +900,46 @@ int hl_snowflake_exec(hl_snowflake *sf, const hl_snowflake_stmt *st, hl_snowflak
       memset(err, 0, sizeof *err);
     return rc;
   }
+  return drive(&op, out, err);
+}
+
+int hl_snowflake_fetch(hl_snowflake *sf, const char *handle, hl_snowflake_result **out, hl_snowflake_error *err) {
+  hl__sf_op op;
+  hl_snowflake_stmt st = {.sql = ""};
+  int rc = valid_handle(handle) ? hl__sf_op_init(&op, sf, &st) : -EINVAL;
+  if (rc < 0) {
+    if (rc != -EINVAL)
+      hl__sf_op_clear(&op);
+    if (err)
+      memset(err, 0, sizeof *err);
+    return rc;
+  }
+  snprintf(op.handle, sizeof op.handle, "%s", handle);
+  op.phase = HL__SF_POLL;
+  return drive(&op, out, err);
+}
+
+static int drive(hl__sf_op *op, hl_snowflake_result **out, hl_snowflake_error *err) {
+  int rc;
   for (;;) {
-    rc = hl__sf_op_prepare(&op);
+    rc = hl__sf_op_prepare(op);
     if (rc < 0) {
-      op.rc = rc;
+      op->rc = rc;
       break;
     }
-    CURLcode cc = curl_easy_perform(op.easy);
-    if (hl__sf_op_step(&op, cc) == HL__SF_DONE)
+    CURLcode cc = curl_easy_perform(op->easy);
+    if (hl__sf_op_step(op, cc) == HL__SF_DONE)
       break;
-    hl__sf_sleep_ms(op.delay_ms);
+    hl__sf_sleep_ms(op->delay_ms);
   }
-  rc = op.rc;
+  rc = op->rc;
   if (err)
-    *err = op.err;
+    *err = op->err;
   if (rc == 0 && out) {
-    *out = op.res;
-    op.res = NULL;
+    *out = op->res;
+    op->res = NULL;
   }
-  hl__sf_op_clear(&op);
+  hl__sf_op_clear(op);
   return rc;
 }
 
@@ -927,8 +955,7 @@ int hl_snowflake_query(hl_snowflake *sf, const char *sql, const char *const *arg
 }
 
 int hl_snowflake_cancel(hl_snowflake *sf, const char *handle, hl_snowflake_error *err) {
-  if (!sf || !handle || !*handle || strlen(handle) >= 64 ||
-      strspn(handle, "0123456789abcdefABCDEF-") != strlen(handle))
+  if (!sf || !valid_handle(handle))
     return -EINVAL;
   hl__sf_op op;
   hl_snowflake_stmt st = {.sql = ""};

@@ -691,6 +691,20 @@ Test(sfstandin, multi_statement_request) {
   cr_assert_eq(hl_snowflake_exec(sf, &st, &r, &e), 0, "%s", e.message);
   const char *const *kids;
   cr_assert_eq(hl_snowflake_result_children(r, &kids), 4);
+  /* Each statement's own result, by its handle. */
+  hl_snowflake_result *kid = NULL;
+  cr_assert_eq(hl_snowflake_fetch(sf, kids[1], &kid, &e), 0, "%s", e.message);
+  cr_assert_str_eq(hl_snowflake_result_column(kid, 0)->name, "NUMBER OF ROWS INSERTED");
+  cr_assert_str_eq(hl_snowflake_result_str(kid, 0, 0), "1");
+  hl_snowflake_result_free(kid);
+  cr_assert_eq(hl_snowflake_fetch(sf, "../x", &kid, &e), -EINVAL);
+  hl_snowflake_result_free(r);
+  hl_snowflake_stmt sel = {.sql = "SELECT 1 AS A; SELECT ID FROM RAW.T ORDER BY ID", .multi_statement_count = 2};
+  cr_assert_eq(hl_snowflake_exec(sf, &sel, &r, &e), 0, "%s", e.message);
+  cr_assert_eq(hl_snowflake_result_children(r, &kids), 2);
+  cr_assert_eq(hl_snowflake_fetch(sf, kids[1], &kid, &e), 0, "%s", e.message);
+  cr_assert_eq(hl_snowflake_result_rows(kid), 2);
+  hl_snowflake_result_free(kid);
   hl_snowflake_result_free(r);
   cr_assert_eq(count_rows(sf, "RAW.T"), 2);
   /* A failing statement rolls the transaction back. */

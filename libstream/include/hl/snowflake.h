@@ -204,10 +204,21 @@ hl_snowflake *hl_snowflake_free(hl_snowflake *sf);
  */
 int hl_snowflake_exec(hl_snowflake *sf, const hl_snowflake_stmt *st, hl_snowflake_result **out,
                       hl_snowflake_error *err);
-/* hl_snowflake_exec with only SQL and TEXT bindings (NULL entries bind NULL). */
+/*
+ * hl_snowflake_exec with only SQL and TEXT bindings: args holds nargs
+ * values (at most 64, -EINVAL beyond; NULL entries bind NULL; args may be
+ * NULL when nargs is 0).
+ */
 int hl_snowflake_query(hl_snowflake *sf, const char *sql, const char *const *args, size_t nargs,
                        hl_snowflake_result **out, hl_snowflake_error *err);
-/* Cancels a statement by handle (POST /api/v2/statements/{handle}/cancel). */
+/*
+ * The result of a statement by handle (GET /api/v2/statements/{handle},
+ * polled while running, every partition): a statement of a multi-statement
+ * request (hl_snowflake_result_children), or one submitted earlier. out and
+ * err may be NULL.
+ */
+int hl_snowflake_fetch(hl_snowflake *sf, const char *handle, hl_snowflake_result **out, hl_snowflake_error *err);
+/* Cancels a statement by handle (POST /api/v2/statements/{handle}/cancel). err may be NULL. */
 int hl_snowflake_cancel(hl_snowflake *sf, const char *handle, hl_snowflake_error *err);
 
 /*
@@ -218,7 +229,7 @@ int hl_snowflake_cancel(hl_snowflake *sf, const char *handle, hl_snowflake_error
  */
 int hl_snowflake_set_metrics(hl_snowflake *sf, hl_metrics *reg);
 
-/* ---- Results ---- */
+/* ---- Results (accessors accept NULL: 0 or NULL) ---- */
 
 size_t hl_snowflake_result_rows(const hl_snowflake_result *r);
 size_t hl_snowflake_result_cols(const hl_snowflake_result *r);
