@@ -36,7 +36,7 @@ struct hl_snowflake {
   char *database, *schema, *warehouse, *role, *user_agent;
   long jwt_lifetime_s, statement_timeout_ms, request_timeout_ms, retry_base_ms, retry_max_ms,
       poll_max_ms;
-  int max_retries;
+  int max_retries, max_connections;
   long long max_result;
   EVP_PKEY *key;
   char fingerprint[64];    /* "SHA256:..." */
@@ -124,6 +124,7 @@ int hl_snowflake_config_from(const hl_config *src, hl_snowflake_config *cfg, cha
   c.retry_base_ms = (long)hl_config_int(src, "HL_SNOWFLAKE_RETRY_BASE");
   c.retry_max_ms = (long)hl_config_int(src, "HL_SNOWFLAKE_RETRY_MAX");
   c.max_result = hl_config_int(src, "HL_SNOWFLAKE_MAX_RESULT");
+  c.max_connections = (int)hl_config_int(src, "HL_SNOWFLAKE_MAX_CONNECTIONS");
   const char *missing = !*c.account ? "HL_SNOWFLAKE_ACCOUNT"
                         : !*c.user ? "HL_SNOWFLAKE_USER"
                         : !*c.private_key_file ? "HL_SNOWFLAKE_PRIVATE_KEY_FILE"
@@ -234,6 +235,7 @@ int hl_snowflake_new(const hl_snowflake_config *cfg, hl_snowflake **out, char *e
   sf->retry_max_ms = cfg->retry_max_ms > 0 ? cfg->retry_max_ms : 30000;
   sf->poll_max_ms = cfg->poll_max_ms > 0 ? cfg->poll_max_ms : 1000;
   sf->max_result = cfg->max_result > 0 ? cfg->max_result : 256LL << 20;
+  sf->max_connections = cfg->max_connections > 0 ? cfg->max_connections : 16;
   if (RAND_bytes((unsigned char *)&sf->rng, sizeof sf->rng) != 1)
     sf->rng = (uint64_t)time(NULL) * 2654435761u;
   sf->rng |= 1;
@@ -280,6 +282,7 @@ const char *hl__sf_schema(const hl_snowflake *sf) { return sf->schema; }
 long hl__sf_request_timeout(const hl_snowflake *sf) { return sf->request_timeout_ms; }
 long long hl__sf_max_result(const hl_snowflake *sf) { return sf->max_result; }
 int hl__sf_max_retries(const hl_snowflake *sf) { return sf->max_retries; }
+int hl__sf_max_connections(const hl_snowflake *sf) { return sf->max_connections; }
 
 static uint64_t rng_next(hl_snowflake *sf) {
   /* xorshift64*: jitter only, never security. */

@@ -253,6 +253,9 @@ int hl_snowflake_async_new(hl_snowflake *sf, uv_loop_t *loop, hl_snowflake_async
   curl_multi_setopt(a->multi, CURLMOPT_SOCKETDATA, a);
   curl_multi_setopt(a->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
   curl_multi_setopt(a->multi, CURLMOPT_TIMERDATA, a);
+  /* Bounded connections: more statements queue inside curl. */
+  curl_multi_setopt(a->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)hl__sf_max_connections(sf));
+  curl_multi_setopt(a->multi, CURLMOPT_MAXCONNECTS, (long)hl__sf_max_connections(sf));
   *out = a;
   return 0;
 }

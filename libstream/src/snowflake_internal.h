@@ -85,6 +85,7 @@ const char *hl__sf_schema(const hl_snowflake *sf);
 long hl__sf_request_timeout(const hl_snowflake *sf);
 long long hl__sf_max_result(const hl_snowflake *sf);
 int hl__sf_max_retries(const hl_snowflake *sf);
+int hl__sf_max_connections(const hl_snowflake *sf);
 /* Full-jitter backoff before retry number retry (0-based), at least retry_after_ms. */
 long hl__sf_backoff(hl_snowflake *sf, int retry, long retry_after_ms);
 /* Forces a new JWT at the next request (after a 401). */

@@ -78,7 +78,9 @@
   {"HL_SNOWFLAKE_RETRY_MAX", HL_CFG_DURATION, "30s", 1, 600000, NULL,                            \
    "Longest wait between two retries (a longer Retry-After wins)."},                            \
   {"HL_SNOWFLAKE_MAX_RESULT", HL_CFG_SIZE, "256MiB", 1024, 1LL << 34, NULL,                      \
-   "Cap on the bytes of one statement's result, all partitions together."}
+   "Cap on the bytes of one statement's result, all partitions together."},                     \
+  {"HL_SNOWFLAKE_MAX_CONNECTIONS", HL_CFG_INT, "16", 1, 256, NULL,                               \
+   "Connections to Snowflake of the asynchronous driver; more statements wait in turn."}
 
 /* Settings of a client. Strings are copied by hl_snowflake_new; NULL means empty. */
 typedef struct hl_snowflake_config {
@@ -98,6 +100,7 @@ typedef struct hl_snowflake_config {
   long retry_max_ms;            /* 0: 30000 */
   long poll_max_ms;             /* longest wait between two polls; 0: 1000 */
   long long max_result;         /* 0: 256 MiB */
+  int max_connections;          /* asynchronous driver; 0: 16 */
 } hl_snowflake_config;
 
 /* Details of a failed call; cleared at the start of every call. */
