@@ -1046,6 +1046,21 @@ static int create_table(sf_sql *q, const char *sql, json_t *bindings, sf_exec *e
   return 0;
 }
 
+/* Appends pre, then "<object> AS <alias>". */
+static void put_as(hl_buf *b, const char *pre, const tok *obj, const tok *alias) {
+  hl_buf_puts(b, pre);
+  put_toks(b, obj, 0, 1);
+  hl_buf_puts(b, " AS ");
+  put_toks(b, alias, 0, 1);
+}
+
+/* Appends pre, then "(<tokens from..to>)", then post. */
+static void put_group(hl_buf *b, const char *pre, const tok *t, size_t from, size_t to, const char *post) {
+  hl_buf_puts(b, pre);
+  put_toks(b, t, from, to);
+  hl_buf_puts(b, post);
+}
+
 /* Adds one sub-statement's changes to the MERGE's counters. */
 static bool merge_part(sf_sql *q, const hl_buf *sql, json_t *bindings, sf_exec *e, const char *stat, int64_t *count) {
   sf_exec part = {0};
@@ -1127,10 +1142,7 @@ static void merge_tokens(sf_sql *q, const tok *t, size_t n, json_t *bindings, sf
     }
     hl_buf *b = not ? &insert : &matched;
     if (!not && is_kw(&t[a0], "UPDATE") && a0 + 1 < a1 && is_kw(&t[a0 + 1], "SET")) {
-      hl_buf_puts(b, "UPDATE ");
-      put_toks(b, target, 0, 1);
-      hl_buf_puts(b, " AS ");
-      put_toks(b, &ta, 0, 1);
+      put_as(b, "UPDATE ", target, &ta);
       hl_buf_puts(b, " SET ");
       /* SQLite wants unqualified columns on the left of SET. */
       bool lhs = true;
@@ -1149,31 +1161,15 @@ static void merge_tokens(sf_sql *q, const tok *t, size_t n, json_t *bindings, sf
         else if (t[k].n == 1 && t[k].p[0] == ',')
           lhs = true;
       }
-      hl_buf_puts(b, " FROM ");
-      put_toks(b, source, 0, 1);
-      hl_buf_puts(b, " AS ");
-      put_toks(b, &sa, 0, 1);
-      hl_buf_puts(b, " WHERE (");
-      put_toks(b, t, cond0, cond1);
-      hl_buf_putc(b, ')');
+      put_as(b, " FROM ", source, &sa);
+      put_group(b, " WHERE (", t, cond0, cond1, ")");
     } else if (!not && is_kw(&t[a0], "DELETE") && a1 == a0 + 1) {
       mstat = "numRowsDeleted";
-      hl_buf_puts(b, "DELETE FROM ");
-      put_toks(b, target, 0, 1);
-      hl_buf_puts(b, " AS ");
-      put_toks(b, &ta, 0, 1);
-      hl_buf_puts(b, " WHERE EXISTS (SELECT 1 FROM ");
-      put_toks(b, source, 0, 1);
-      hl_buf_puts(b, " AS ");
-      put_toks(b, &sa, 0, 1);
-      hl_buf_puts(b, " WHERE (");
-      put_toks(b, t, cond0, cond1);
-      hl_buf_putc(b, ')');
-      if (c1 > c0) {
-        hl_buf_puts(b, " AND (");
-        put_toks(b, t, c0, c1);
-        hl_buf_putc(b, ')');
-      }
+      put_as(b, "DELETE FROM ", target, &ta);
+      put_as(b, " WHERE EXISTS (SELECT 1 FROM ", source, &sa);
+      put_group(b, " WHERE (", t, cond0, cond1, ")");
+      if (c1 > c0)
+        put_group(b, " AND (", t, c0, c1, ")");
       hl_buf_putc(b, ')');
       c1 = c0; /* the condition went inside EXISTS */
     } else if (not && is_kw(&t[a0], "INSERT") && a0 + 3 < a1 + 1 && is_kw(&t[a0 + 2], "VALUES") &&
@@ -1184,26 +1180,15 @@ static void merge_tokens(sf_sql *q, const tok *t, size_t n, json_t *bindings, sf
       put_toks(b, t, a0 + 1, a0 + 2);
       hl_buf_puts(b, " SELECT ");
       hl_buf_append(b, t[a0 + 3].p + 1, t[a0 + 3].n - 2);
-      hl_buf_puts(b, " FROM ");
-      put_toks(b, source, 0, 1);
-      hl_buf_puts(b, " AS ");
-      put_toks(b, &sa, 0, 1);
-      hl_buf_puts(b, " WHERE NOT EXISTS (SELECT 1 FROM ");
-      put_toks(b, target, 0, 1);
-      hl_buf_puts(b, " AS ");
-      put_toks(b, &ta, 0, 1);
-      hl_buf_puts(b, " WHERE (");
-      put_toks(b, t, cond0, cond1);
-      hl_buf_puts(b, "))");
+      put_as(b, " FROM ", source, &sa);
+      put_as(b, " WHERE NOT EXISTS (SELECT 1 FROM ", target, &ta);
+      put_group(b, " WHERE (", t, cond0, cond1, "))");
     } else {
       ok = false;
       break;
     }
-    if (c1 > c0) {
-      hl_buf_puts(b, " AND (");
-      put_toks(b, t, c0, c1);
-      hl_buf_putc(b, ')');
-    }
+    if (c1 > c0)
+      put_group(b, " AND (", t, c0, c1, ")");
     if (not)
       has_i = true;
     else
