@@ -297,6 +297,34 @@ int hl_snowflake_async_exec(hl_snowflake_async *a, const hl_snowflake_stmt *st, 
   return 0;
 }
 
+int hl_snowflake_async_cancel(hl_snowflake_async *a, void *ud) {
+  if (!a || a->closing)
+    return 0;
+  int n = 0;
+  for (sf_aop *o = a->ops, *next; o; o = next) {
+    next = o->next;
+    if (o->ud != ud || (o->op.phase == HL__SF_CANCEL && o->op.cancel_rc == -ECANCELED))
+      continue;
+    n++;
+    if (o->in_multi) {
+      curl_multi_remove_handle(a->multi, o->op.easy);
+      o->in_multi = false;
+    }
+    uv_timer_stop(&o->timer);
+    snprintf(o->op.err.message, sizeof o->op.err.message, "cancelled by the caller");
+    if (!o->op.handle[0]) {
+      complete(o, -ECANCELED);
+      continue;
+    }
+    /* The server runs it: ask it to stop, then report -ECANCELED. */
+    o->op.phase = HL__SF_CANCEL;
+    o->op.cancel_rc = -ECANCELED;
+    o->op.delay_ms = 0;
+    schedule(o);
+  }
+  return n;
+}
+
 size_t hl_snowflake_async_pending(const hl_snowflake_async *a) {
   return a ? a->pending : 0;
 }

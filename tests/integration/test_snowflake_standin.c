@@ -658,6 +658,27 @@ Test(sfstandin, async_driver_on_libuv) {
   cr_assert_eq(hl_snowflake_result_partitions(c.res[3]), 3);
   for (int i = 0; i < 4; i++)
     hl_snowflake_result_free(c.res[i]);
+  /* Cancelled by the caller: before any answer (no handle yet), and while the server runs it. */
+  async_case c3 = {0};
+  async_slot early = {&c3, 0}, running = {&c3, 1};
+  hl_snowflake_stmt w30 = {.sql = "CALL SYSTEM$WAIT(30)"};
+  cr_assert_eq(hl_snowflake_async_exec(a, &w30, on_done, &early), 0);
+  cr_assert_eq(hl_snowflake_async_cancel(a, &early), 1);
+  cr_assert_eq(c3.rc[0], -ECANCELED);
+  long long cancels = stat_of("cancels");
+  cr_assert_eq(hl_snowflake_async_exec(a, &w30, on_done, &running), 0);
+  /* Past the stand-in's 300 ms sync wait the client holds a handle and polls. */
+  uv_update_time(&loop);
+  uint64_t until = uv_now(&loop) + 800;
+  while (uv_now(&loop) < until)
+    uv_run(&loop, UV_RUN_ONCE);
+  cr_assert_eq(c3.done, 1);
+  cr_assert_eq(hl_snowflake_async_cancel(a, &running), 1);
+  while (c3.done < 2)
+    uv_run(&loop, UV_RUN_ONCE);
+  cr_assert_eq(c3.rc[1], -ECANCELED);
+  cr_assert_eq(stat_of("cancels"), cancels + 1);
+  cr_assert_eq(hl_snowflake_async_pending(a), 0);
   /* Closing cancels what is pending: the callback reports -ECANCELED. */
   async_case c2 = {0};
   async_slot s2slot = {&c2, 0};

@@ -292,6 +292,13 @@ int hl_snowflake_async_new(hl_snowflake *sf, uv_loop_t *loop, hl_snowflake_async
  */
 int hl_snowflake_async_exec(hl_snowflake_async *a, const hl_snowflake_stmt *st, hl_snowflake_done_fn cb,
                             void *ud);
+/*
+ * Cancels the pending statements started with user data ud (a request
+ * whose client went away): one the server already runs is cancelled there
+ * (POST .../cancel) first. Each callback still runs once, with -ECANCELED.
+ * Returns how many statements were cancelled.
+ */
+int hl_snowflake_async_cancel(hl_snowflake_async *a, void *ud);
 /* Statements started and not yet completed. */
 size_t hl_snowflake_async_pending(const hl_snowflake_async *a);
 /*
