@@ -1,0 +1,31 @@
+{# The current version of every MedicationRequest (contract: _curated.yml, equal to
+   schemas/warehouse/curated_contract.json). Incremental: a run merges only
+   the resources whose newest version changed since the last run. #}
+{{ config(
+    materialized='incremental',
+    unique_key=['tenant', 'id'],
+    incremental_strategy='merge',
+    on_schema_change='fail',
+    contract={'enforced': true}
+) }}
+select
+    s.tenant,
+    s.id,
+    s.version_id,
+    s.last_updated,
+    s.raw_id,
+    s.resource,
+    s.status,
+    s.intent,
+    s.patient,
+    s.encounter,
+    s.code_system,
+    s.code,
+    s.authored_on,
+    s.requester
+from {{ ref('stg_fhir__medication_request') }} s
+{% if is_incremental() %}
+left join {{ this }} t
+  on t.tenant = s.tenant and t.id = s.id
+where t.raw_id is null or t.raw_id <> s.raw_id
+{% endif %}
