@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS HEALTHLAKE.RAW.FHIR_RESOURCES (
   kafka_offset    NUMBER(38,0),
   ingested_at     TIMESTAMP_TZ  COMMENT 'When the object entered the platform (hl-ingested-at)' NOT NULL,
   batch_id        NUMBER(38,0)  COMMENT 'Loader batch (hl.load.committed), NULL for a backfill',
-  dedup_key       VARCHAR       COMMENT 'Hex of the SQLite dedup key (docs/warehouse.md#idempotency)',
+  dedup_key       VARCHAR       COMMENT 'Input record key: the loader''s SQLite dedup key in hex, or SHA-256 of path and line for a backfill',
   loaded_at       TIMESTAMP_LTZ COMMENT 'When Snowflake stored the row' DEFAULT CURRENT_TIMESTAMP() NOT NULL
 )
   CLUSTER BY (tenant, type)

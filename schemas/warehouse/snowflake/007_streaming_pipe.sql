@@ -5,9 +5,9 @@
 -- first channel open; it matches row keys to column names and needs no DDL.
 -- This named pipe does the same with an explicit column list and casts, so
 -- that the server, not the client, assigns raw_id and loaded_at (a row can
--- not forge them) and a mistyped value fails at ingestion, not in dbt. The
--- loader uses HL_SNOWFLAKE_PIPE (docs/snowflake-warehouse.md); either pipe
--- works with the same rows: one JSON object per row, keys = column names.
+-- not forge them) and a mistyped value fails at ingestion, not in dbt.
+-- Either pipe takes the same rows: one JSON object per row, keys = column
+-- names (docs/snowflake-warehouse.md#streaming-into-raw).
 
 CREATE PIPE IF NOT EXISTS HEALTHLAKE.RAW.FHIR_RESOURCES_STREAM
   COMMENT = 'Snowpipe Streaming (high-performance) into RAW.FHIR_RESOURCES'
