@@ -36,7 +36,8 @@ SUBSTITUTIONS = {
 }
 
 OMOP_TABLES = ['person', 'observation_period', 'visit_occurrence', 'condition_occurrence',
-               'measurement', 'drug_exposure', 'procedure_occurrence', 'death']
+               'measurement', 'drug_exposure', 'procedure_occurrence', 'death',
+               'location', 'care_site', 'provider']
 
 # Statements the SQL parser has no grammar for: their documented shape.
 IDENT = r'[A-Za-z_][\w$]*(?:\.[A-Za-z_][\w$]*)*'
@@ -372,7 +373,10 @@ def check(root, project, ddl):
         got = [c.lower() for c in m.get('columns') or [] if c]
         if got != sqlite_cols.get(n):
             problems.append('%s: columns %s != SQLite view %s' % (n, got, sqlite_cols.get(n)))
-    res.add('OMOP CDM marts (%s) have the SQLite views\' columns in order' % ', '.join(OMOP_TABLES), problems)
+    for v in sorted(x for x in sqlite_cols if x.startswith('omop_') and x != 'omop_concept_map'):
+        if v[len('omop_'):] not in OMOP_TABLES:
+            problems.append('SQLite view %s has no dbt mart' % v)
+    res.add('OMOP CDM marts (%d: %s) have the SQLite views\' columns in order' % (len(OMOP_TABLES), ', '.join(OMOP_TABLES)), problems)
 
     problems = []
     with open(os.path.join(project, 'seeds', 'omop_concept_map.csv'), encoding='utf-8') as f:
