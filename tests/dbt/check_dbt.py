@@ -605,6 +605,12 @@ MUTATIONS = [
                    edit_yaml(os.path.join(p, 'models/curated/_curated.yml'),
                              lambda y: model_entry(y, 'curated_condition').update(
                                  columns=[c for c in model_entry(y, 'curated_condition')['columns'] if c['name'] != 'recorded_date'])))),
+    ('a curated model and its YAML gain a column the contract lacks', 'enforced contracts equal',
+     r"curated_practitioner: columns .*'org_name'.* != contract",
+     lambda p, d: (edit(os.path.join(p, 'models/curated/curated_practitioner.sql'), '    s.given\n', '    s.given,\n    s.resource:name[0].text::varchar as org_name\n'),
+                   edit_yaml(os.path.join(p, 'models/curated/_curated.yml'),
+                             lambda y: model_entry(y, 'curated_practitioner')['columns'].append(
+                                 {'name': 'org_name', 'description': 'x', 'data_type': 'VARCHAR'})))),
     ('a model gains an undocumented column', 'documented columns equal',
      r'omop_death: column extra_col in the SELECT is not documented',
      lambda p, d: edit(os.path.join(p, 'models/omop/omop_death.sql'), '  p.tenant,\n', '  p.tenant,\n  1 as extra_col,\n')),
