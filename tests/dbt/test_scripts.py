@@ -197,7 +197,7 @@ def main():
     srv = ThreadingHTTPServer(('127.0.0.1', 0), handler_for(st))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     apply_, backfill = os.path.join(ROOT, 'scripts', 'snowflake-apply'), os.path.join(ROOT, 'scripts', 'snowflake-backfill')
-    env = dict(os.environ, HL_SNOWFLAKE_ACCOUNT=ACCOUNT, HL_SNOWFLAKE_USER=USER, HL_SNOWFLAKE_PRIVATE_KEY=key,
+    env = dict(os.environ, HL_SNOWFLAKE_ACCOUNT=ACCOUNT, HL_SNOWFLAKE_USER=USER, HL_SNOWFLAKE_PRIVATE_KEY_FILE=key,
                HL_SNOWFLAKE_URL='http://127.0.0.1:%d' % srv.server_address[1],
                HL_SNOWFLAKE_S3_URL='s3://healthlake-landing/landing/',
                HL_SNOWFLAKE_S3_ROLE_ARN='arn:aws:iam::123456789012:role/healthlake-snowflake',
@@ -245,6 +245,19 @@ def main():
             if st.check_jwt('Bearer ' + bad) != 'bad signature':
                 p.append('the stand-in accepted a forged signature')
         case('--print-jwt: RS256, iss ACCOUNT.USER.SHA256:<fingerprint>, sub, < 1 h, signature verifies', p)
+
+        # An encrypted key with its passphrase in the environment.
+        key2, pub2 = os.path.join(tmp, 'key2.pem'), os.path.join(tmp, 'pub2.pem')
+        subprocess.run(['openssl', 'genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-aes-256-cbc',
+                        '-pass', 'pass:s3cret', '-out', key2], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(['openssl', 'pkey', '-in', key2, '-passin', 'pass:s3cret', '-pubout', '-out', pub2], check=True)
+        der2 = subprocess.run(['openssl', 'pkey', '-in', key2, '-passin', 'pass:s3cret', '-pubout', '-outform', 'DER'],
+                              check=True, stdout=subprocess.PIPE).stdout
+        st2 = Standin(pub2, 'SHA256:' + base64.b64encode(hashlib.sha256(der2).digest()).decode())
+        rc, out, err = run([apply_, '--print-jwt'], dict(env, HL_SNOWFLAKE_PRIVATE_KEY_FILE=key2,
+                                                          HL_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE='s3cret'))
+        p = ['rc %d: %s' % (rc, err)] if rc != 0 else [x for x in [st2.check_jwt('Bearer ' + out.strip())] if x]
+        case('an encrypted key is used with HL_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE', p)
 
         # A full apply: a 503 once, a 401 once, a 202 polled.
         st.unavailable.add('CREATE SCHEMA IF NOT EXISTS HEALTHLAKE.CURATED')
