@@ -58,6 +58,16 @@ SHAPES = [
 ]
 
 
+# Snowflake's reserved keywords (docs.snowflake.com/en/sql-reference/reserved-keywords):
+# not usable as unquoted column names or aliases.
+RESERVED = set('''ALL ALTER AND ANY AS BETWEEN BY CASE CAST CHECK COLUMN CONNECT CONSTRAINT CREATE CROSS
+CURRENT CURRENT_DATE CURRENT_TIME CURRENT_TIMESTAMP CURRENT_USER DELETE DISTINCT DROP ELSE EXISTS FALSE
+FOLLOWING FOR FROM FULL GRANT GROUP HAVING ILIKE IN INCREMENT INNER INSERT INTERSECT INTO IS JOIN LATERAL
+LEFT LIKE LOCALTIME LOCALTIMESTAMP MINUS NATURAL NOT NULL OF ON OR ORDER QUALIFY REGEXP REVOKE RIGHT RLIKE
+ROW ROWS SAMPLE SELECT SET SOME START TABLE TABLESAMPLE THEN TO TRIGGER TRUE TRY_CAST UNION UNIQUE UPDATE
+USING VALUES WHEN WHENEVER WHERE WITH'''.split())
+
+
 class Results:
     def __init__(self):
         self.cases = []
@@ -427,6 +437,23 @@ def check(root, project, ddl):
         problems.append('no API view %s' % n)
     res.add('API views are secure, tenant-scoped and cover every table hl-api-gateway reads', problems)
 
+    # ---- Reserved words ---------------------------------------------------------------
+    problems = []
+    for name in sorted(models):
+        for c in models[name].get('columns') or []:
+            if c and c.upper() in RESERVED:
+                problems.append('%s: column %s is a reserved word' % (name, c))
+        for mm in re.finditer(r'(?<=[\w"\]]):(?!:)((?:\w+|"[^"]*")(?:\.(?:\w+|"[^"]*")|\[\d+\])*)', models[name].get('sql') or ''):
+            for part in re.findall(r'(?<!")\b([A-Za-z_]\w*)\b(?!")', mm.group(1)):
+                if part.upper() in RESERVED:
+                    problems.append('%s: VARIANT path %s has the reserved word %s unquoted' % (name, mm.group(0), part))
+    for st in out['ddl']:
+        if re.match(r'\s*CREATE TABLE', st['text'], re.I):
+            for mm in re.finditer(r'^\s+([A-Za-z_]\w*)\s+(NUMBER|VARCHAR|VARIANT|TIMESTAMP_\w+|BOOLEAN|FLOAT)', st['text'], re.M):
+                if mm.group(1).upper() in RESERVED:
+                    problems.append('%s: column %s is a reserved word (quote it)' % (st['file'], mm.group(1)))
+    res.add('no Snowflake reserved word as an unquoted column name or VARIANT path element', problems)
+
     # ---- DDL ----------------------------------------------------------------------
     ddl_checks(res, out['ddl'], sqlite_cols)
     return res
@@ -639,6 +666,10 @@ MUTATIONS = [
      lambda p, d: edit(os.path.join(d, '002_raw.sql'), 'tenant          VARCHAR', 'tenant          VARCHAR VARCHAR')),
     ('the streaming pipe lists a column RAW does not have', 'RAW tables hold', r'COPY column batch_no not in RAW',
      lambda p, d: edit(os.path.join(d, '007_streaming_pipe.sql'), 'ingested_at, batch_id, dedup_key)', 'ingested_at, batch_no, dedup_key)')),
+    ('a reserved word as a column name', 'no Snowflake reserved word', r'LOAD_BATCH|column rows is a reserved',
+     lambda p, d: edit(os.path.join(d, '002_raw.sql'), '"ROWS"       NUMBER', 'rows         NUMBER')),
+    ('a reserved word unquoted in a VARIANT path', 'no Snowflake reserved word', r'reserved word start unquoted',
+     lambda p, d: edit(os.path.join(p, 'models/staging/stg_fhir__encounter.sql'), 'period."start"', 'period.start')),
     ('the seed loses a concept', 'seed omop_concept_map equals', r'differs from 004',
      lambda p, d: edit(os.path.join(p, 'seeds/omop_concept_map.csv'), 'Drug,http://www.nlm.nih.gov/research/umls/rxnorm,6809,1503297,metformin\n', '')),
     ('an OMOP mart drifts from the SQLite view', 'OMOP CDM marts', r'omop_visit_occurrence: columns',

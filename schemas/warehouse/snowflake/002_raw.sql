@@ -36,11 +36,13 @@ CREATE TABLE IF NOT EXISTS HEALTHLAKE.RAW.FHIR_RESOURCES (
   CHANGE_TRACKING = TRUE
   COMMENT = 'Append-only FHIR resources (one row per arrival of a resource version)';
 
--- One row per committed loader batch, with its counts.
+-- One row per committed loader batch, with its counts. ROWS is a reserved
+-- word in Snowflake: the column keeps the SQLite name, quoted (upper case, so
+-- it is the name an unquoted identifier would resolve to).
 CREATE TABLE IF NOT EXISTS HEALTHLAKE.RAW.LOAD_BATCH (
   batch_id     NUMBER(38,0)  NOT NULL,
   committed_at TIMESTAMP_TZ  NOT NULL,
-  rows         NUMBER(38,0)  NOT NULL,
+  "ROWS"       NUMBER(38,0)  NOT NULL,
   inserted     NUMBER(38,0)  NOT NULL,
   duplicate    NUMBER(38,0)  NOT NULL,
   applied      NUMBER(38,0)  NOT NULL,

@@ -13,7 +13,7 @@ select
     resource:code.coding[0].code::varchar as code,
     resource:clinicalStatus.coding[0].code::varchar as clinical_status,
     resource:verificationStatus.coding[0].code::varchar as verification_status,
-    coalesce(resource:onsetDateTime::varchar, resource:onsetPeriod.start::varchar) as onset,
+    coalesce(resource:onsetDateTime::varchar, resource:onsetPeriod."start"::varchar) as onset,
     coalesce(resource:abatementDateTime::varchar, resource:abatementPeriod."end"::varchar) as abatement,
     resource:recordedDate::varchar as recorded_date
 from {{ ref('stg_fhir__resources') }}

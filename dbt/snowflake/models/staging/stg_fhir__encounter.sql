@@ -10,7 +10,7 @@ select
     resource:status::varchar as status,
     resource:class.code::varchar as class,
     {{ hl_ref_id("resource:subject.reference::varchar") }} as patient,
-    resource:period.start::varchar as period_start,
+    resource:period."start"::varchar as period_start,
     resource:period."end"::varchar as period_end,
     {{ hl_ref_id("resource:participant[0].individual.reference::varchar") }} as practitioner,
     {{ hl_ref_id("resource:serviceProvider.reference::varchar") }} as service_provider

@@ -14,7 +14,7 @@ select
     resource:code.coding[0].code::varchar as code,
     resource:category[0].coding[0].code::varchar as category,
     coalesce(resource:effectiveDateTime::varchar, resource:effectiveInstant::varchar,
-             resource:effectivePeriod.start::varchar) as effective,
+             resource:effectivePeriod."start"::varchar) as effective,
     resource:valueQuantity.value::float as value_quantity,
     coalesce(resource:valueQuantity.code::varchar, resource:valueQuantity.unit::varchar) as value_unit
 from {{ ref('stg_fhir__resources') }}

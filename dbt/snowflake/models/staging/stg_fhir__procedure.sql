@@ -12,7 +12,7 @@ select
     {{ hl_ref_id("resource:encounter.reference::varchar") }} as encounter,
     resource:code.coding[0].system::varchar as code_system,
     resource:code.coding[0].code::varchar as code,
-    coalesce(resource:performedDateTime::varchar, resource:performedPeriod.start::varchar) as performed_start,
+    coalesce(resource:performedDateTime::varchar, resource:performedPeriod."start"::varchar) as performed_start,
     resource:performedPeriod."end"::varchar as performed_end,
     {{ hl_ref_id("resource:performer[0].actor.reference::varchar") }} as performer
 from {{ ref('stg_fhir__resources') }}
