@@ -84,11 +84,17 @@ def load_yaml(path):
         return yaml.safe_load(f)
 
 
-def run_render(project, ddl, sources, folders, vars_, seeds):
+def tools_present(root):
+    nm = os.path.join(root, 'tools', 'npm', 'node_modules')
+    return shutil.which('node') is not None and os.path.isdir(os.path.join(nm, 'node-sql-parser')) \
+        and os.path.isdir(os.path.join(nm, 'nunjucks'))
+
+
+def run_render(project, ddl, sources, folders, vars_, seeds, snippets=None):
     node_modules = os.path.join(ROOT, 'tools', 'npm', 'node_modules')
     env = dict(os.environ, NODE_PATH=node_modules)
     inp = json.dumps({'project': project, 'ddl': ddl, 'sources': sources, 'folders': folders,
-                      'vars': vars_, 'seeds': seeds, 'substitutions': SUBSTITUTIONS})
+                      'vars': vars_, 'seeds': seeds, 'substitutions': SUBSTITUTIONS, 'snippets': snippets or {}})
     p = subprocess.run(['node', os.path.join(HERE, 'render.js')], input=inp.encode(), env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
     if p.returncode != 0:
@@ -709,8 +715,7 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     ROOT = os.path.abspath(sys.argv[2])
-    if shutil.which('node') is None or not os.path.isdir(os.path.join(ROOT, 'tools', 'npm', 'node_modules', 'node-sql-parser')) \
-            or not os.path.isdir(os.path.join(ROOT, 'tools', 'npm', 'node_modules', 'nunjucks')):
+    if not tools_present(ROOT):
         print('1..0 # SKIP node or tools/npm/node_modules (nunjucks, node-sql-parser) missing: run scripts/bootstrap')
         return 0
     if sys.argv[1] == 'check':

@@ -86,41 +86,54 @@ for (const f of walk(path.join(input.project, 'models'), '.sql')) {
   models[path.basename(f, '.sql')] = { file: path.relative(input.project, f), folder: rel.split(path.sep)[0] };
 }
 
+/* The stubs read the model being rendered from `cur`, so that the macros,
+ * compiled once and shared by every model as dbt shares them, record the
+ * refs and sources of the model that calls them. */
+const cur = { info: null, incremental: false, relationOf: () => null };
+const stubs = {
+  config: (...a) => { Object.assign(cur.info.config, kwargs(a)); return ''; },
+  ref: (n) => {
+    if (typeof n !== 'string')
+      throw new Error('ref() takes a model name');
+    cur.info.refs.push(n);
+    const r = cur.relationOf(n);
+    if (!r)
+      throw new Error(`ref('${n}'): no such model or seed`);
+    return r;
+  },
+  source: (s, t) => {
+    cur.info.sources.push(`${s}.${t}`);
+    const r = input.sources[`${s}.${t}`];
+    if (!r)
+      throw new Error(`source('${s}', '${t}'): not declared in a sources YAML`);
+    return r;
+  },
+  is_incremental: () => cur.incremental,
+  var: (n, d) => {
+    if (n in input.vars)
+      return input.vars[n];
+    if (d !== undefined)
+      return d;
+    throw new Error(`var('${n}'): not in dbt_project.yml`);
+  },
+  target: { database: 'HEALTHLAKE', schema: 'CURATED', name: 'prod', type: 'snowflake' },
+  none: null,
+};
+for (const [k, v] of Object.entries(stubs))
+  env.addGlobal(k, v);
+new nunjucks.Template(macroText, env, 'macros', true).getExported({}, null, (err, macros) => {
+  if (err)
+    throw err;
+  for (const [k, v] of Object.entries(macros))
+    env.addGlobal(k, v);
+});
+
 function render(name, incremental, relationOf) {
   const m = models[name];
   const text = fs.readFileSync(path.join(input.project, m.file), 'utf8');
   const info = { config: {}, refs: [], sources: [] };
-  const ctx = {
-    config: (...a) => { Object.assign(info.config, kwargs(a)); return ''; },
-    ref: (n) => {
-      if (typeof n !== 'string')
-        throw new Error('ref() takes a model name');
-      info.refs.push(n);
-      const r = relationOf(n);
-      if (!r)
-        throw new Error(`ref('${n}'): no such model or seed`);
-      return r;
-    },
-    source: (s, t) => {
-      info.sources.push(`${s}.${t}`);
-      const r = input.sources[`${s}.${t}`];
-      if (!r)
-        throw new Error(`source('${s}', '${t}'): not declared in a sources YAML`);
-      return r;
-    },
-    is_incremental: () => incremental,
-    var: (n, d) => {
-      if (n in input.vars)
-        return input.vars[n];
-      if (d !== undefined)
-        return d;
-      throw new Error(`var('${n}'): not in dbt_project.yml`);
-    },
-    target: { database: 'HEALTHLAKE', schema: 'CURATED', name: 'prod', type: 'snowflake' },
-    none: null,
-  };
-  ctx.this = relationOf(name);
-  const sql = env.renderString(macroText + '\n' + text, ctx);
+  Object.assign(cur, { info, incremental, relationOf });
+  const sql = env.renderString(text, { this: relationOf(name) });
   return { sql: sql.trim(), info };
 }
 
@@ -177,7 +190,7 @@ for (const name of Object.keys(models)) {
 function schemaOf(folder) {
   const custom = input.folders[folder];
   const ctx = { target: { database: 'HEALTHLAKE', schema: 'CURATED', name: 'prod' }, none: null };
-  return env.renderString(macroText + `\n{{ generate_schema_name(${custom ? JSON.stringify(custom) : 'none'}, none) }}`, ctx).trim();
+  return env.renderString(`{{ generate_schema_name(${custom ? JSON.stringify(custom) : 'none'}, none) }}`, ctx).trim();
 }
 const relationOf = (n) => {
   if (input.seeds.includes(n))
@@ -216,6 +229,12 @@ for (const name of Object.keys(models)) {
     r.render_error = String(e.message);
   }
   out.models[name] = r;
+}
+
+/* ---- Snippets: macro calls rendered alone (for check_semantics.py) ---- */
+out.snippets = {};
+for (const [k, tpl] of Object.entries(input.snippets || {})) {
+  out.snippets[k] = env.renderString(tpl, { none: null }).trim();
 }
 
 /* ---- DDL ---- */
