@@ -3,7 +3,7 @@
 -- Only ACCOUNTADMIN (or a role with CREATE INTEGRATION) may create it. After
 -- the first run, DESC INTEGRATION HL_S3_LANDING gives STORAGE_AWS_IAM_USER_ARN
 -- and STORAGE_AWS_EXTERNAL_ID for the trust policy of ${HL_SNOWFLAKE_S3_ROLE_ARN}
--- (docs/snowflake-warehouse.md#bulk-backfill).
+-- (docs/snowflake-warehouse.md#applying-the-ddl).
 
 CREATE STORAGE INTEGRATION IF NOT EXISTS HL_S3_LANDING
   TYPE = EXTERNAL_STAGE
