@@ -59,6 +59,11 @@ void hl_wh_opts_from_config(const hl_config *cfg, hl_wh_opts *opts) {
   opts->retry_budget_ms = hl_config_int(cfg, "HL_WAREHOUSE_RETRY_BUDGET");
   if (opts->retry_budget_ms == 0)
     opts->retry_budget_ms = -1;
+  if (opts->backend && !strcmp(opts->backend, "snowflake")) {
+    opts->sf_pipe = hl_config_str(cfg, "HL_SNOWFLAKE_PIPE");
+    opts->sf_commit_timeout_ms = hl_config_int(cfg, "HL_SNOWFLAKE_COMMIT_TIMEOUT");
+    (void)hl_snowflake_config_from(cfg, &opts->snowflake, NULL, 0);
+  }
 }
 
 /* ---- Small helpers ------------------------------------------------------------- */
@@ -983,6 +988,8 @@ int hl_wh_new(const hl_wh_opts *opts, hl_wh **out, char *err, size_t errlen) {
   const hl__wh_backend *be = NULL;
   if (!strcmp(name, hl__wh_sqlite.name))
     be = &hl__wh_sqlite;
+  else if (!strcmp(name, hl__wh_snowflake.name))
+    be = &hl__wh_snowflake;
   if (!be) {
     snprintf(err, errlen, "unknown warehouse backend '%s'", name);
     return -EINVAL;

@@ -169,6 +169,7 @@ typedef struct hl__wh_backend {
 } hl__wh_backend;
 
 extern const hl__wh_backend hl__wh_sqlite;
+extern const hl__wh_backend hl__wh_snowflake; /* warehouse_snowflake.c */
 
 /* Hex SHA-256 of data (65 bytes with NUL). */
 void hl__wh_sha256_hex(const void *data, size_t len, char hex[65]);

@@ -36,6 +36,7 @@
 
 #include "hl/config.h"
 #include "hl/error.h"
+#include "hl/snowflake.h"
 
 /* Warehouse error codes, in their own range below the HL_E* codes. */
 enum hl_wh_error {
@@ -52,29 +53,42 @@ bool hl_wh_is_fatal(int err);
 
 /* The configuration variables of a warehouse writer, spliced into a worker's table. */
 #define HL_CONFIG_WAREHOUSE_VARS                                                             \
-  {"HL_WAREHOUSE_BACKEND", HL_CFG_ENUM, "sqlite", 0, 0, "sqlite",                           \
-   "Warehouse backend."},                                                                    \
+  {"HL_WAREHOUSE_BACKEND", HL_CFG_ENUM, "sqlite", 0, 0, "sqlite|snowflake",                 \
+   "Warehouse backend: sqlite (embedded) or snowflake (Snowpipe Streaming into RAW)."},     \
   {"HL_WAREHOUSE_PATH", HL_CFG_STRING, "healthlake.db", 1, 4096, NULL,                      \
    "SQLite backend: the database file (created and migrated at start-up)."},                \
   {"HL_WAREHOUSE_BUSY_TIMEOUT", HL_CFG_DURATION, "1s", 1, 600000, NULL,                     \
    "SQLite busy timeout of one attempt to take the write lock."},                          \
   {"HL_WAREHOUSE_RETRY_BUDGET", HL_CFG_DURATION, "30s", 0, 3600000, NULL,                   \
-   "Longest time a batch is retried with backoff while the database is busy or locked."}
+   "Longest time a batch is retried with backoff while the database is busy or locked."},    \
+  {"HL_SNOWFLAKE_PIPE", HL_CFG_STRING, "FHIR_RESOURCES_STREAM", 1, 255, NULL,               \
+   "Snowflake backend: the streaming pipe into RAW.FHIR_RESOURCES (schema: HL_SNOWFLAKE_SCHEMA)."}, \
+  {"HL_SNOWFLAKE_COMMIT_TIMEOUT", HL_CFG_DURATION, "60s", 100, 3600000, NULL,              \
+   "Snowflake backend: longest wait for the channels to report a batch committed."},        \
+  HL_CONFIG_SNOWFLAKE_VARS
 
 typedef struct hl_wh hl_wh;
 typedef struct hl_wh_batch hl_wh_batch;
 
 typedef struct hl_wh_opts {
-  const char *backend;       /* "sqlite" (NULL: "sqlite") */
+  const char *backend;       /* "sqlite" or "snowflake" (NULL: "sqlite") */
   const char *path;          /* sqlite: the database file */
   bool create;               /* create the file when missing */
   bool read_only;            /* open for reads only (no migration) */
   long long busy_timeout_ms; /* one attempt's wait for the lock (0: 1000) */
   long long retry_budget_ms; /* total retry time on busy/locked (0: 30000; <0: no retry) */
   long long max_pages;       /* PRAGMA max_page_count, a size quota (0: none) */
+  /* snowflake: the client settings (strings borrowed), the pipe and the commit wait. */
+  hl_snowflake_config snowflake;
+  const char *sf_pipe;             /* NULL: "FHIR_RESOURCES_STREAM" */
+  long long sf_commit_timeout_ms;  /* 0: 60000 */
 } hl_wh_opts;
 
-/* Fills opts from HL_CONFIG_WAREHOUSE_VARS (create = true); strings borrow from cfg. */
+/*
+ * Fills opts from HL_CONFIG_WAREHOUSE_VARS (create = true); strings borrow
+ * from cfg. With the snowflake backend, a missing account, user or key
+ * leaves opts->snowflake empty and hl_wh_new reports it.
+ */
 void hl_wh_opts_from_config(const hl_config *cfg, hl_wh_opts *opts);
 
 /*
