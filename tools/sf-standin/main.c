@@ -6,8 +6,11 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "hl/config.h"
+#include "sql.h"
 #include "standin.h"
 
 #ifndef SF_STANDIN_SPEC_DEFAULT
@@ -31,7 +34,48 @@ static const hl_config_var vars[] = {
     {"HL_SF_STANDIN_PORT_FILE", HL_CFG_STRING, "", 0, 4096, NULL,
      "File that receives the bound port once listening; empty: none."},
     {"HL_SF_STANDIN_VERBOSE", HL_CFG_BOOL, "false", 0, 0, NULL, "Log every request on stderr."},
+    {"HL_SF_STANDIN_INIT_SQL", HL_CFG_STRING, "", 0, 4096, NULL,
+     "File of ';'-separated statements run once at start-up, before listening (e.g. the RAW DDL); empty: none."},
 };
+
+/* Runs the statements of path through the stand-in's translation. 0, or -1 with a message in err. */
+static int init_sql(const char *dir, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "cannot open %s", path);
+    return -1;
+  }
+  static char text[1 << 20];
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = 0;
+  /* Whole-line "--" comments are blanked: the translation reads head words. */
+  for (char *l = text; *l;) {
+    char *e = strchr(l, '\n');
+    char *p = l + strspn(l, " \t");
+    if (p[0] == '-' && p[1] == '-')
+      memset(l, ' ', e ? (size_t)(e - l) : strlen(l));
+    l = e ? e + 1 : l + strlen(l);
+  }
+  sf_sql *q;
+  (void)mkdir(dir, 0700); /* sf_standin_new does the same; an existing directory is fine. */
+  if (sf_sql_open(dir, &q, err, errlen) < 0)
+    return -1;
+  json_t *parts = sf_sql_split(text);
+  int rc = 0;
+  for (size_t i = 0; i < json_array_size(parts) && rc == 0; i++) {
+    sf_exec e;
+    sf_sql_exec(q, "PUBLIC", json_string_value(json_array_get(parts, i)), NULL, false, &e);
+    if (e.failed) {
+      snprintf(err, errlen, "statement %zu: %.400s", i + 1, e.message);
+      rc = -1;
+    }
+    sf_exec_clear(&e);
+  }
+  json_decref(parts);
+  sf_sql_close(q);
+  return rc;
+}
 static const hl_config_spec spec = {"hl-sf-standin",
                                     "A stand-in for Snowflake's SQL API v2 and Snowpipe Streaming REST API, "
                                     "on SQLite, for tests.",
@@ -66,6 +110,12 @@ int main(int argc, char **argv) {
   };
   uv_loop_t *loop = uv_default_loop();
   char err[512];
+  const char *init = hl_config_str(cfg, "HL_SF_STANDIN_INIT_SQL");
+  if (*init && init_sql(c.dir, init, err, sizeof err) < 0) {
+    fprintf(stderr, "hl-sf-standin: %s\n", err);
+    hl_config_free(cfg);
+    return 1;
+  }
   if (sf_standin_new(loop, &c, &g_standin, err, sizeof err) < 0) {
     fprintf(stderr, "hl-sf-standin: %s\n", err);
     hl_config_free(cfg);
