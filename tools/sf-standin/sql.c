@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "hl/buf.h"
+#include "query.h"
 
 #define SQL_MAX_TEXT (4 * 1024 * 1024)
 #define SQL_MAX_ROWS 1000000
@@ -69,6 +70,22 @@ static void fn_parse_json(sqlite3_context *c, int n, sqlite3_value **v) {
   }
   sqlite3_result_text(c, s, -1, free);
 }
+
+/*
+ * HL_LO(text) / HL_HI(text): the [lo, hi) range in ms of a FHIR date,
+ * dateTime or instant (NULL when it does not read as one), the UDFs that
+ * hl-api-gateway's snowflake store expects in its schema (docs/snowflake.md).
+ */
+static void fn_hl_range(sqlite3_context *c, sqlite3_value **v, bool hi) {
+  const unsigned char *t = sqlite3_value_text(v[0]);
+  int64_t l, h;
+  if (!t || hl_api_date_range((const char *)t, (size_t)sqlite3_value_bytes(v[0]), &l, &h) < 0)
+    sqlite3_result_null(c);
+  else
+    sqlite3_result_int64(c, hi ? h : l);
+}
+static void fn_hl_lo(sqlite3_context *c, int n, sqlite3_value **v) { (void)n, fn_hl_range(c, v, false); }
+static void fn_hl_hi(sqlite3_context *c, int n, sqlite3_value **v) { (void)n, fn_hl_range(c, v, true); }
 
 static void fn_nvl(sqlite3_context *c, int n, sqlite3_value **v) {
   sqlite3_result_value(c, sqlite3_value_type(v[0]) == SQLITE_NULL ? v[1] : v[0]);
@@ -139,6 +156,8 @@ int sf_sql_open(const char *dir, sf_sql **out, char *err, size_t errlen) {
                           NULL, NULL);
   sqlite3_create_function(q->db, "TO_VARIANT", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_parse_json, NULL,
                           NULL);
+  sqlite3_create_function(q->db, "HL_LO", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_hl_lo, NULL, NULL);
+  sqlite3_create_function(q->db, "HL_HI", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_hl_hi, NULL, NULL);
   sqlite3_create_function(q->db, "NVL", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_nvl, NULL, NULL);
   sqlite3_create_function(q->db, "SYSTEM$WAIT", -1, SQLITE_UTF8, NULL, fn_wait, NULL, NULL);
   /* Schemas created earlier come back. */

@@ -24,6 +24,7 @@
 #include "hl/error.h"
 #include "hl/http.h"
 #include "hl/log.h"
+#include "hl/snowflake.h"
 #include "hl/s3.h"
 #include "query.h"
 #include "store.h"
@@ -35,8 +36,12 @@ const hl_config_var hl_api_config_vars[] = {
      "host:port the API listens on (FHIR, ingestion, /healthz, /readyz, /metrics)."},
     {"HL_API_PUBLIC_URL", HL_CFG_STRING, "", 0, 512, NULL,
      "Base URL written in links and Location headers (e.g. https://api.example.org); empty: http://<Host header>."},
+    {"HL_WAREHOUSE_BACKEND", HL_CFG_ENUM, "sqlite", 0, 0, "sqlite|snowflake",
+     "Warehouse the API reads: sqlite (HL_WAREHOUSE_PATH) or snowflake (curated tables built by dbt)."},
     {"HL_WAREHOUSE_PATH", HL_CFG_STRING, "healthlake.db", 1, 4096, NULL,
      "SQLite warehouse file, opened read-only (the loader writes it)."},
+    HL_API_STORE_SNOWFLAKE_VARS,
+    HL_CONFIG_SNOWFLAKE_VARS,
     {"HL_API_DEFAULT_COUNT", HL_CFG_INT, "20", 1, 1000, NULL, "Page size of a search without _count."},
     {"HL_API_MAX_COUNT", HL_CFG_INT, "100", 1, 1000, NULL, "Largest page size; a larger _count is capped to it."},
     {"HL_API_MAX_BODY", HL_CFG_SIZE, "16MiB", 1024, 1073741824LL, NULL,
@@ -1314,7 +1319,11 @@ int hl_api_gw_new(uv_loop_t *loop, const hl_config *cfg, hl_metrics *reg, hl_api
     goto fail;
   if ((rc = setup_landing(gw, err, errlen)) < 0)
     goto fail;
-  if ((rc = hl_api_store_sqlite_new(hl_config_str(cfg, "HL_WAREHOUSE_PATH"), &gw->store)) < 0)
+  if (!strcmp(hl_config_str(cfg, "HL_WAREHOUSE_BACKEND"), "snowflake"))
+    rc = hl_api_store_snowflake_new(cfg, loop, reg, &gw->store, err, errlen);
+  else
+    rc = hl_api_store_sqlite_new(hl_config_str(cfg, "HL_WAREHOUSE_PATH"), &gw->store);
+  if (rc < 0)
     goto fail;
   hl_http_limits lim;
   hl_http_limits_default(&lim);

@@ -15,8 +15,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "fhirtypes.h"
+#include "hl/config.h"
+#include "hl/metrics.h"
 #include "query.h"
 
 typedef struct hl_api_row {
@@ -66,6 +69,29 @@ struct hl_api_store {
 
 /* Opens the SQLite read side on path (read-only; opened again lazily while missing). */
 int hl_api_store_sqlite_new(const char *path, hl_api_store **out);
+
+/* The configuration variables of the snowflake read side (with HL_CONFIG_SNOWFLAKE_VARS). */
+#define HL_API_STORE_SNOWFLAKE_VARS                                                                  \
+  {"HL_API_SNOWFLAKE_SCHEMA", HL_CFG_STRING, "CURATED", 1, 120, NULL,                               \
+   "Snowflake backend: schema of the curated tables and the HL_LO/HL_HI date UDFs (API: the views)."}, \
+  {"HL_API_SNOWFLAKE_JOBS_SCHEMA", HL_CFG_STRING, "RAW", 1, 120, NULL,                              \
+   "Snowflake backend: schema of the jobs and load_reject tables (API: the views)."},              \
+  {"HL_API_CACHE_ENTRIES", HL_CFG_INT, "4096", 0, 10000000, NULL,                                   \
+   "Snowflake backend: most statements kept in the response cache (0: no cache)."},                \
+  {"HL_API_CACHE_BYTES", HL_CFG_SIZE, "64MiB", 0, 1LL << 34, NULL,                                  \
+   "Snowflake backend: most bytes of results kept in the response cache."},                        \
+  {"HL_API_CACHE_TTL", HL_CFG_DURATION, "30s", 0, 86400000, NULL,                                   \
+   "Snowflake backend: how long a cached result answers (0: no cache)."}
+
+/*
+ * Opens the Snowflake read side from cfg (HL_CONFIG_SNOWFLAKE_VARS and
+ * HL_API_STORE_SNOWFLAKE_VARS in its table): statements run on loop
+ * through hl_snowflake_async; the cache's metrics go to reg. Free it
+ * before the loop's last run: pending operations then answer HL_EIO.
+ * 0, HL_ECONFIG (message in err), -ENOMEM.
+ */
+int hl_api_store_snowflake_new(const hl_config *cfg, uv_loop_t *loop, hl_metrics *reg,
+                               hl_api_store **out, char *err, size_t errlen);
 
 static inline hl_api_store *hl_api_store_free(hl_api_store *st) {
   if (st)

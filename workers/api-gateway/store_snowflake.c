@@ -1,0 +1,984 @@
+/*
+ * The Snowflake read side: the same answers as store_sqlite.c, by SQL over
+ * the curated tables that dbt builds (schema HL_API_SNOWFLAKE_SCHEMA, the
+ * table and column names of schemas/warehouse/curated_contract.json) and
+ * the job tables (HL_API_SNOWFLAKE_JOBS_SCHEMA), through hl_snowflake_async
+ * on the gateway's loop. Every value, the tenant first, is a bound
+ * parameter; only identifiers from the static type table are spliced.
+ *
+ * Dates compare as [lo, hi) ranges in ms, as on SQLite, through two SQL
+ * UDFs HL_LO(text) and HL_HI(text) in the curated schema (docs/snowflake.md
+ * gives their definition; the stand-in provides them).
+ *
+ * A response cache sits in front: the result of a statement is kept under
+ * SHA-256(tenant, SQL, bindings) for HL_API_CACHE_TTL, bounded by entries
+ * and bytes, least recently used first out. The tenant is part of the key
+ * and is compared again on a hit, so one tenant never reads another's
+ * entry.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hl/buf.h"
+#include "hl/error.h"
+#include "hl/log.h"
+#include "hl/snowflake.h"
+#include "store.h"
+
+#define MAX_BINDS 512
+
+/* ---- Response cache ------------------------------------------------------------- */
+
+typedef struct centry {
+  unsigned char key[32];
+  char *tenant;
+  hl_snowflake_result *res;
+  size_t bytes;
+  uint64_t expires; /* uv_now ms */
+  struct centry *prev, *next; /* LRU list: head = most recent */
+} centry;
+
+typedef struct cache {
+  centry *head, *tail;
+  size_t n, bytes, max_n, max_bytes;
+  uint64_t ttl_ms;
+  hl_series *hits, *misses, *evictions, *g_bytes, *g_entries;
+} cache;
+
+static void c_unlink(cache *c, centry *e) {
+  if (e->prev)
+    e->prev->next = e->next;
+  else
+    c->head = e->next;
+  if (e->next)
+    e->next->prev = e->prev;
+  else
+    c->tail = e->prev;
+  e->prev = e->next = NULL;
+}
+
+static void c_push(cache *c, centry *e) {
+  e->next = c->head;
+  e->prev = NULL;
+  if (c->head)
+    c->head->prev = e;
+  c->head = e;
+  if (!c->tail)
+    c->tail = e;
+}
+
+static void c_drop(cache *c, centry *e) {
+  c_unlink(c, e);
+  c->n--;
+  c->bytes -= e->bytes;
+  hl_snowflake_result_free(e->res);
+  free(e->tenant);
+  free(e);
+}
+
+static void c_gauges(cache *c) {
+  hl_series_set(c->g_bytes, (double)c->bytes);
+  hl_series_set(c->g_entries, (double)c->n);
+}
+
+/* The cached result of key for tenant, or NULL (an expired entry is dropped). */
+static const hl_snowflake_result *c_get(cache *c, const unsigned char key[32], const char *tenant, uint64_t now) {
+  for (centry *e = c->head; e; e = e->next) {
+    if (memcmp(e->key, key, 32) || strcmp(e->tenant, tenant))
+      continue;
+    if (e->expires <= now) {
+      c_drop(c, e);
+      c_gauges(c);
+      return NULL;
+    }
+    c_unlink(c, e);
+    c_push(c, e);
+    return e->res;
+  }
+  return NULL;
+}
+
+static size_t result_bytes(const hl_snowflake_result *r) {
+  size_t n = 256, rows = hl_snowflake_result_rows(r), cols = hl_snowflake_result_cols(r);
+  for (size_t i = 0; i < rows; i++)
+    for (size_t k = 0; k < cols; k++) {
+      const char *v = hl_snowflake_result_str(r, i, k);
+      n += 16 + (v ? strlen(v) : 0);
+    }
+  return n;
+}
+
+/* Keeps res (takes ownership) under key; returns the result to use (res, or NULL when not kept). */
+static bool c_put(cache *c, const unsigned char key[32], const char *tenant, hl_snowflake_result *res,
+                  uint64_t now) {
+  if (!c->max_n || !c->ttl_ms)
+    return false;
+  size_t bytes = result_bytes(res);
+  if (bytes > c->max_bytes)
+    return false;
+  centry *e = calloc(1, sizeof *e);
+  if (!e || !(e->tenant = strdup(tenant))) {
+    free(e);
+    return false;
+  }
+  memcpy(e->key, key, 32);
+  e->res = res;
+  e->bytes = bytes;
+  e->expires = now + c->ttl_ms;
+  while (c->tail && (c->n + 1 > c->max_n || c->bytes + bytes > c->max_bytes)) {
+    c_drop(c, c->tail);
+    hl_series_inc(c->evictions);
+  }
+  c_push(c, e);
+  c->n++;
+  c->bytes += bytes;
+  c_gauges(c);
+  return true;
+}
+
+/* ---- The store ------------------------------------------------------------------ */
+
+typedef struct sf_store {
+  hl_api_store base;
+  uv_loop_t *loop;
+  hl_snowflake *sf;
+  hl_snowflake_async *a;
+  char schema[128], jobs_schema[128];
+  cache cache;
+  bool ready, probing;
+  char reason[256];
+} sf_store;
+
+/* A statement under construction: SQL text and its bindings (values owned here). */
+typedef struct sqlb {
+  hl_buf sql;
+  hl_snowflake_bind binds[MAX_BINDS];
+  char *vals[MAX_BINDS];
+  int nbinds;
+  int err;
+} sqlb;
+
+static void sqlb_init(sqlb *b) {
+  memset(b, 0, sizeof *b);
+  hl_buf_init(&b->sql, 1 << 20);
+}
+
+static void sqlb_free(sqlb *b) {
+  for (int i = 0; i < b->nbinds; i++)
+    free(b->vals[i]);
+  hl_buf_free(&b->sql);
+}
+
+static void put(sqlb *b, const char *s) {
+  if (!b->err && hl_buf_puts(&b->sql, s) < 0)
+    b->err = -ENOMEM;
+}
+
+static void bind_val(sqlb *b, hl_snowflake_type type, const char *v) {
+  if (b->err)
+    return;
+  if (b->nbinds >= MAX_BINDS) {
+    b->err = HL_ELIMIT;
+    return;
+  }
+  char *copy = v ? strdup(v) : NULL;
+  if (v && !copy) {
+    b->err = -ENOMEM;
+    return;
+  }
+  b->vals[b->nbinds] = copy;
+  b->binds[b->nbinds] = (hl_snowflake_bind){.type = type, .value = copy};
+  b->nbinds++;
+  put(b, "?");
+}
+static void bind_text(sqlb *b, const char *s) { bind_val(b, HL_SF_TEXT, s); }
+static void bind_int(sqlb *b, int64_t v) {
+  char t[32];
+  snprintf(t, sizeof t, "%" PRId64, v);
+  bind_val(b, HL_SF_FIXED, t);
+}
+static void bind_double(sqlb *b, double v) {
+  char t[40];
+  snprintf(t, sizeof t, "%.17g", v);
+  bind_val(b, HL_SF_REAL, t);
+}
+
+/* "<schema>.<table>" of the curated (or jobs) schema. */
+static void table(sqlb *b, const char *schema, const char *t) {
+  put(b, schema), put(b, "."), put(b, t);
+}
+
+/* SHA-256 over tenant, SQL and every binding (type and value, NULL distinct from ""). */
+static void stmt_key(const char *tenant, const sqlb *b, unsigned char out[32]) {
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  unsigned int n = 0;
+  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  EVP_DigestUpdate(md, tenant, strlen(tenant) + 1);
+  EVP_DigestUpdate(md, b->sql.data, b->sql.len + 1);
+  for (int i = 0; i < b->nbinds; i++) {
+    unsigned char t = (unsigned char)b->binds[i].type, nul = b->binds[i].value ? 1 : 0;
+    EVP_DigestUpdate(md, &t, 1);
+    EVP_DigestUpdate(md, &nul, 1);
+    if (b->binds[i].value)
+      EVP_DigestUpdate(md, b->binds[i].value, strlen(b->binds[i].value) + 1);
+  }
+  EVP_DigestFinal_ex(md, out, &n);
+  EVP_MD_CTX_free(md);
+}
+
+/* ---- Statements through the cache ------------------------------------------------- */
+
+typedef void (*stmt_fn)(void *ud, int rc, const hl_snowflake_result *res);
+
+typedef struct stmt_call {
+  sf_store *s;
+  unsigned char key[32];
+  char *tenant;
+  stmt_fn cb;
+  void *ud;
+} stmt_call;
+
+static int map_rc(int rc, const hl_snowflake_error *err) {
+  if (rc == -ENOMEM)
+    return rc;
+  if (rc == -ECANCELED || hl_snowflake_error_retriable(rc, err))
+    return HL_EIO;
+  return HL_EFATAL;
+}
+
+static void stmt_done(void *ud, int rc, hl_snowflake_result *res, const hl_snowflake_error *err) {
+  stmt_call *sc = ud;
+  sf_store *s = sc->s;
+  if (rc < 0) {
+    char line[700];
+    hl_log_kv(HL_LOG_WARN, "snowflake read failed", "error", hl_snowflake_error_str(err, line, sizeof line), NULL);
+    if (rc != -ECANCELED && hl_snowflake_error_retriable(rc, err)) {
+      s->ready = false;
+      snprintf(s->reason, sizeof s->reason, "snowflake unavailable: %.200s", line);
+    }
+    sc->cb(sc->ud, map_rc(rc, err), NULL);
+  } else {
+    s->ready = true;
+    bool kept = c_put(&s->cache, sc->key, sc->tenant, res, uv_now(s->loop));
+    sc->cb(sc->ud, 0, res);
+    if (!kept)
+      hl_snowflake_result_free(res);
+  }
+  free(sc->tenant);
+  free(sc);
+}
+
+/*
+ * Runs b (its bindings are copied by the client) for tenant: from the cache
+ * when a fresh entry exists (cb runs before the call returns), else on the
+ * loop. cb runs exactly once; res is valid during cb only.
+ */
+static void run_stmt(sf_store *s, const char *tenant, sqlb *b, stmt_fn cb, void *ud) {
+  if (b->err) {
+    cb(ud, b->err == HL_ELIMIT ? HL_EFATAL : b->err, NULL);
+    return;
+  }
+  unsigned char key[32];
+  stmt_key(tenant, b, key);
+  const hl_snowflake_result *hit = c_get(&s->cache, key, tenant, uv_now(s->loop));
+  if (hit) {
+    hl_series_inc(s->cache.hits);
+    cb(ud, 0, hit);
+    return;
+  }
+  hl_series_inc(s->cache.misses);
+  stmt_call *sc = calloc(1, sizeof *sc);
+  if (!sc || !(sc->tenant = strdup(tenant))) {
+    free(sc);
+    cb(ud, -ENOMEM, NULL);
+    return;
+  }
+  sc->s = s;
+  memcpy(sc->key, key, 32);
+  sc->cb = cb;
+  sc->ud = ud;
+  hl_snowflake_stmt st = {.sql = b->sql.data, .binds = b->binds, .nbinds = (size_t)b->nbinds};
+  int rc = hl_snowflake_async_exec(s->a, &st, stmt_done, sc);
+  if (rc < 0) {
+    free(sc->tenant);
+    free(sc);
+    cb(ud, rc == HL_ECLOSED ? HL_EIO : rc, NULL);
+  }
+}
+
+/* ---- Rows ----------------------------------------------------------------------- */
+
+static char *cell(const hl_snowflake_result *r, size_t row, size_t col) {
+  const char *v = hl_snowflake_result_str(r, row, col);
+  return strdup(v ? v : "");
+}
+
+static void row_clear(hl_api_row *r) {
+  free(r->id);
+  free(r->version);
+  free(r->last_updated);
+  free(r->json);
+  free(r->patient);
+  free(r->key_text);
+}
+
+/* Columns: id, version_id, last_updated, resource, sort key, patient. */
+static int take_row(const hl_snowflake_result *res, size_t i, hl_api_row *r, bool key_is_int) {
+  memset(r, 0, sizeof *r);
+  r->id = cell(res, i, 0);
+  r->version = cell(res, i, 1);
+  r->last_updated = cell(res, i, 2);
+  r->json = cell(res, i, 3);
+  r->json_len = r->json ? strlen(r->json) : 0;
+  const char *pat = hl_snowflake_result_str(res, i, 5);
+  if (pat)
+    r->patient = strdup(pat);
+  r->key_is_int = key_is_int;
+  const char *k = hl_snowflake_result_str(res, i, 4);
+  if (key_is_int)
+    r->key_int = k ? strtoll(k, NULL, 10) : 0;
+  else
+    r->key_text = strdup(k ? k : "");
+  if (!r->id || !r->version || !r->last_updated || !r->json || (!key_is_int && !r->key_text) || (pat && !r->patient)) {
+    row_clear(r);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+static void select_cols(sqlb *b, const hl_api_type_def *t, const char *key) {
+  put(b, "SELECT t.id, t.version_id, t.last_updated, t.resource, "), put(b, key), put(b, ", ");
+  if (t->patient_col)
+    put(b, "t."), put(b, t->patient_col);
+  else
+    put(b, "NULL");
+}
+
+/* ---- Read ----------------------------------------------------------------------- */
+
+typedef struct op {
+  sf_store *s;
+  hl_api_result_fn done;
+  hl_api_job_fn jdone;
+  void *ud;
+  char *tenant;
+  const hl_api_search *q;
+  hl_api_result res;
+  bool key_is_int;
+  json_t *job;
+} op;
+
+static op *op_new(sf_store *s, const char *tenant, void *ud) {
+  op *o = calloc(1, sizeof *o);
+  if (o && !(o->tenant = strdup(tenant))) {
+    free(o);
+    return NULL;
+  }
+  if (o) {
+    o->s = s;
+    o->ud = ud;
+  }
+  return o;
+}
+
+static void op_finish(op *o, int rc) {
+  if (o->done)
+    o->done(o->ud, rc, rc == 0 ? &o->res : NULL);
+  hl_api_result_clear(&o->res);
+  free(o->tenant);
+  free(o);
+}
+
+static void read_done(void *ud, int rc, const hl_snowflake_result *res) {
+  op *o = ud;
+  if (rc == 0 && hl_snowflake_result_rows(res) == 0)
+    rc = HL_ENOTFOUND;
+  if (rc == 0 && !(o->res.rows = calloc(1, sizeof *o->res.rows)))
+    rc = -ENOMEM;
+  if (rc == 0 && (rc = take_row(res, 0, &o->res.rows[0], false)) == 0) {
+    o->res.nrows = 1;
+    o->res.total = 1;
+  }
+  op_finish(o, rc);
+}
+
+static void sf_read(hl_api_store *base, const char *tenant, const hl_api_type_def *t, const char *id,
+                    hl_api_result_fn done, void *ud) {
+  sf_store *s = (sf_store *)base;
+  op *o = op_new(s, tenant, ud);
+  if (!o) {
+    done(ud, -ENOMEM, NULL);
+    return;
+  }
+  o->done = done;
+  sqlb b;
+  sqlb_init(&b);
+  select_cols(&b, t, "t.id");
+  put(&b, " FROM "), table(&b, s->schema, t->table), put(&b, " t WHERE t.tenant = "), bind_text(&b, tenant);
+  put(&b, " AND t.id = "), bind_text(&b, id);
+  run_stmt(s, tenant, &b, read_done, o);
+  sqlb_free(&b);
+}
+
+/* ---- Search --------------------------------------------------------------------- */
+
+static void date_pred(sqlb *b, const char *lo, const char *hi, const hl_api_value *v) {
+  /* The value's range [v->lo, v->hi) against the target's [lo, hi), by prefix, as store_sqlite.c. */
+  switch (v->prefix) {
+  case HL_PFX_EQ:
+  case HL_PFX_NE:
+    put(b, v->prefix == HL_PFX_NE ? "NOT (" : "(");
+    put(b, lo), put(b, " >= "), bind_int(b, v->lo), put(b, " AND "), put(b, hi), put(b, " <= "), bind_int(b, v->hi);
+    put(b, ")");
+    break;
+  case HL_PFX_GT:
+    put(b, hi), put(b, " > "), bind_int(b, v->hi);
+    break;
+  case HL_PFX_LT:
+    put(b, lo), put(b, " < "), bind_int(b, v->lo);
+    break;
+  case HL_PFX_GE:
+  case HL_PFX_LE: {
+    bool ge = v->prefix == HL_PFX_GE;
+    put(b, "("), put(b, ge ? hi : lo), put(b, ge ? " > " : " < "), bind_int(b, ge ? v->hi : v->lo);
+    put(b, " OR ("), put(b, lo), put(b, " >= "), bind_int(b, v->lo), put(b, " AND "), put(b, hi), put(b, " <= ");
+    bind_int(b, v->hi), put(b, "))");
+    break;
+  }
+  case HL_PFX_SA:
+    put(b, lo), put(b, " >= "), bind_int(b, v->hi);
+    break;
+  case HL_PFX_EB:
+    put(b, hi), put(b, " <= "), bind_int(b, v->lo);
+    break;
+  }
+}
+
+static void quantity_pred(sqlb *b, const char *col, const hl_api_value *v) {
+  static const char *const ops[] = {[HL_PFX_GT] = " > ", [HL_PFX_SA] = " > ", [HL_PFX_LT] = " < ",
+                                    [HL_PFX_EB] = " < ", [HL_PFX_GE] = " >= ", [HL_PFX_LE] = " <= "};
+  put(b, "(");
+  if (v->prefix == HL_PFX_EQ || v->prefix == HL_PFX_NE) {
+    put(b, v->prefix == HL_PFX_NE ? "NOT (" : "(");
+    put(b, col), put(b, " >= "), bind_double(b, v->num_lo), put(b, " AND "), put(b, col), put(b, " < ");
+    bind_double(b, v->num_hi), put(b, ")");
+  } else {
+    put(b, col), put(b, ops[v->prefix]), bind_double(b, v->num);
+  }
+  if (v->unit)
+    put(b, " AND t.value_unit = "), bind_text(b, v->unit);
+  put(b, ")");
+}
+
+/* LIKE pattern of a substring: % _ and \ escaped. */
+static char *like_contains(const char *s) {
+  size_t n = strlen(s);
+  char *p = malloc(2 * n + 3), *o = p;
+  if (!p)
+    return NULL;
+  *o++ = '%';
+  for (; *s; s++) {
+    if (*s == '%' || *s == '_' || *s == '\\')
+      *o++ = '\\';
+    *o++ = *s;
+  }
+  *o++ = '%';
+  *o = 0;
+  return p;
+}
+
+/* 4-byte UTF-8 maximum: text || U+10FFFF bounds every string that starts with text. */
+static const char utf8_max[] = "\xf4\x8f\xbf\xbf";
+
+static void side_sql(sf_store *s, sqlb *b, const char *tenant, const hl_api_type_def *t, const hl_api_clause *c,
+                     bool negate) {
+  const hl_api_param_def *d = c->def;
+  bool tok = d->store == HL_SP_SIDE_TOKEN;
+  put(b, negate ? "t.id NOT IN (SELECT id FROM " : "t.id IN (SELECT id FROM ");
+  table(b, s->schema, tok ? "curated_token" : "curated_string");
+  put(b, " WHERE tenant = "), bind_text(b, tenant), put(b, " AND type = "), bind_text(b, t->type);
+  put(b, " AND param = "), bind_text(b, d->col);
+}
+
+static void clause_sql(sf_store *s, sqlb *b, const char *tenant, const hl_api_type_def *t, const hl_api_clause *c) {
+  const hl_api_param_def *d = c->def;
+  char col[96];
+  snprintf(col, sizeof col, "t.%s", d->col);
+  if (c->modifier == HL_MOD_MISSING) {
+    bool missing = c->values[0].missing;
+    if (d->store == HL_SP_COLUMN) {
+      put(b, col), put(b, missing ? " IS NULL" : " IS NOT NULL");
+    } else {
+      side_sql(s, b, tenant, t, c, missing);
+      put(b, ")");
+    }
+    return;
+  }
+  if (d->store == HL_SP_SIDE_TOKEN || d->store == HL_SP_SIDE_STRING) {
+    bool tok = d->store == HL_SP_SIDE_TOKEN;
+    side_sql(s, b, tenant, t, c, c->modifier == HL_MOD_NOT);
+    put(b, " AND (");
+    for (size_t i = 0; i < c->nvalues; i++) {
+      const hl_api_value *v = &c->values[i];
+      if (i)
+        put(b, " OR ");
+      if (tok) {
+        put(b, "(1 = 1");
+        if (v->system)
+          put(b, " AND system = "), bind_text(b, v->system);
+        if (v->text)
+          put(b, " AND code = "), bind_text(b, v->text);
+        put(b, ")");
+      } else if (c->modifier == HL_MOD_CONTAINS) {
+        char *pat = like_contains(v->text);
+        if (!pat)
+          b->err = -ENOMEM;
+        put(b, "value LIKE "), bind_text(b, pat), put(b, " ESCAPE '\\'");
+        free(pat);
+      } else {
+        char *hi = malloc(strlen(v->text) + sizeof utf8_max);
+        if (!hi)
+          b->err = -ENOMEM;
+        else
+          strcat(strcpy(hi, v->text), utf8_max);
+        put(b, "(value >= "), bind_text(b, v->text), put(b, " AND value < "), bind_text(b, hi), put(b, ")");
+        free(hi);
+      }
+    }
+    put(b, "))");
+    return;
+  }
+  put(b, c->modifier == HL_MOD_NOT ? "NOT coalesce((" : "(");
+  for (size_t i = 0; i < c->nvalues; i++) {
+    const hl_api_value *v = &c->values[i];
+    if (i)
+      put(b, " OR ");
+    switch (d->kind) {
+    case HL_SP_TOKEN: {
+      bool is_id = !strcmp(d->name, "_id");
+      if (v->system && !is_id && !(d->system && !strcmp(v->system, d->system)))
+        put(b, "1 = 0");
+      else if (v->text)
+        put(b, col), put(b, " = "), bind_text(b, v->text);
+      else
+        put(b, col), put(b, " IS NOT NULL");
+      break;
+    }
+    case HL_SP_REFERENCE:
+    case HL_SP_STRING:
+      put(b, col), put(b, " = "), bind_text(b, v->text);
+      break;
+    case HL_SP_DATE: {
+      char lo[128], hi[160];
+      snprintf(lo, sizeof lo, "HL_LO(%s)", col);
+      if (d->col_end)
+        snprintf(hi, sizeof hi, "HL_HI(coalesce(t.%s, %s))", d->col_end, col);
+      else
+        snprintf(hi, sizeof hi, "HL_HI(%s)", col);
+      date_pred(b, lo, hi, v);
+      break;
+    }
+    case HL_SP_QUANTITY:
+      quantity_pred(b, col, v);
+      break;
+    }
+  }
+  put(b, c->modifier == HL_MOD_NOT ? "), FALSE)" : ")");
+}
+
+static void where_sql(sf_store *s, sqlb *b, const char *tenant, const hl_api_search *q) {
+  put(b, " WHERE t.tenant = "), bind_text(b, tenant);
+  for (size_t i = 0; i < q->nclauses; i++) {
+    put(b, " AND ");
+    clause_sql(s, b, tenant, q->type, &q->clauses[i]);
+  }
+  if (q->compartment_patient && q->type->patient_col)
+    put(b, " AND t."), put(b, q->type->patient_col), put(b, " = "), bind_text(b, q->compartment_patient);
+}
+
+static void sort_expr(const hl_api_search *q, char *out, size_t n, bool *is_int) {
+  *is_int = false;
+  if (!q->sort) {
+    snprintf(out, n, "t.id");
+  } else if (q->sort->kind == HL_SP_DATE) {
+    *is_int = true;
+    snprintf(out, n, "coalesce(HL_LO(t.%s), %lld)", q->sort->col, (long long)INT64_MIN);
+  } else {
+    snprintf(out, n, "coalesce(t.%s, '')", q->sort->col);
+  }
+}
+
+static void search_include(op *o);
+static void search_page(op *o);
+
+static void include_done(void *ud, int rc, const hl_snowflake_result *res) {
+  op *o = ud;
+  size_t n = res ? hl_snowflake_result_rows(res) : 0;
+  if (rc == 0 && !(o->res.included = calloc(n ? n : 1, sizeof *o->res.included)))
+    rc = -ENOMEM;
+  /* In the order the rows name them, as store_sqlite.c. */
+  for (size_t i = 0; i < o->res.nrows && rc == 0; i++) {
+    const char *pid = o->res.rows[i].patient;
+    bool dup = !pid || (o->q->compartment_patient && strcmp(pid, o->q->compartment_patient));
+    for (size_t k = 0; k < o->res.nincluded && !dup; k++)
+      dup = !strcmp(o->res.included[k].id, pid);
+    for (size_t k = 0; k < n && !dup; k++) {
+      const char *id = hl_snowflake_result_str(res, k, 0);
+      if (id && !strcmp(id, pid)) {
+        if ((rc = take_row(res, k, &o->res.included[o->res.nincluded], false)) == 0)
+          o->res.nincluded++;
+        break;
+      }
+    }
+  }
+  op_finish(o, rc);
+}
+
+static void search_include(op *o) {
+  const hl_api_search *q = o->q;
+  const hl_api_type_def *pt = hl_api_type_find("Patient");
+  sqlb b;
+  sqlb_init(&b);
+  select_cols(&b, pt, "t.id");
+  put(&b, " FROM "), table(&b, o->s->schema, pt->table), put(&b, " t WHERE t.tenant = "), bind_text(&b, o->tenant);
+  put(&b, " AND t.id IN (");
+  size_t n = 0;
+  for (size_t i = 0; i < o->res.nrows; i++) {
+    const char *pid = o->res.rows[i].patient;
+    if (!pid || (q->compartment_patient && strcmp(pid, q->compartment_patient)))
+      continue;
+    if (n++)
+      put(&b, ", ");
+    bind_text(&b, pid);
+  }
+  put(&b, ")");
+  if (n == 0) {
+    sqlb_free(&b);
+    op_finish(o, 0);
+    return;
+  }
+  run_stmt(o->s, o->tenant, &b, include_done, o);
+  sqlb_free(&b);
+}
+
+static void page_done(void *ud, int rc, const hl_snowflake_result *res) {
+  op *o = ud;
+  const hl_api_search *q = o->q;
+  bool before = q->cursor.dir < 0;
+  size_t n = res ? hl_snowflake_result_rows(res) : 0;
+  if (rc == 0 && !(o->res.rows = calloc((size_t)q->count + 1, sizeof *o->res.rows)))
+    rc = -ENOMEM;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (o->res.nrows == (size_t)q->count) {
+      if (before)
+        o->res.more_before = true;
+      else
+        o->res.more_after = true;
+      break;
+    }
+    if ((rc = take_row(res, i, &o->res.rows[o->res.nrows], o->key_is_int)) == 0)
+      o->res.nrows++;
+  }
+  if (rc == 0 && before) {
+    for (size_t i = 0; i < o->res.nrows / 2; i++) {
+      hl_api_row tmp = o->res.rows[i];
+      o->res.rows[i] = o->res.rows[o->res.nrows - 1 - i];
+      o->res.rows[o->res.nrows - 1 - i] = tmp;
+    }
+    o->res.more_after = true;
+  } else if (rc == 0 && q->cursor.dir > 0) {
+    o->res.more_before = true;
+  }
+  if (rc == 0 && q->include_patient)
+    search_include(o);
+  else
+    op_finish(o, rc);
+}
+
+static void search_page(op *o) {
+  const hl_api_search *q = o->q;
+  sqlb b;
+  sqlb_init(&b);
+  char sk[160];
+  sort_expr(q, sk, sizeof sk, &o->key_is_int);
+  bool before = q->cursor.dir < 0, desc = q->sort_desc != before;
+  select_cols(&b, q->type, sk);
+  put(&b, " FROM "), table(&b, o->s->schema, q->type->table), put(&b, " t");
+  where_sql(o->s, &b, o->tenant, q);
+  if (q->cursor.dir) {
+    const char *opr = desc ? " < " : " > ";
+    for (int k = 0; k < 2; k++) {
+      put(&b, k ? " OR (" : " AND ("), put(&b, sk), put(&b, k ? " = " : opr);
+      if (q->cursor.key_is_int)
+        bind_int(&b, q->cursor.key_int);
+      else
+        bind_text(&b, q->cursor.key_text ? q->cursor.key_text : "");
+    }
+    put(&b, " AND t.id"), put(&b, opr), bind_text(&b, q->cursor.id), put(&b, "))");
+  }
+  if (q->sort)
+    put(&b, " ORDER BY "), put(&b, sk), put(&b, desc ? " DESC" : " ASC"), put(&b, ", t.id");
+  else
+    put(&b, " ORDER BY t.id");
+  put(&b, desc ? " DESC" : " ASC");
+  put(&b, " LIMIT "), bind_int(&b, (int64_t)q->count + 1);
+  run_stmt(o->s, o->tenant, &b, page_done, o);
+  sqlb_free(&b);
+}
+
+static void count_done(void *ud, int rc, const hl_snowflake_result *res) {
+  op *o = ud;
+  if (rc == 0) {
+    const char *v = hl_snowflake_result_str(res, 0, 0);
+    o->res.total = v ? strtoll(v, NULL, 10) : 0;
+  }
+  if (rc == 0 && !o->q->summary_count)
+    search_page(o);
+  else
+    op_finish(o, rc);
+}
+
+static void sf_search(hl_api_store *base, const char *tenant, const hl_api_search *q, hl_api_result_fn done,
+                      void *ud) {
+  sf_store *s = (sf_store *)base;
+  op *o = op_new(s, tenant, ud);
+  if (!o) {
+    done(ud, -ENOMEM, NULL);
+    return;
+  }
+  o->done = done;
+  o->q = q;
+  sqlb b;
+  sqlb_init(&b);
+  put(&b, "SELECT count(*) FROM "), table(&b, s->schema, q->type->table), put(&b, " t");
+  where_sql(s, &b, tenant, q);
+  run_stmt(s, tenant, &b, count_done, o);
+  sqlb_free(&b);
+}
+
+/* ---- Jobs ----------------------------------------------------------------------- */
+
+static const char *state_rank[] = {"completed", "completed-with-errors", "processing", "accepted"};
+
+static int rank(const char *st) {
+  for (int i = 0; i < 4; i++)
+    if (st && !strcmp(st, state_rank[i]))
+      return i;
+  return 2;
+}
+
+static void job_finish(op *o, int rc) {
+  if (rc < 0) {
+    json_decref(o->job);
+    o->job = NULL;
+  }
+  o->jdone(o->ud, rc, o->job);
+  json_decref(o->job);
+  free(o->tenant);
+  free(o);
+}
+
+static void rejects_done(void *ud, int rc, const hl_snowflake_result *res) {
+  op *o = ud;
+  if (rc == 0) {
+    json_t *issues = json_array();
+    for (size_t i = 0; i < hl_snowflake_result_rows(res); i++) {
+      const char *ln = hl_snowflake_result_str(res, i, 3);
+      json_t *oo = json_pack(
+          "{s:s, s:[{s:s, s:s, s:{s:s}, s:s?}], s:{s:s?, s:s?, s:s?, s:I}}", "resourceType", "OperationOutcome",
+          "issue", "severity", "error", "code", "invalid", "details", "text", hl_snowflake_result_str(res, i, 4),
+          "diagnostics", hl_snowflake_result_str(res, i, 5), "record", "type", hl_snowflake_result_str(res, i, 0),
+          "id", hl_snowflake_result_str(res, i, 1), "source", hl_snowflake_result_str(res, i, 2), "line",
+          (json_int_t)(ln ? strtoll(ln, NULL, 10) : 0));
+      if (oo)
+        json_array_append_new(issues, oo);
+    }
+    json_object_set_new(o->job, "rejections", issues);
+  }
+  job_finish(o, rc);
+}
+
+static void jobs_done(void *ud, int rc, const hl_snowflake_result *res) {
+  op *o = ud;
+  size_t n = res ? hl_snowflake_result_rows(res) : 0;
+  if (rc == 0 && n == 0)
+    rc = HL_ENOTFOUND;
+  if (rc < 0) {
+    job_finish(o, rc);
+    return;
+  }
+  json_t *objs = json_object_get(o->job, "objects");
+  static const char *cnt[] = {"received", "valid", "rejected", "loaded", "parse_rejected",
+                              "validate_rejected", "load_rejected"};
+  long long tot[7] = {0};
+  int worst = 0;
+  char updated[64] = "";
+  for (size_t i = 0; i < n; i++) {
+    json_t *ob = json_pack("{s:s?, s:s?}", "uri", hl_snowflake_result_str(res, i, 0), "state",
+                           hl_snowflake_result_str(res, i, 1));
+    if (!ob)
+      continue;
+    for (int k = 0; k < 7; k++) {
+      const char *v = hl_snowflake_result_str(res, i, 2 + (size_t)k);
+      long long x = v ? strtoll(v, NULL, 10) : 0;
+      tot[k] += x;
+      json_object_set_new(ob, cnt[k], json_integer(x));
+    }
+    if (hl_snowflake_result_str(res, i, 9))
+      json_object_set_new(ob, "error", json_pack("{s:s, s:s?}", "code", hl_snowflake_result_str(res, i, 9),
+                                                 "detail", hl_snowflake_result_str(res, i, 10)));
+    const char *u = hl_snowflake_result_str(res, i, 12);
+    if (u && strcmp(u, updated) > 0)
+      snprintf(updated, sizeof updated, "%s", u);
+    int r = rank(hl_snowflake_result_str(res, i, 1));
+    if (r > worst)
+      worst = r;
+    json_array_append_new(objs, ob);
+  }
+  json_object_set_new(o->job, "state", json_string(state_rank[worst]));
+  for (int k = 0; k < 7; k++)
+    json_object_set_new(o->job, cnt[k], json_integer(tot[k]));
+  json_object_set_new(o->job, "updated_at", json_string(updated));
+  sqlb b;
+  sqlb_init(&b);
+  put(&b, "SELECT type, id, source, line, code, detail FROM "), table(&b, o->s->jobs_schema, "load_reject");
+  put(&b, " WHERE tenant = "), bind_text(&b, o->tenant), put(&b, " AND job = ");
+  bind_text(&b, json_string_value(json_object_get(o->job, "id")));
+  put(&b, " ORDER BY source, line LIMIT 100");
+  run_stmt(o->s, o->tenant, &b, rejects_done, o);
+  sqlb_free(&b);
+}
+
+static void sf_job(hl_api_store *base, const char *tenant, const char *job, hl_api_job_fn done, void *ud) {
+  sf_store *s = (sf_store *)base;
+  op *o = op_new(s, tenant, ud);
+  if (o && !(o->job = json_pack("{s:s, s:[]}", "id", job, "objects"))) {
+    free(o->tenant);
+    free(o);
+    o = NULL;
+  }
+  if (!o) {
+    done(ud, -ENOMEM, NULL);
+    return;
+  }
+  o->jdone = done;
+  sqlb b;
+  sqlb_init(&b);
+  put(&b, "SELECT uri, state, received, valid, rejected, loaded, parse_rejected, validate_rejected, "
+          "load_rejected, error_code, error_detail, created_at, updated_at FROM ");
+  table(&b, s->jobs_schema, "jobs");
+  put(&b, " WHERE tenant = "), bind_text(&b, tenant), put(&b, " AND job = "), bind_text(&b, job);
+  put(&b, " ORDER BY uri");
+  run_stmt(s, tenant, &b, jobs_done, o);
+  sqlb_free(&b);
+}
+
+/* ---- Readiness, lifecycle ------------------------------------------------------- */
+
+static void probe_done(void *ud, int rc, hl_snowflake_result *res, const hl_snowflake_error *err) {
+  sf_store *s = ud;
+  s->probing = false;
+  if (rc == -ECANCELED)
+    return;
+  s->ready = rc == 0;
+  if (rc < 0) {
+    char line[600];
+    snprintf(s->reason, sizeof s->reason, "snowflake not readable: %.200s",
+             hl_snowflake_error_str(err, line, sizeof line));
+  }
+  hl_snowflake_result_free(res);
+}
+
+static void probe(sf_store *s) {
+  if (s->probing)
+    return;
+  char sql[300];
+  snprintf(sql, sizeof sql, "SELECT 1 FROM %s.curated_patient LIMIT 1", s->schema);
+  hl_snowflake_stmt st = {.sql = sql};
+  if (hl_snowflake_async_exec(s->a, &st, probe_done, s) == 0)
+    s->probing = true;
+}
+
+static bool sf_ready(hl_api_store *base, char *reason, size_t len) {
+  sf_store *s = (sf_store *)base;
+  if (!s->ready) {
+    probe(s);
+    snprintf(reason, len, "%s", s->reason[0] ? s->reason : "snowflake not checked yet");
+  }
+  return s->ready;
+}
+
+static void closed(void *ud) {
+  sf_store *s = ud;
+  hl_snowflake_free(s->sf);
+  free(s);
+}
+
+static void sf_free(hl_api_store *base) {
+  sf_store *s = (sf_store *)base;
+  while (s->cache.head)
+    c_drop(&s->cache, s->cache.head);
+  /* Pending statements complete with HL_EIO; the client goes once the loop closed its handles. */
+  hl_snowflake_async_close(s->a, closed, s);
+}
+
+static const hl_api_store_ops sf_ops = {"snowflake", sf_read, sf_search, sf_job, sf_ready, sf_free};
+
+static bool ident_ok(const char *t) {
+  if (!*t || strlen(t) > 120)
+    return false;
+  for (; *t; t++)
+    if (!(*t == '_' || *t == '.' || (*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z') ||
+          (*t >= '0' && *t <= '9')))
+      return false;
+  return true;
+}
+
+int hl_api_store_snowflake_new(const hl_config *cfg, uv_loop_t *loop, hl_metrics *reg, hl_api_store **out,
+                               char *err, size_t errlen) {
+  hl_snowflake_config sc;
+  int rc = hl_snowflake_config_from(cfg, &sc, err, errlen);
+  if (rc < 0)
+    return rc;
+  const char *schema = hl_config_str(cfg, "HL_API_SNOWFLAKE_SCHEMA");
+  const char *jobs = hl_config_str(cfg, "HL_API_SNOWFLAKE_JOBS_SCHEMA");
+  if (!ident_ok(schema) || !ident_ok(jobs)) {
+    snprintf(err, errlen, "HL_API_SNOWFLAKE_SCHEMA and HL_API_SNOWFLAKE_JOBS_SCHEMA must be identifiers");
+    return HL_ECONFIG;
+  }
+  /* Unqualified names (the date UDFs) resolve in the curated schema. */
+  sc.schema = schema;
+  sf_store *s = calloc(1, sizeof *s);
+  if (!s)
+    return -ENOMEM;
+  s->base.ops = &sf_ops;
+  s->loop = loop;
+  snprintf(s->schema, sizeof s->schema, "%s", schema);
+  snprintf(s->jobs_schema, sizeof s->jobs_schema, "%s", jobs);
+  cache *c = &s->cache;
+  c->max_n = (size_t)hl_config_int(cfg, "HL_API_CACHE_ENTRIES");
+  c->max_bytes = (size_t)hl_config_int(cfg, "HL_API_CACHE_BYTES");
+  c->ttl_ms = (uint64_t)hl_config_int(cfg, "HL_API_CACHE_TTL");
+  c->hits = hl_metric_at(hl_metrics_counter(reg, "hl_api_cache_hits_total",
+                                            "Warehouse statements answered from the response cache.", NULL));
+  c->misses = hl_metric_at(hl_metrics_counter(reg, "hl_api_cache_misses_total",
+                                              "Warehouse statements sent to Snowflake (not in the cache).", NULL));
+  c->evictions = hl_metric_at(hl_metrics_counter(reg, "hl_api_cache_evictions_total",
+                                                 "Cache entries dropped to stay within the entry and byte caps.",
+                                                 NULL));
+  c->g_bytes = hl_metric_at(hl_metrics_gauge(reg, "hl_api_cache_bytes", "Bytes held by the response cache.", NULL));
+  c->g_entries =
+      hl_metric_at(hl_metrics_gauge(reg, "hl_api_cache_entries", "Entries held by the response cache.", NULL));
+  if ((rc = hl_snowflake_new(&sc, &s->sf, err, errlen)) < 0 || (rc = hl_snowflake_async_new(s->sf, loop, &s->a)) < 0) {
+    hl_snowflake_free(s->sf);
+    free(s);
+    return rc;
+  }
+  probe(s);
+  *out = &s->base;
+  return 0;
+}
