@@ -14,7 +14,13 @@ wrong audience, alg none, HS256 signed with the RSA public key, unknown kid
 path-traversal strings change nothing; 431/413/414; rate limit 429; audit
 lines; X-Request-Id; ingestion 202 + job; SIGTERM drains.
 
-usage: test_api.py HL_API_GATEWAY HL_SYNTH HL_TEST_WHLOAD HL_API_TOKEN
+usage: test_api.py HL_API_GATEWAY HL_SYNTH HL_TEST_WHLOAD HL_API_TOKEN [HL_SF_STANDIN]
+
+With HL_SF_STANDIN, the same checks run with HL_WAREHOUSE_BACKEND=snowflake:
+the gateway reads through the SQL API of hl-sf-standin, whose schema CURATED
+is the very SQLite file the SQLite run reads (the stand-in attaches schemas
+as files), so both backends answer from the same rows. The response cache
+is on; its hit and miss counters are checked at the end.
 """
 import base64
 import glob
@@ -141,8 +147,42 @@ def start(gw, env, stderr_path):
     raise SystemExit("gateway did not start")
 
 
+def start_standin(standin_bin, work, db, procs):
+    """Starts hl-sf-standin with schema CURATED = the warehouse file; returns the gateway's env."""
+    sf = os.path.join(work, "sf")
+    os.makedirs(sf)
+    os.symlink(db, os.path.join(sf, "CURATED.sqlite"))
+    key = os.path.join(work, "sf-key.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key],
+                   check=True, capture_output=True)
+    init = os.path.join(work, "sf-init.sql")
+    with open(init, "w") as f:
+        f.write("CREATE SCHEMA IF NOT EXISTS CURATED;\n")
+    port_file = os.path.join(work, "sf.port")
+    spec = os.path.join(os.path.dirname(standin_bin), "sqlapi.json")
+    env = dict(os.environ, HL_SF_STANDIN_DIR=sf, HL_SF_STANDIN_PUBLIC_KEY_FILE=key, HL_SF_STANDIN_INIT_SQL=init,
+               HL_SF_STANDIN_PORT_FILE=port_file, HL_SF_STANDIN_SPEC=spec, HL_SF_STANDIN_USER="API")
+    p = subprocess.Popen([standin_bin], env=env, stdout=subprocess.DEVNULL,
+                         stderr=open(os.path.join(work, "standin.err"), "w"))
+    procs.append(p)
+    deadline = time.time() + 30
+    while not os.path.exists(port_file):
+        if time.time() > deadline or p.poll() is not None:
+            raise SystemExit("hl-sf-standin did not start")
+        time.sleep(0.05)
+    port = open(port_file).read().strip()
+    return {"HL_WAREHOUSE_BACKEND": "snowflake", "HL_SNOWFLAKE_URL": "http://127.0.0.1:" + port,
+            "HL_SNOWFLAKE_ACCOUNT": "HLTEST", "HL_SNOWFLAKE_USER": "API", "HL_SNOWFLAKE_PRIVATE_KEY_FILE": key,
+            "HL_SNOWFLAKE_ROLE": "HL_API_READER", "HL_API_SNOWFLAKE_SCHEMA": "CURATED",
+            "HL_API_SNOWFLAKE_JOBS_SCHEMA": "CURATED", "HL_API_CACHE_TTL": "2s",
+            "HL_SNOWFLAKE_RETRY_BASE": "20ms", "HL_SNOWFLAKE_RETRY_MAX": "500ms"}
+
+
 def main():
     gw_bin, synth, whload, tokbin = sys.argv[1:5]
+    standin_bin = sys.argv[5] if len(sys.argv) > 5 else None
+    if standin_bin:
+        print("# warehouse backend: snowflake (hl-sf-standin)")
     patients = 2000 if os.environ.get("HL_TEST_LONG") == "1" else 120
     work = tempfile.mkdtemp(prefix="hl-api-test-")
     procs = []
@@ -173,11 +213,14 @@ def main():
             return subprocess.run([tokbin, "mint", "--key", key, "--tenant", tenant, "--scope", scope, *extra],
                                   check=True, capture_output=True, text=True).stdout.strip()
 
+        sf_env = {}
+        if standin_bin:
+            sf_env = start_standin(standin_bin, work, db, procs)
         landing = os.path.join(work, "landing")
         audit = os.path.join(work, "audit.log")
         env = dict(os.environ, HL_API_ADDR="127.0.0.1:0", HL_WAREHOUSE_PATH=db, HL_API_JWKS_FILE=jwks,
                    HL_API_AUDIT=audit, HL_API_LANDING=landing, HL_API_RATE_LIMIT="0", HL_API_MAX_BODY="64KiB",
-                   HL_API_MAX_COUNT="100", HL_LOG_LEVEL="info")
+                   HL_API_MAX_COUNT="100", HL_LOG_LEVEL="info", **sf_env)
         p, port = start(gw_bin, env, os.path.join(work, "gw.err"))
         procs.append(p)
         api = Api(port)
@@ -511,6 +554,17 @@ def main():
         check('hl_api_requests_total{route="/v1/fhir/{type}",code="200"}' in text and
               "hl_api_request_duration_seconds_bucket" in text and 'hl_api_auth_failures_total{reason="expired"}' in text,
               "metrics per route and status, latency histogram, auth failures")
+        if standin_bin:
+            hits = sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("hl_api_cache_hits_total"))
+            misses = sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("hl_api_cache_misses_total"))
+            check(hits > 0 and misses > 0, f"snowflake response cache: {hits:.0f} hits, {misses:.0f} misses")
+            t0 = time.time()
+            for _ in range(20):
+                api.get(f"/v1/fhir/Patient/{pids[1]}", tok)
+            s, _, b2 = api.get("/metrics")
+            hits2 = sum(float(l.split()[-1]) for l in b2.decode().splitlines()
+                        if l.startswith("hl_api_cache_hits_total"))
+            check(hits2 >= hits + 19, f"20 repeated reads: at least 19 from the cache ({time.time() - t0:.3f} s)")
         if shutil.which("promtool"):
             r = subprocess.run(["promtool", "check", "metrics"], input=b, capture_output=True)
             check(r.returncode == 0, "promtool check metrics")

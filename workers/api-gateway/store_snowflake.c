@@ -978,7 +978,12 @@ int hl_api_store_snowflake_new(const hl_config *cfg, uv_loop_t *loop, hl_metrics
     free(s);
     return rc;
   }
-  probe(s);
+  /* The first check blocks (before the gateway listens), so /readyz is right from the start. */
+  char sql[300];
+  snprintf(sql, sizeof sql, "SELECT 1 FROM %s.curated_patient LIMIT 1", s->schema);
+  hl_snowflake_stmt st = {.sql = sql, .timeout_ms = 10000};
+  hl_snowflake_error e;
+  probe_done(s, hl_snowflake_exec(s->sf, &st, NULL, &e), NULL, &e);
   *out = &s->base;
   return 0;
 }
