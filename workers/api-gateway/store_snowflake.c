@@ -973,7 +973,8 @@ int hl_api_store_snowflake_new(const hl_config *cfg, uv_loop_t *loop, hl_metrics
   c->g_bytes = hl_metric_at(hl_metrics_gauge(reg, "hl_api_cache_bytes", "Bytes held by the response cache.", NULL));
   c->g_entries =
       hl_metric_at(hl_metrics_gauge(reg, "hl_api_cache_entries", "Entries held by the response cache.", NULL));
-  if ((rc = hl_snowflake_new(&sc, &s->sf, err, errlen)) < 0 || (rc = hl_snowflake_async_new(s->sf, loop, &s->a)) < 0) {
+  if ((rc = hl_snowflake_new(&sc, &s->sf, err, errlen)) < 0 || (rc = hl_snowflake_set_metrics(s->sf, reg)) < 0 ||
+      (rc = hl_snowflake_async_new(s->sf, loop, &s->a)) < 0) {
     hl_snowflake_free(s->sf);
     free(s);
     return rc;
