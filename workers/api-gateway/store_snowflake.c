@@ -33,12 +33,15 @@
 
 /* ---- Response cache ------------------------------------------------------------- */
 
+/* Monotonic ms, read at each use (uv_now is only updated once per loop iteration). */
+static uint64_t now_ms(void) { return uv_hrtime() / 1000000; }
+
 typedef struct centry {
   unsigned char key[32];
   char *tenant;
   hl_snowflake_result *res;
   size_t bytes;
-  uint64_t expires; /* uv_now ms */
+  uint64_t expires; /* now_ms() */
   struct centry *prev, *next; /* LRU list: head = most recent */
 } centry;
 
@@ -263,7 +266,7 @@ static void stmt_done(void *ud, int rc, hl_snowflake_result *res, const hl_snowf
     sc->cb(sc->ud, map_rc(rc, err), NULL);
   } else {
     s->ready = true;
-    bool kept = c_put(&s->cache, sc->key, sc->tenant, res, uv_now(s->loop));
+    bool kept = c_put(&s->cache, sc->key, sc->tenant, res, now_ms());
     sc->cb(sc->ud, 0, res);
     if (!kept)
       hl_snowflake_result_free(res);
@@ -284,7 +287,7 @@ static void run_stmt(sf_store *s, const char *tenant, sqlb *b, stmt_fn cb, void 
   }
   unsigned char key[32];
   stmt_key(tenant, b, key);
-  const hl_snowflake_result *hit = c_get(&s->cache, key, tenant, uv_now(s->loop));
+  const hl_snowflake_result *hit = c_get(&s->cache, key, tenant, now_ms());
   if (hit) {
     hl_series_inc(s->cache.hits);
     cb(ud, 0, hit);
