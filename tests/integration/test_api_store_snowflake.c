@@ -9,9 +9,6 @@
 #define _GNU_SOURCE
 #include <curl/curl.h>
 #include <jansson.h>
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +20,7 @@
 #include "hl/error.h"
 #include "hl/metrics.h"
 #include "hl/snowflake.h"
+#include "hl_sf_test.h"
 #include "hl_test.h"
 #include "standin.h"
 #include "store.h"
@@ -38,11 +36,11 @@ static void setup(void) {
   snprintf(g_dir, sizeof g_dir, "/tmp/hl-api-sfXXXXXX");
   cr_assert_not_null(mkdtemp(g_dir));
   snprintf(g_key_path, sizeof g_key_path, "%s/key.pem", g_dir);
-  EVP_PKEY *k = EVP_RSA_gen(2048);
+  char *pem = hl_sf_test_key_pem(NULL);
   FILE *f = fopen(g_key_path, "w");
-  cr_assert(k && f && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1);
+  cr_assert(f && fputs(pem, f) >= 0);
   fclose(f);
-  EVP_PKEY_free(k);
+  free(pem);
   sf_standin_config c = {.dir = g_dir, .account = "hltest", .user = "api", .public_key_file = g_key_path,
                          .spec_path = SF_STANDIN_SPEC, .sync_wait_ms = 5000};
   char err[512];

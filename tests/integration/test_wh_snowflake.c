@@ -8,9 +8,6 @@
  */
 #define _GNU_SOURCE
 #include <curl/curl.h>
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +16,7 @@
 #include "hl/error.h"
 #include "hl/snowflake.h"
 #include "hl/warehouse.h"
+#include "hl_sf_test.h"
 #include "hl_test.h"
 #include "standin.h"
 
@@ -32,19 +30,6 @@
 static char g_dir[256], g_key_path[300], g_url[64];
 static char *g_key_pem;
 static sf_standin_thread *g_si;
-
-static char *gen_key(void) {
-  EVP_PKEY *k = EVP_RSA_gen(2048);
-  cr_assert_not_null(k);
-  BIO *b = BIO_new(BIO_s_mem());
-  cr_assert(PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL) == 1);
-  char *data;
-  long n = BIO_get_mem_data(b, &data);
-  char *pem = strndup(data, (size_t)n);
-  BIO_free(b);
-  EVP_PKEY_free(k);
-  return pem;
-}
 
 static hl_snowflake_config sf_config(void) {
   return (hl_snowflake_config){.account = "HLTEST", .user = "LOADER", .private_key_pem = g_key_pem,
@@ -87,7 +72,7 @@ static void setup(void) {
   snprintf(g_dir, sizeof g_dir, "/tmp/hl-wh-sfXXXXXX");
   cr_assert_not_null(mkdtemp(g_dir));
   snprintf(g_key_path, sizeof g_key_path, "%s/key.pem", g_dir);
-  g_key_pem = gen_key();
+  g_key_pem = hl_sf_test_key_pem(NULL);
   FILE *f = fopen(g_key_path, "w");
   cr_assert_not_null(f);
   fputs(g_key_pem, f);

@@ -375,16 +375,24 @@ typedef struct op {
   json_t *job;
 } op;
 
-static op *op_new(sf_store *s, const char *tenant, void *ud) {
+/* A new operation; on -ENOMEM, done (or jdone) is answered at once and NULL returned. */
+static op *op_new(sf_store *s, const char *tenant, hl_api_result_fn done, hl_api_job_fn jdone, void *ud) {
   op *o = calloc(1, sizeof *o);
   if (o && !(o->tenant = strdup(tenant))) {
     free(o);
+    o = NULL;
+  }
+  if (!o) {
+    if (done)
+      done(ud, -ENOMEM, NULL);
+    else
+      jdone(ud, -ENOMEM, NULL);
     return NULL;
   }
-  if (o) {
-    o->s = s;
-    o->ud = ud;
-  }
+  o->s = s;
+  o->done = done;
+  o->jdone = jdone;
+  o->ud = ud;
   return o;
 }
 
@@ -412,12 +420,9 @@ static void read_done(void *ud, int rc, const hl_snowflake_result *res) {
 static void sf_read(hl_api_store *base, const char *tenant, const hl_api_type_def *t, const char *id,
                     hl_api_result_fn done, void *ud) {
   sf_store *s = (sf_store *)base;
-  op *o = op_new(s, tenant, ud);
-  if (!o) {
-    done(ud, -ENOMEM, NULL);
+  op *o = op_new(s, tenant, done, NULL, ud);
+  if (!o)
     return;
-  }
-  o->done = done;
   sqlb b;
   sqlb_init(&b);
   select_cols(&b, t, "t.id");
@@ -748,12 +753,9 @@ static void count_done(void *ud, int rc, const hl_snowflake_result *res) {
 static void sf_search(hl_api_store *base, const char *tenant, const hl_api_search *q, hl_api_result_fn done,
                       void *ud) {
   sf_store *s = (sf_store *)base;
-  op *o = op_new(s, tenant, ud);
-  if (!o) {
-    done(ud, -ENOMEM, NULL);
+  op *o = op_new(s, tenant, done, NULL, ud);
+  if (!o)
     return;
-  }
-  o->done = done;
   o->q = q;
   sqlb b;
   sqlb_init(&b);
@@ -858,17 +860,13 @@ static void jobs_done(void *ud, int rc, const hl_snowflake_result *res) {
 
 static void sf_job(hl_api_store *base, const char *tenant, const char *job, hl_api_job_fn done, void *ud) {
   sf_store *s = (sf_store *)base;
-  op *o = op_new(s, tenant, ud);
-  if (o && !(o->job = json_pack("{s:s, s:[]}", "id", job, "objects"))) {
-    free(o->tenant);
-    free(o);
-    o = NULL;
-  }
-  if (!o) {
-    done(ud, -ENOMEM, NULL);
+  op *o = op_new(s, tenant, NULL, done, ud);
+  if (!o)
+    return;
+  if (!(o->job = json_pack("{s:s, s:[]}", "id", job, "objects"))) {
+    job_finish(o, -ENOMEM);
     return;
   }
-  o->jdone = done;
   sqlb b;
   sqlb_init(&b);
   put(&b, "SELECT uri, state, received, valid, rejected, loaded, parse_rejected, validate_rejected, "
