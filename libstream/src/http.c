@@ -70,6 +70,13 @@ struct hl_http_req {
   bool want_continue;
   bool continue_sent;
   uint64_t done_ns;
+  /* Streamed body: the body function while the stream is open (NULL once
+     the request reached the handler or was aborted). */
+  hl_http_body_fn body_fn;
+  void *body_ud;
+  bool streamed;
+  uint64_t body_seen;
+  void *user;
   hl_buf out;          /* the response: head (without Connection) then body */
   size_t out_head_len;
 };
@@ -121,6 +128,8 @@ struct hl_http_server {
   void *ud;
   hl_http_observe_fn observe;
   void *observe_ud;
+  hl_http_body_fn body_fn;
+  void *body_ud;
   llhttp_settings_t settings;
   uv_tcp_t listener;
   bool listener_open;
@@ -255,9 +264,19 @@ static void req_release_input(hl_http_req *r) {
   r->path_off = r->query_off = SIZE_MAX;
 }
 
+/* Tells the body function that a streamed request will never reach the handler. */
+static void req_abort_stream(hl_http_req *r) {
+  hl_http_body_fn fn = r->body_fn;
+  if (!fn)
+    return;
+  r->body_fn = NULL;
+  fn(r, HL_HTTP_BODY_ABORT, NULL, 0, r->body_ud);
+}
+
 static void req_free(hl_http_req *r) {
   if (!r)
     return;
+  req_abort_stream(r);
   req_release_input(r);
   hl_buf_free(&r->out);
   free(r);
@@ -291,6 +310,10 @@ const char *hl_http_req_body(const hl_http_req *r, size_t *len) {
 }
 
 hl_http_server *hl_http_req_server(const hl_http_req *r) { return r->conn ? r->conn->srv : NULL; }
+
+void hl_http_req_set_user(hl_http_req *r, void *user) { r->user = user; }
+void *hl_http_req_user(const hl_http_req *r) { return r->user; }
+bool hl_http_req_streamed(const hl_http_req *r) { return r->streamed; }
 
 static int hexval(int ch) {
   if (ch >= '0' && ch <= '9')
@@ -537,9 +560,19 @@ static int on_headers_complete(llhttp_t *p) {
   if ((p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED) && p->content_length > l->max_body_bytes)
     return fail_cb(c, 413, "request body too large");
   const char *expect = hl_http_req_header(r, "Expect");
+  if (expect && p->http_major == 1 && p->http_minor >= 1 && strcasecmp(expect, "100-continue") != 0)
+    return fail_cb(c, 417, "unsupported expectation");
+  if (c->srv->body_fn) {
+    int want = c->srv->body_fn(r, HL_HTTP_BODY_START, NULL, 0, c->srv->body_ud);
+    if (want >= 400 && want <= 599)
+      return fail_cb(c, want, "request refused");
+    if (want == 1) {
+      r->streamed = true;
+      r->body_fn = c->srv->body_fn;
+      r->body_ud = c->srv->body_ud;
+    }
+  }
   if (expect && p->http_major == 1 && p->http_minor >= 1) {
-    if (strcasecmp(expect, "100-continue") != 0)
-      return fail_cb(c, 417, "unsupported expectation");
     if ((p->flags & F_CHUNKED) || p->content_length > 0) {
       r->want_continue = true;
       maybe_send_continue(c);
@@ -550,7 +583,19 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   hl__http_conn *c = p->data;
-  int rc = hl_buf_append(&c->cur->body, at, len);
+  hl_http_req *r = c->cur;
+  if (r->streamed) {
+    if (!r->body_fn)
+      return fail_cb(c, 500, "request body refused");
+    r->body_seen += len;
+    if (r->body_seen > c->srv->lim.max_body_bytes)
+      return fail_cb(c, 413, "request body too large");
+    int st = r->body_fn(r, HL_HTTP_BODY_DATA, at, len, r->body_ud);
+    if (st != 0)
+      return fail_cb(c, st >= 400 && st <= 599 ? st : 500, "request body refused");
+    return 0;
+  }
+  int rc = hl_buf_append(&r->body, at, len);
   if (rc == HL_ELIMIT)
     return fail_cb(c, 413, "request body too large");
   if (rc < 0)
@@ -605,6 +650,7 @@ static void conn_dispatch(hl__http_conn *c) {
     return;
   r->state = REQ_DISPATCHED;
   r->done_ns = uv_hrtime();
+  r->body_fn = NULL; /* the handler takes over a streamed request's state */
   queue_push(c, r);
   c->srv->stats.requests_total++;
   if (!r->keep_alive)
@@ -651,7 +697,9 @@ static void conn_fail(hl__http_conn *c, int status, const char *msg) {
   c->in_message = false;
   hl_http_req *r = c->cur;
   c->cur = NULL;
-  if (!r)
+  if (r)
+    req_abort_stream(r);
+  else
     r = req_new(c);
   if (!r) {
     conn_abort(c);
@@ -1267,6 +1315,11 @@ void hl_http_server_stats(const hl_http_server *s, hl_http_stats *out) { *out = 
 void hl_http_server_set_observer(hl_http_server *s, hl_http_observe_fn fn, void *ud) {
   s->observe = fn;
   s->observe_ud = ud;
+}
+
+void hl_http_server_set_body_fn(hl_http_server *s, hl_http_body_fn fn, void *ud) {
+  s->body_fn = fn;
+  s->body_ud = ud;
 }
 
 static void on_close_timer_closed(uv_handle_t *h) {

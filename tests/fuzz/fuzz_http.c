@@ -5,11 +5,14 @@
  *
  * The first input byte picks a mode: bit 0 answers requests asynchronously
  * (after each chunk), bit 1 answers held requests newest first, bits 2-4
- * pick the chunk size the rest of the input is fed in.
+ * pick the chunk size the rest of the input is fed in, bit 5 streams the
+ * bodies of requests whose path has an odd length to a body function
+ * (bit 6: which refuses them with 413 once past 100 bytes).
  *
  * Oracle: the bytes written must parse as a sequence of HTTP/1.1 responses
  * (llhttp in response mode), with exactly one final response per request
- * handed to the handler plus one per server-generated error.
+ * handed to the handler plus one per server-generated error; every streamed
+ * body either reaches the handler or is aborted, exactly once.
  */
 #include <llhttp.h>
 #include <stdbool.h>
@@ -31,6 +34,36 @@ static hl_http_req *held[MAX_HELD];
 static size_t nheld;
 static bool req_is_head[MAX_REQS];
 static size_t nreqs;
+static bool refuse_mode;
+static long streams_open;
+
+/* A streamed body's state: its byte count. */
+static int body_fn(hl_http_req *req, int event, const char *data, size_t len, void *ud) {
+  (void)data;
+  (void)ud;
+  size_t *st = hl_http_req_user(req);
+  switch (event) {
+  case HL_HTTP_BODY_START:
+    if (strlen(hl_http_req_path(req)) % 2 == 0)
+      return 0;
+    st = calloc(1, sizeof(*st));
+    if (!st)
+      abort();
+    hl_http_req_set_user(req, st);
+    streams_open++;
+    return 1;
+  case HL_HTTP_BODY_DATA:
+    *st += len;
+    return refuse_mode && *st > 100 ? 413 : 0;
+  case HL_HTTP_BODY_ABORT:
+    free(st);
+    hl_http_req_set_user(req, NULL);
+    streams_open--;
+    return 0;
+  default:
+    abort();
+  }
+}
 
 static void answer(hl_http_req *req) {
   size_t n;
@@ -49,6 +82,16 @@ static void answer(hl_http_req *req) {
 
 static void handler(hl_http_req *req, void *ud) {
   (void)ud;
+  size_t *st = hl_http_req_user(req);
+  if (st) {
+    size_t n;
+    hl_http_req_body(req, &n);
+    if (n != 0 || !hl_http_req_streamed(req))
+      abort();
+    free(st);
+    hl_http_req_set_user(req, NULL);
+    streams_open--;
+  }
   if (nreqs < MAX_REQS)
     req_is_head[nreqs] = strcmp(hl_http_req_method(req), "HEAD") == 0;
   nreqs++;
@@ -110,6 +153,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size--;
   async_mode = mode & 1;
   bool newest_first = mode & 2;
+  refuse_mode = mode & 64;
+  hl_http_server_set_body_fn(srv, (mode & 32) ? body_fn : NULL, NULL);
+  streams_open = 0;
   size_t chunk = (size_t)1 << ((mode >> 2) & 7); /* 1 .. 128 */
   if (((mode >> 2) & 7) == 7)
     chunk = size ? size : 1;
@@ -161,5 +207,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   }
   hl__http_conn_free_detached(c);
+  if (streams_open != 0) {
+    fprintf(stderr, "streamed bodies neither handled nor aborted: %ld\n", streams_open);
+    abort();
+  }
   return 0;
 }

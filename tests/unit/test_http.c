@@ -37,7 +37,24 @@ typedef struct fixture {
   atomic_int closed_done;
   atomic_int handled;
   atomic_int orphan_result;
+  /* Streamed bodies (fx_start_stream). */
+  atomic_int started;
+  atomic_int aborted;
+  atomic_size_t max_piece;
 } fixture;
+
+/* The state of one streamed body: its byte count and a checksum of its bytes. */
+typedef struct stream_st {
+  size_t bytes;
+  uint32_t sum;
+  size_t fail_after;
+} stream_st;
+
+static uint32_t sum_bytes(uint32_t sum, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    sum = sum * 31 + (unsigned char)p[i];
+  return sum;
+}
 
 typedef struct late {
   uv_timer_t timer;
@@ -66,6 +83,16 @@ static void handler(hl_http_req *req, void *ud) {
   atomic_fetch_add(&fx->handled, 1);
   const char *path = hl_http_req_path(req);
   const char *q = hl_http_req_query(req);
+  stream_st *st = hl_http_req_user(req);
+  if (st) {
+    size_t blen;
+    hl_http_req_body(req, &blen);
+    char out[128];
+    int n = snprintf(out, sizeof(out), "streamed %zu %08x buffered %zu", st->bytes, st->sum, blen);
+    free(st);
+    hl_http_respond(req, 200, "text/plain", out, (size_t)n);
+    return;
+  }
   if (strncmp(path, "/late", 5) == 0) {
     late *l = calloc(1, sizeof(*l));
     l->req = req;
@@ -116,10 +143,44 @@ static void *fx_run(void *arg) {
   return NULL;
 }
 
-static fixture *fx_start(const hl_http_limits *lim) {
+/* Streams the bodies of /stream (fail=N: refuse with 500 after N bytes), refuses /refuse with 403. */
+static int body_fn(hl_http_req *req, int event, const char *data, size_t len, void *ud) {
+  fixture *fx = ud;
+  stream_st *st = hl_http_req_user(req);
+  switch (event) {
+  case HL_HTTP_BODY_START:
+    if (!strcmp(hl_http_req_path(req), "/refuse"))
+      return 403;
+    if (strcmp(hl_http_req_path(req), "/stream"))
+      return 0;
+    st = calloc(1, sizeof(*st));
+    st->fail_after = SIZE_MAX;
+    if (!strncmp(hl_http_req_query(req), "fail=", 5))
+      st->fail_after = (size_t)atol(hl_http_req_query(req) + 5);
+    hl_http_req_set_user(req, st);
+    atomic_fetch_add(&fx->started, 1);
+    return 1;
+  case HL_HTTP_BODY_DATA:
+    st->bytes += len;
+    st->sum = sum_bytes(st->sum, data, len);
+    if (len > atomic_load(&fx->max_piece))
+      atomic_store(&fx->max_piece, len);
+    return st->bytes > st->fail_after ? 500 : 0;
+  case HL_HTTP_BODY_ABORT:
+    free(st);
+    hl_http_req_set_user(req, NULL);
+    atomic_fetch_add(&fx->aborted, 1);
+    return 0;
+  }
+  return 0;
+}
+
+static fixture *fx_start_with(const hl_http_limits *lim, bool stream) {
   fixture *fx = calloc(1, sizeof(*fx));
   cr_assert_eq(uv_loop_init(&fx->loop), 0);
   cr_assert_eq(hl_http_server_new(&fx->loop, lim, handler, fx, &fx->srv), 0);
+  if (stream)
+    hl_http_server_set_body_fn(fx->srv, body_fn, fx);
   cr_assert_eq(hl_http_server_listen(fx->srv, "127.0.0.1:0"), 0);
   fx->port = hl_http_server_port(fx->srv);
   cr_assert_gt(fx->port, 0);
@@ -129,6 +190,8 @@ static fixture *fx_start(const hl_http_limits *lim) {
   cr_assert_eq(pthread_create(&fx->thread, NULL, fx_run, fx), 0);
   return fx;
 }
+
+static fixture *fx_start(const hl_http_limits *lim) { return fx_start_with(lim, false); }
 
 static void fx_request_close(fixture *fx) {
   atomic_store(&fx->close_requested, 1);
@@ -707,4 +770,127 @@ Test(http, detached_every_split_point_same_answer) {
   free(want);
   hl_http_server_free(s);
   uv_loop_close(&loop);
+}
+
+/* ---- Streamed bodies -------------------------------------------------------------- */
+
+static bool wait_aborted(fixture *fx, int n) {
+  for (int i = 0; i < 1000 && atomic_load(&fx->aborted) < n; i++)
+    usleep(10000);
+  return atomic_load(&fx->aborted) == n;
+}
+
+Test(http, stream_body_in_pieces) {
+  hl_http_limits l = limits();
+  l.max_body_bytes = 8u << 20;
+  fixture *fx = fx_start_with(&l, true);
+  size_t n = 4u << 20;
+  char *big = malloc(n);
+  for (size_t i = 0; i < n; i++)
+    big[i] = (char)('a' + i % 26);
+  char want[128];
+  snprintf(want, sizeof(want), "streamed %zu %08x buffered 0", n, sum_bytes(0, big, n));
+  client *c = cl_connect(fx->port);
+  response r;
+  char head[256];
+  snprintf(head, sizeof(head), "POST /stream HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", n);
+  cl_sends(c, head);
+  cl_send(c, big, n);
+  cr_assert_eq(cl_response(c, &r, false), 200);
+  cr_assert_str_eq(r.body, want);
+  resp_free(&r);
+  /* Pieces as they arrive, never the whole body at once. */
+  cr_assert_leq(atomic_load(&fx->max_piece), 256u * 1024);
+  cr_assert_gt(atomic_load(&fx->max_piece), 0);
+  /* Chunked, on the same connection, with Expect: 100-continue. */
+  cl_sends(c, "POST /stream HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n");
+  cr_assert_eq(cl_response(c, &r, false), 100);
+  resp_free(&r);
+  cl_sends(c, "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+  cr_assert_eq(cl_response(c, &r, false), 200);
+  snprintf(want, sizeof(want), "streamed 11 %08x buffered 0", sum_bytes(0, "hello world", 11));
+  cr_assert_str_eq(r.body, want);
+  resp_free(&r);
+  /* Other paths keep the buffered mode, pipelined behind a streamed one. */
+  cl_sends(c, "POST /stream HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcPOST /echo HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody");
+  cr_assert_eq(cl_response(c, &r, false), 200);
+  snprintf(want, sizeof(want), "streamed 3 %08x buffered 0", sum_bytes(0, "abc", 3));
+  cr_assert_str_eq(r.body, want);
+  resp_free(&r);
+  cr_assert_eq(cl_response(c, &r, false), 200);
+  cr_assert_str_eq(r.body, "POST /echo  body");
+  resp_free(&r);
+  /* A streamed request without a body reaches the handler too. */
+  cr_assert_eq(simple(c, "GET /stream HTTP/1.1\r\n\r\n", &r), 200);
+  snprintf(want, sizeof(want), "streamed 0 %08x buffered 0", 0u);
+  cr_assert_str_eq(r.body, want);
+  resp_free(&r);
+  cl_close(c);
+  cr_assert_eq(atomic_load(&fx->started), 4);
+  cr_assert_eq(atomic_load(&fx->aborted), 0);
+  fx_stop(fx);
+  free(big);
+}
+
+Test(http, stream_limits_refusals_and_aborts) {
+  hl_http_limits l = limits();
+  l.max_body_bytes = 64 * 1024;
+  l.request_timeout_ms = 300;
+  fixture *fx = fx_start_with(&l, true);
+  char *big = malloc(100 * 1024);
+  memset(big, 'z', 100 * 1024);
+  char head[256];
+  /* Past max_body_bytes while streaming (chunked, no Content-Length to check first): 413, then ABORT. */
+  client *c = cl_connect(fx->port);
+  response r;
+  cl_sends(c, "POST /stream HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n19000\r\n");
+  cl_send(c, big, 100 * 1024);
+  cl_sends(c, "\r\n0\r\n\r\n");
+  cr_assert_eq(cl_response(c, &r, false), 413);
+  resp_free(&r);
+  cr_assert(cl_eof(c));
+  cl_close(c);
+  cr_assert(wait_aborted(fx, 1));
+  /* Content-Length over the limit: 413 before the body function hears of it. */
+  expect_error_and_close(fx, "POST /stream HTTP/1.1\r\nContent-Length: 70000\r\n\r\n", 413);
+  cr_assert_eq(atomic_load(&fx->started), 1);
+  /* Refused at the start. */
+  expect_error_and_close(fx, "POST /refuse HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 403);
+  /* Refused by a piece: the body function's status, then ABORT. */
+  snprintf(head, sizeof(head), "POST /stream?fail=1000 HTTP/1.1\r\nContent-Length: %d\r\n\r\n", 50 * 1024);
+  c = cl_connect(fx->port);
+  cl_sends(c, head);
+  cl_send(c, big, 50 * 1024);
+  cr_assert_eq(cl_response(c, &r, false), 500);
+  resp_free(&r);
+  cl_close(c);
+  cr_assert(wait_aborted(fx, 2));
+  /* The client goes away in the middle of the body. */
+  c = cl_connect(fx->port);
+  cl_sends(c, "POST /stream HTTP/1.1\r\nContent-Length: 50000\r\n\r\n");
+  cl_send(c, big, 20000);
+  for (int i = 0; i < 1000 && atomic_load(&fx->started) < 3; i++)
+    usleep(10000);
+  cl_close(c);
+  cr_assert(wait_aborted(fx, 3));
+  /* A body that does not complete in time: 408, then ABORT. */
+  c = cl_connect(fx->port);
+  cl_sends(c, "POST /stream HTTP/1.1\r\nContent-Length: 50000\r\n\r\n");
+  cl_send(c, big, 1000);
+  cr_assert_eq(cl_response(c, &r, false), 408);
+  resp_free(&r);
+  cl_close(c);
+  cr_assert(wait_aborted(fx, 4));
+  cr_assert_eq(atomic_load(&fx->handled), 0);
+  /* The server closing with a body in flight aborts it too. */
+  c = cl_connect(fx->port);
+  cl_sends(c, "POST /stream HTTP/1.1\r\nContent-Length: 50000\r\n\r\n");
+  cl_send(c, big, 100);
+  for (int i = 0; i < 1000 && atomic_load(&fx->started) < 5; i++)
+    usleep(10000);
+  fx_request_close(fx);
+  cr_assert(wait_aborted(fx, 5));
+  cl_close(c);
+  fx_stop(fx);
+  free(big);
 }

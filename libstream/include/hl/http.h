@@ -86,6 +86,45 @@ void hl_http_server_stats(const hl_http_server *s, hl_http_stats *out);
 typedef void (*hl_http_observe_fn)(const hl_http_req *req, int status, double seconds, void *ud);
 void hl_http_server_set_observer(hl_http_server *s, hl_http_observe_fn fn, void *ud);
 
+/*
+ * Streamed request bodies (optional). By default a body is buffered in
+ * memory (up to max_body_bytes) and handed to the handler with the request.
+ * With a body function set, the server asks it, once a request's headers
+ * are complete, whether to stream that request's body instead:
+ *
+ *   HL_HTTP_BODY_START  data NULL: return 0 to buffer the body as usual, 1
+ *                       to stream it, or a status 400..599 to refuse the
+ *                       request (the server answers it and closes, and no
+ *                       further event comes). The request's method, path,
+ *                       query and headers are readable; hl_http_req_set_user()
+ *                       attaches the function's state to the request.
+ *   HL_HTTP_BODY_DATA   each piece of a streamed body as it arrives (chunked
+ *                       encoding already removed). Return 0 to go on or a
+ *                       status 400..599 to refuse (answered as above, then
+ *                       HL_HTTP_BODY_ABORT). A streamed body is still capped
+ *                       by max_body_bytes while it arrives: past it, 413,
+ *                       then HL_HTTP_BODY_ABORT.
+ *   HL_HTTP_BODY_ABORT  the request will never reach the handler (the
+ *                       client went away, timeout, malformed input, a cap,
+ *                       the server closed): release the state. Return value
+ *                       ignored.
+ *
+ * Once the body is complete, the request goes to the handler as usual with an
+ * empty body (hl_http_req_body() gives ""), and the handler takes over the
+ * state attached with hl_http_req_set_user(): no ABORT follows a request
+ * that reached the handler. Every event runs on the loop thread, inside the
+ * parser: the function must not answer the request or close the server.
+ */
+enum { HL_HTTP_BODY_START = 1, HL_HTTP_BODY_DATA = 2, HL_HTTP_BODY_ABORT = 3 };
+typedef int (*hl_http_body_fn)(hl_http_req *req, int event, const char *data, size_t len, void *ud);
+/* Sets (or with NULL clears) the body function; for requests whose headers complete afterwards. */
+void hl_http_server_set_body_fn(hl_http_server *s, hl_http_body_fn fn, void *ud);
+/* Attaches an opaque pointer to the request (not owned by the server); NULL until set. */
+void hl_http_req_set_user(hl_http_req *r, void *user);
+void *hl_http_req_user(const hl_http_req *r);
+/* True when the request's body was streamed to the body function. */
+bool hl_http_req_streamed(const hl_http_req *r);
+
 /* Request accessors; the strings live as long as the request. */
 const char *hl_http_req_method(const hl_http_req *r); /* "GET", ...; "" if unknown */
 const char *hl_http_req_path(const hl_http_req *r);   /* percent-decoded path, no query */
