@@ -29,6 +29,7 @@ import hmac
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -660,6 +661,86 @@ def main():
             front.wait(timeout=30)
         else:
             print("ok # skip S3 landing: node or s3rver not installed")
+
+        # ---- Streamed ingestion: bodies go to the landing directory as they arrive.
+        def tree(d):
+            out = set()
+            for root_, dirs, fs in os.walk(d):
+                out.update(os.path.relpath(os.path.join(root_, x), d) for x in dirs + fs)
+            return out
+
+        def wait_until(cond, secs=20):
+            end = time.time() + secs
+            while time.time() < end:
+                if cond():
+                    return True
+                time.sleep(0.05)
+            return cond()
+
+        def post_head(port_, length=None, ctype="application/fhir+ndjson"):
+            te = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+            return (f"POST /v1/ingestion/fhir/Bundle HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ing}\r\n"
+                    f"Content-Type: {ctype}\r\n{te}\r\n\r\n").encode()
+
+        before = tree(landing)
+        chunk = b"x" * 100000
+        body = b"".join(b"%x\r\n" % len(chunk) + chunk + b"\r\n" for _ in range(3)) + b"0\r\n\r\n"
+        check(raw_request(port, post_head(port) + body) == 413 and wait_until(lambda: tree(landing) == before),
+              "streamed body past HL_API_MAX_BODY (chunked) -> 413, nothing left in the landing directory")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sk:
+            sk.sendall(post_head(port, 60000) + b'{"resourceType":"Observation"}\n' * 900)
+            started = wait_until(lambda: any(os.path.basename(x).startswith(".") for x in tree(landing) - before))
+        check(started and wait_until(lambda: tree(landing) == before),
+              "client gone mid-body: the temporary object existed while streaming, nothing is left after")
+
+        landing5 = os.path.join(work, "landing5")
+        env5 = dict(env, HL_API_LANDING=landing5, HL_API_MAX_BODY="64MiB", HL_API_AUDIT="")
+        p5, port5 = start(gw_bin, env5, os.path.join(work, "gw5.err"))
+        procs.append(p5)
+        api5 = Api(port5)
+        s, _, _ = api5.req("POST", "/v1/ingestion/fhir/Bundle", ing, {"Content-Type": "application/fhir+ndjson"}, nd)
+        check(s == 202, "gateway 5 (HL_API_MAX_BODY=64MiB) takes a small NDJSON body")
+
+        def hwm_kb(pid):
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+            return 0
+
+        hwm0 = hwm_kb(p5.pid)
+        lines = [json.dumps(r).encode() + b"\n" for r in truth[o1]["Observation"].values()]
+        block = b"".join(lines)
+        reps = 50 * 1000 * 1000 // len(block) + 1
+        size = len(block) * reps
+        digest = hashlib.sha256()
+        with socket.create_connection(("127.0.0.1", port5), timeout=60) as sk:
+            sk.sendall(post_head(port5, size))
+            for _ in range(reps):
+                sk.sendall(block)
+                digest.update(block)
+            resp = b""
+            while b"\r\n\r\n" not in resp:
+                got = sk.recv(65536)
+                if not got:
+                    break
+                resp += got
+        status = int(resp.split(b" ", 2)[1]) if resp.startswith(b"HTTP/1.1 ") else 0
+        job5 = re.search(rb'"job":"([^"]+)"', resp)
+        landed = glob.glob(os.path.join(landing5, f"org={o1}", f"job={job5.group(1).decode() if job5 else '-'}", "*"))
+        same = len(landed) == 1 and os.path.getsize(landed[0]) == size
+        if same:
+            h5 = hashlib.sha256()
+            with open(landed[0], "rb") as f:
+                for piece in iter(lambda: f.read(1 << 20), b""):
+                    h5.update(piece)
+            same = h5.digest() == digest.digest()
+        grew = hwm_kb(p5.pid) - hwm0
+        check(status == 202 and same, f"a {size // 1000000} MB NDJSON body streamed to one object, byte for byte")
+        check(grew < 16 * 1024, f"gateway peak memory grew {grew} kB for the {size // 1000000} MB body (< 16 MiB)")
+        check(not [x for x in tree(landing5) if os.path.basename(x).startswith(".")],
+              "no temporary file left in the landing directory")
+        p5.send_signal(signal.SIGTERM)
+        p5.wait(timeout=30)
 
         # ---- SIGTERM drains and exits 0.
         for pp in (p, p2):

@@ -140,6 +140,7 @@ typedef struct call {
   const hl_api_type_def *type;
   hl_api_query q;
   hl_api_search search;
+  struct ingest_stream *stream; /* a streamed ingestion body, until landed or discarded */
 } call;
 
 /* ---- Routes ----------------------------------------------------------------------------- */
@@ -268,7 +269,10 @@ static void audit(call *c, int status, double secs) {
   hl_buf_free(&b);
 }
 
+static void ingest_discard(struct ingest_stream *st);
+
 static void call_free(call *c) {
+  ingest_discard(c->stream);
   hl_buf_free(&c->ids);
   hl_api_query_clear(&c->q);
   hl_api_search_clear(&c->search);
@@ -817,6 +821,201 @@ static bool ctype_is(const char *ct, const char *want) {
   return ct && !strncasecmp(ct, want, n) && (ct[n] == 0 || ct[n] == ';' || ct[n] == ' ');
 }
 
+/* The ingestion media type of a Content-Type: 1 NDJSON, 0 JSON (a Bundle), -1 neither. */
+static int ingest_kind(const char *ct) {
+  if (ctype_is(ct, "application/fhir+ndjson") || ctype_is(ct, "application/x-ndjson") ||
+      ctype_is(ct, "application/ndjson"))
+    return 1;
+  if (ctype_is(ct, "application/fhir+json") || ctype_is(ct, "application/json"))
+    return 0;
+  return -1;
+}
+
+/*
+ * A streamed ingestion body (landing directory only): written as it arrives
+ * to a temporary dot-file in the job's directory, renamed to its final name
+ * once complete and checked (so the notifier only ever sees whole objects),
+ * removed with the job directory otherwise.
+ */
+#define BUNDLE_FULL_CHECK_MAX (1u << 20)
+
+typedef struct ingest_stream {
+  char job[40];
+  char tenant[65];
+  char dir[4400];
+  char tmp[4608];
+  int fd;          /* -1: the body is read and dropped (caller not allowed, or a write failed) */
+  int err;         /* the first write error (negative errno) */
+  bool ndjson;
+  bool bad_line;   /* an NDJSON line that is not a JSON object */
+  char first;      /* first and last non-blank byte of the current NDJSON line, or of the whole body */
+  char last;
+  uint64_t bytes;
+} ingest_stream;
+
+/* Releases a stream that did not land: the temporary file and the job directory go. */
+static void ingest_discard(ingest_stream *st) {
+  if (!st)
+    return;
+  if (st->fd >= 0) {
+    close(st->fd);
+    unlink(st->tmp);
+  }
+  if (st->dir[0])
+    rmdir(st->dir);
+  free(st);
+}
+
+/* Tracks what the checks need: NDJSON lines must be objects; a Bundle starts with '{' and ends with '}'. */
+static void ingest_scan(ingest_stream *st, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char ch = p[i];
+    if (st->ndjson && ch == '\n') {
+      if (st->first && (st->first != '{' || st->last != '}'))
+        st->bad_line = true;
+      st->first = st->last = 0;
+    } else if (ch != ' ' && ch != '\t' && ch != '\r' && ch != '\n') {
+      if (!st->first)
+        st->first = ch;
+      st->last = ch;
+    }
+  }
+}
+
+/* HL_HTTP_BODY_START for POST /v1/ingestion/fhir/Bundle with a landing directory. */
+static int ingest_start(hl_api_gw *gw, hl_http_req *req) {
+  ingest_stream *st = calloc(1, sizeof *st);
+  if (!st)
+    return 500;
+  st->fd = -1;
+  hl_api_principal who;
+  const char *reason;
+  char aerr[256];
+  int kind = ingest_kind(hl_http_req_header(req, "Content-Type"));
+  st->ndjson = kind == 1;
+  /* Only an allowed caller gets a file; the handler answers the others after the body. */
+  if (kind >= 0 && hl_api_auth_verify(gw->auth, hl_http_req_header(req, "Authorization"), time(NULL), &who,
+                                      &reason, aerr, sizeof aerr) == 0 && who.ingest) {
+    new_job_id(st->job);
+    snprintf(st->tenant, sizeof st->tenant, "%s", who.tenant);
+    const char *name = st->ndjson ? "data.ndjson" : "bundle.json";
+    int a = snprintf(st->dir, sizeof st->dir, "%s/org=%s/job=%s", gw->landing_dir, who.tenant, st->job);
+    int b = snprintf(st->tmp, sizeof st->tmp, "%s/.%s.tmp", st->dir, name);
+    int rc = a < 0 || b < 0 || (size_t)a >= sizeof st->dir || (size_t)b >= sizeof st->tmp ? -ENAMETOOLONG
+                                                                                              : mkdirs(st->dir);
+    if (rc == 0 && (st->fd = open(st->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0)
+      rc = -errno;
+    if (rc < 0) {
+      st->err = rc;
+      if (rc == -ENAMETOOLONG)
+        st->dir[0] = 0;
+    }
+  }
+  hl_http_req_set_user(req, st);
+  return 1;
+}
+
+static int ingest_data(ingest_stream *st, const char *p, size_t n) {
+  st->bytes += n;
+  ingest_scan(st, p, n);
+  size_t off = 0;
+  while (st->fd >= 0 && off < n) {
+    ssize_t w = write(st->fd, p + off, n - off);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0) {
+      /* Keep reading the body to answer 503 at its end; the file goes now. */
+      st->err = -errno;
+      close(st->fd);
+      unlink(st->tmp);
+      st->fd = -1;
+      break;
+    }
+    off += (size_t)w;
+  }
+  return 0;
+}
+
+static int body_fn(hl_http_req *req, int event, const char *data, size_t len, void *ud) {
+  hl_api_gw *gw = ud;
+  switch (event) {
+  case HL_HTTP_BODY_START:
+    if (!gw->landing_dir || strcmp(hl_http_req_method(req), "POST") ||
+        strcmp(hl_http_req_path(req), "/v1/ingestion/fhir/Bundle"))
+      return 0;
+    return ingest_start(gw, req);
+  case HL_HTTP_BODY_DATA:
+    return ingest_data(hl_http_req_user(req), data, len);
+  case HL_HTTP_BODY_ABORT:
+    ingest_discard(hl_http_req_user(req));
+    hl_http_req_set_user(req, NULL);
+    return 0;
+  }
+  return 0;
+}
+
+/* Checks a body held in memory: a Bundle with entries, or NDJSON lines that are objects. NULL or the problem. */
+static const char *ingest_check_mem(bool ndjson, const char *body, size_t len) {
+  if (!ndjson) {
+    json_error_t je;
+    json_t *j = json_loadb(body, len, 0, &je);
+    const char *rt = j ? json_string_value(json_object_get(j, "resourceType")) : NULL;
+    bool ok = rt && !strcmp(rt, "Bundle") && json_is_array(json_object_get(j, "entry"));
+    json_decref(j);
+    return ok ? NULL : "the body is not a FHIR Bundle with entries";
+  }
+  for (const char *p = body; p < body + len;) {
+    const char *nl = memchr(p, '\n', (size_t)(body + len - p));
+    size_t l = nl ? (size_t)(nl - p) : (size_t)(body + len - p);
+    while (l && (p[l - 1] == '\r' || p[l - 1] == ' '))
+      l--;
+    if (l && (p[0] != '{' || p[l - 1] != '}'))
+      return "NDJSON lines must be JSON objects";
+    p = nl ? nl + 1 : body + len;
+  }
+  return NULL;
+}
+
+/*
+ * Checks a streamed body: NDJSON line by line as it arrived; a Bundle up to
+ * BUNDLE_FULL_CHECK_MAX is parsed from the file, a larger one must be one
+ * JSON object (the parser rejects what is not a Bundle, with its reason).
+ */
+static const char *ingest_check_stream(ingest_stream *st) {
+  if (st->ndjson) {
+    if (st->first && (st->first != '{' || st->last != '}'))
+      st->bad_line = true;
+    return st->bad_line ? "NDJSON lines must be JSON objects" : NULL;
+  }
+  if (st->first != '{' || st->last != '}')
+    return "the body is not a FHIR Bundle with entries";
+  if (st->bytes > BUNDLE_FULL_CHECK_MAX)
+    return NULL;
+  json_error_t je;
+  json_t *j = json_load_file(st->tmp, 0, &je);
+  const char *rt = j ? json_string_value(json_object_get(j, "resourceType")) : NULL;
+  bool ok = rt && !strcmp(rt, "Bundle") && json_is_array(json_object_get(j, "entry"));
+  json_decref(j);
+  return ok ? NULL : "the body is not a FHIR Bundle with entries";
+}
+
+/* Lands a complete streamed body under its final name. 0 or a negative errno. */
+static int ingest_land(ingest_stream *st, const char *name) {
+  char fin[4608];
+  snprintf(fin, sizeof fin, "%s/%s", st->dir, name);
+  int rc = 0;
+  if (fsync(st->fd) < 0)
+    rc = -errno;
+  if (close(st->fd) < 0 && rc == 0)
+    rc = -errno;
+  st->fd = -1;
+  if (rc == 0 && rename(st->tmp, fin) < 0)
+    rc = -errno;
+  if (rc < 0)
+    unlink(st->tmp);
+  return rc;
+}
+
 static void h_ingest(call *c) {
   hl_api_gw *gw = c->gw;
   if (!c->who.ingest) {
@@ -827,49 +1026,44 @@ static void h_ingest(call *c) {
     outcome(c, 503, "ingestion is not configured (HL_API_LANDING)");
     return;
   }
+  ingest_stream *st = c->stream;
   size_t len;
   const char *body = hl_http_req_body(c->req, &len);
-  const char *ct = hl_http_req_header(c->req, "Content-Type");
-  bool ndjson = ctype_is(ct, "application/fhir+ndjson") || ctype_is(ct, "application/x-ndjson") ||
-                ctype_is(ct, "application/ndjson");
-  bool json = ctype_is(ct, "application/fhir+json") || ctype_is(ct, "application/json");
-  if (!ndjson && !json) {
+  int kind = ingest_kind(hl_http_req_header(c->req, "Content-Type"));
+  if (kind < 0) {
     outcome(c, 415, "Content-Type must be application/fhir+json (a Bundle) or application/fhir+ndjson");
     return;
   }
+  bool ndjson = kind == 1;
+  if (st)
+    len = (size_t)st->bytes;
   if (len == 0) {
     outcome(c, 400, "empty body");
     return;
   }
-  if (json) {
-    json_error_t je;
-    json_t *j = json_loadb(body, len, 0, &je);
-    const char *rt = j ? json_string_value(json_object_get(j, "resourceType")) : NULL;
-    bool ok = rt && !strcmp(rt, "Bundle") && json_is_array(json_object_get(j, "entry"));
-    json_decref(j);
-    if (!ok) {
-      outcome(c, 400, "the body is not a FHIR Bundle with entries");
-      return;
-    }
-  } else {
-    for (const char *p = body; p < body + len;) {
-      const char *nl = memchr(p, '\n', (size_t)(body + len - p));
-      size_t l = nl ? (size_t)(nl - p) : (size_t)(body + len - p);
-      while (l && (p[l - 1] == '\r' || p[l - 1] == ' '))
-        l--;
-      if (l && (p[0] != '{' || p[l - 1] != '}')) {
-        outcome(c, 400, "NDJSON lines must be JSON objects");
-        return;
-      }
-      p = nl ? nl + 1 : body + len;
-    }
+  /* The caller was not allowed when the body began (a token that became valid since): nothing was kept. */
+  if (st && ((st->err == 0 && st->fd < 0) || strcmp(st->tenant, c->who.tenant))) {
+    outcome(c, 503, "the body was not kept; retry");
+    return;
+  }
+  const char *bad = st ? (st->err ? NULL : ingest_check_stream(st)) : ingest_check_mem(ndjson, body, len);
+  if (bad) {
+    outcome(c, 400, "%s", bad);
+    return;
   }
   char job[40];
-  new_job_id(job);
   const char *name = ndjson ? "data.ndjson" : "bundle.json";
   int rc;
-  if (gw->landing_dir) {
+  if (st) {
+    snprintf(job, sizeof job, "%s", st->job);
+    rc = st->err ? st->err : ingest_land(st, name);
+    if (rc == 0) {
+      free(st);
+      c->stream = NULL;
+    }
+  } else if (gw->landing_dir) {
     char dir[4400];
+    new_job_id(job);
     snprintf(dir, sizeof dir, "%s/org=%s/job=%s", gw->landing_dir, c->who.tenant, job);
     rc = mkdirs(dir);
     if (rc == 0)
@@ -877,6 +1071,7 @@ static void h_ingest(call *c) {
   } else {
     char key[1200], etag[128];
     hl_s3_error se;
+    new_job_id(job);
     snprintf(key, sizeof key, "%sorg=%s/job=%s/%s", gw->landing_prefix, c->who.tenant, job, name);
     rc = hl_s3_put(gw->s3, gw->landing_bucket, key, body, len,
                    ndjson ? "application/fhir+ndjson" : "application/fhir+json", etag, &se);
@@ -1095,6 +1290,7 @@ static void handle(hl_http_req *req, void *ud) {
   }
   c->gw = gw;
   c->req = req;
+  c->stream = hl_http_req_user(req);
   c->route = -1;
   c->t0 = uv_hrtime();
   hl_buf_init(&c->ids, 64 * 1024);
@@ -1334,6 +1530,7 @@ int hl_api_gw_new(uv_loop_t *loop, const hl_config *cfg, hl_metrics *reg, hl_api
   if ((rc = hl_http_server_new(loop, &lim, handle, gw, &gw->http)) < 0)
     goto fail;
   hl_http_server_set_observer(gw->http, observe, gw);
+  hl_http_server_set_body_fn(gw->http, body_fn, gw);
   *out = gw;
   return 0;
 fail:
