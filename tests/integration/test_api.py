@@ -662,6 +662,36 @@ def main():
         else:
             print("ok # skip S3 landing: node or s3rver not installed")
 
+        # ---- Reader threads: concurrent searches answer as the loop-thread mode does.
+        import concurrent.futures
+        fam = sorted({norm(r["name"][0]["family"])[:2] for r in truth[o1]["Patient"].values() if r.get("name")})
+        paths = [f"/v1/fhir/Patient?name={f}&_count=7" for f in fam[:6]] + [
+            f"/v1/fhir/Patient/{pid}/Encounter?_count=5" for pid in pids[:6]] + [
+            f"/v1/fhir/Patient/{pids[2]}", "/v1/fhir/Observation?_count=30&_sort=-date", "/v1/fhir/Patient?_summary=count"]
+
+        def shape(b):
+            if b.get("resourceType") != "Bundle":
+                return (b.get("resourceType"), b.get("id"), b.get("meta", {}).get("versionId"))
+            return (b.get("total"), [e["fullUrl"].split("/v1/", 1)[1] for e in b.get("entry", [])])
+
+        answers = {}
+        for readers in ("0", "4"):
+            envr = dict(env, HL_API_READERS=readers, HL_API_AUDIT="")
+            pr, portr = start(gw_bin, envr, os.path.join(work, f"gw-readers{readers}.err"))
+            procs.append(pr)
+
+            def one(path, portr=portr):
+                st_, _, b_ = Api(portr).json(path, tok)
+                return st_, shape(b_)
+
+            with concurrent.futures.ThreadPoolExecutor(8) as ex:
+                answers[readers] = list(ex.map(one, paths * 6))
+            pr.send_signal(signal.SIGTERM)
+            check(pr.wait(timeout=30) == 0, f"HL_API_READERS={readers}: drained and stopped on SIGTERM")
+        ref = [(200, shape(api.json(pth, tok)[2])) for pth in paths] * 6
+        check(answers["0"] == ref and answers["4"] == ref,
+              f"{len(ref)} concurrent reads and searches: same answers with 4 reader threads and with none")
+
         # ---- Streamed ingestion: bodies go to the landing directory as they arrive.
         def tree(d):
             out = set()

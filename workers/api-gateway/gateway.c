@@ -42,6 +42,9 @@ const hl_config_var hl_api_config_vars[] = {
      "SQLite warehouse file, opened read-only (the loader writes it)."},
     HL_API_STORE_SNOWFLAKE_VARS,
     HL_CONFIG_SNOWFLAKE_VARS,
+    {"HL_API_READERS", HL_CFG_INT, "2", 0, 64, NULL,
+     "Threads that run warehouse queries, each with its own read-only connection; 0 runs them on the "
+     "event loop thread."},
     {"HL_API_DEFAULT_COUNT", HL_CFG_INT, "20", 1, 1000, NULL, "Page size of a search without _count."},
     {"HL_API_MAX_COUNT", HL_CFG_INT, "100", 1, 1000, NULL, "Largest page size; a larger _count is capped to it."},
     {"HL_API_MAX_BODY", HL_CFG_SIZE, "16MiB", 1024, 1073741824LL, NULL,
@@ -1518,7 +1521,8 @@ int hl_api_gw_new(uv_loop_t *loop, const hl_config *cfg, hl_metrics *reg, hl_api
   if (!strcmp(hl_config_str(cfg, "HL_WAREHOUSE_BACKEND"), "snowflake"))
     rc = hl_api_store_snowflake_new(cfg, loop, reg, &gw->store, err, errlen);
   else
-    rc = hl_api_store_sqlite_new(hl_config_str(cfg, "HL_WAREHOUSE_PATH"), &gw->store);
+    rc = hl_api_store_sqlite_new(hl_config_str(cfg, "HL_WAREHOUSE_PATH"), loop,
+                                 (size_t)hl_config_int(cfg, "HL_API_READERS"), &gw->store);
   if (rc < 0)
     goto fail;
   hl_http_limits lim;
@@ -1562,8 +1566,9 @@ void hl_api_gw_drain(hl_api_gw *gw, void (*done)(void *ud), void *ud) {
 hl_api_gw *hl_api_gw_free(hl_api_gw *gw) {
   if (!gw)
     return NULL;
-  gw->http = hl_http_server_free(gw->http);
+  /* The store first: queries still queued are answered (to orphaned requests after a forced drain). */
   gw->store = hl_api_store_free(gw->store);
+  gw->http = hl_http_server_free(gw->http);
   gw->auth = hl_api_auth_free(gw->auth);
   gw->s3 = hl_s3_free(gw->s3);
   if (gw->audit_close)

@@ -2,11 +2,12 @@
  * The read side of the warehouse as the gateway needs it: read one
  * resource, run a search (one page, its total, the included patients) and
  * report an ingestion job. One interface (hl_api_store_ops) with a backend
- * per store: SQLite now (store_sqlite.c, its own read-only connection on
- * the curated tables), Snowflake later. Every operation completes through
- * a callback, so an asynchronous backend can answer later on the loop
- * thread; the SQLite backend calls it before returning. Every call and
- * callback happens on the gateway's loop thread.
+ * per store: SQLite now (store_sqlite.c, read-only connections on the
+ * curated tables, queried on reader threads), Snowflake later. Every
+ * operation completes through a callback, later on the loop thread (or
+ * before the call returns: callers must cope with both). Every call and
+ * callback happens on the gateway's loop thread. What a call borrows
+ * (the search, the type definition) must stay valid until its callback.
  */
 #ifndef HL_API_STORE_H
 #define HL_API_STORE_H
@@ -67,8 +68,15 @@ struct hl_api_store {
   const hl_api_store_ops *ops;
 };
 
-/* Opens the SQLite read side on path (read-only; opened again lazily while missing). */
-int hl_api_store_sqlite_new(const char *path, hl_api_store **out);
+/*
+ * Opens the SQLite read side on path (read-only; opened again lazily while
+ * missing). readers: threads that run the queries, each with its own
+ * connection, answering on loop through a uv_async; 0 runs every query on
+ * the calling (loop) thread. Free it before the loop's last run: operations
+ * still queued then are answered with HL_EIO. 0, -EINVAL, -ENOMEM or a
+ * libuv/pthread error.
+ */
+int hl_api_store_sqlite_new(const char *path, uv_loop_t *loop, size_t readers, hl_api_store **out);
 
 /* The configuration variables of the snowflake read side (with HL_CONFIG_SNOWFLAKE_VARS). */
 #define HL_API_STORE_SNOWFLAKE_VARS                                                                  \

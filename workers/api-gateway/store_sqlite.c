@@ -1,11 +1,19 @@
 /*
- * The SQLite read side: its own read-only connection on the warehouse file
- * (WAL mode lets the loader write meanwhile), prepared statements cached by
- * SQL text, searches compiled from hl_api_search to SQL with every value
- * bound as a parameter (never spliced into the text).
+ * The SQLite read side: read-only connections on the warehouse file (WAL
+ * mode lets the loader write meanwhile), prepared statements cached by SQL
+ * text per connection, searches compiled from hl_api_search to SQL with
+ * every value bound as a parameter (never spliced into the text).
+ *
+ * Queries run on a small pool of reader threads, each with its own
+ * connection, so that the loop thread only parses, answers and writes:
+ * operations are queued (mutex + condition variable), a reader runs one and
+ * puts the result on a done list, and a uv_async wakes the loop thread,
+ * which calls the callbacks. With no readers, every operation runs on the
+ * loop thread before the call returns.
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,14 +34,14 @@ typedef struct cached {
   uint64_t used;
 } cached;
 
-typedef struct sq_store {
-  hl_api_store base;
-  char *path;
+/* One connection and its statements; used by one thread at a time. */
+typedef struct sq_conn {
+  const char *path;
   sqlite3 *db;
   cached cache[CACHE_MAX];
   uint64_t tick;
   sqlite3_stmt *read_st[32]; /* per type index: the read of one resource */
-} sq_store;
+} sq_conn;
 
 typedef struct bindv {
   int kind; /* 0 text, 1 int, 2 double */
@@ -103,7 +111,7 @@ static void fn_hi(sqlite3_context *c, int n, sqlite3_value **v) { fn_range(c, n,
 
 /* ---- Connection and statement cache --------------------------------------------------- */
 
-static int ensure_open(sq_store *s) {
+static int ensure_open(sq_conn *s) {
   if (s->db)
     return 0;
   sqlite3 *db = NULL;
@@ -126,7 +134,7 @@ static int ensure_open(sq_store *s) {
   return 0;
 }
 
-static void close_db(sq_store *s) {
+static void close_db(sq_conn *s) {
   for (int i = 0; i < 32; i++) {
     sqlite3_finalize(s->read_st[i]);
     s->read_st[i] = NULL;
@@ -140,7 +148,7 @@ static void close_db(sq_store *s) {
   s->db = NULL;
 }
 
-static sqlite3_stmt *prepare(sq_store *s, const char *sql, int *rc) {
+static sqlite3_stmt *prepare(sq_conn *s, const char *sql, int *rc) {
   int victim = 0;
   for (int i = 0; i < CACHE_MAX; i++) {
     if (s->cache[i].sql && !strcmp(s->cache[i].sql, sql)) {
@@ -188,7 +196,7 @@ static int bind_all(sqlite3_stmt *st, const char *tenant, const sqlb *b) {
   return 0;
 }
 
-static int step_error(sq_store *s, int rc) {
+static int step_error(sq_conn *s, int rc) {
   if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
     return HL_EIO;
   hl_log_kv(HL_LOG_WARN, "warehouse read failed", "error", sqlite3_errmsg(s->db), NULL);
@@ -199,39 +207,53 @@ static int step_error(sq_store *s, int rc) {
   return HL_EFATAL;
 }
 
-static char *col_dup(sqlite3_stmt *st, int i) {
-  const unsigned char *t = sqlite3_column_text(st, i);
-  return strdup(t ? (const char *)t : "");
-}
-
-/* Columns: id, version_id, last_updated, resource, sort key, patient. */
+/*
+ * Columns: id, version_id, last_updated, resource, sort key, patient. The
+ * strings of a row share one allocation (the block starts at r->id), so a
+ * page costs one malloc per row.
+ */
 static int take_row(sqlite3_stmt *st, hl_api_row *r, bool key_is_int) {
   memset(r, 0, sizeof *r);
-  r->id = col_dup(st, 0);
-  r->version = col_dup(st, 1);
-  r->last_updated = col_dup(st, 2);
-  r->json = col_dup(st, 3);
-  r->json_len = (size_t)sqlite3_column_bytes(st, 3);
-  if (sqlite3_column_type(st, 5) != SQLITE_NULL)
-    r->patient = col_dup(st, 5);
+  static const int cols[] = {0, 1, 2, 3, 4, 5};
+  const char *v[6];
+  size_t n[6], total = 0;
+  for (int i = 0; i < 6; i++) {
+    int c = cols[i];
+    bool skip = (c == 4 && key_is_int) || (c == 5 && sqlite3_column_type(st, 5) == SQLITE_NULL);
+    v[i] = skip ? NULL : (const char *)sqlite3_column_text(st, c);
+    n[i] = v[i] ? (size_t)sqlite3_column_bytes(st, c) : 0;
+    total += n[i] + 1;
+  }
+  char *block = malloc(total);
+  if (!block)
+    return -ENOMEM;
+  char *p = block;
+  char *out[6];
+  for (int i = 0; i < 6; i++) {
+    out[i] = p;
+    if (n[i])
+      memcpy(p, v[i], n[i]);
+    p[n[i]] = '\0';
+    p += n[i] + 1;
+  }
+  r->id = out[0];
+  r->version = out[1];
+  r->last_updated = out[2];
+  r->json = out[3];
+  r->json_len = n[3];
   r->key_is_int = key_is_int;
   if (key_is_int)
     r->key_int = sqlite3_column_int64(st, 4);
   else
-    r->key_text = col_dup(st, 4);
-  if (!r->id || !r->version || !r->last_updated || !r->json || (!key_is_int && !r->key_text) ||
-      (sqlite3_column_type(st, 5) != SQLITE_NULL && !r->patient))
-    return -ENOMEM;
+    r->key_text = out[4];
+  if (sqlite3_column_type(st, 5) != SQLITE_NULL)
+    r->patient = out[5];
   return 0;
 }
 
 static void row_clear(hl_api_row *r) {
-  free(r->id);
-  free(r->version);
-  free(r->last_updated);
-  free(r->json);
-  free(r->patient);
-  free(r->key_text);
+  free(r->id); /* the block of every string of the row */
+  memset(r, 0, sizeof *r);
 }
 
 void hl_api_result_clear(hl_api_result *r) {
@@ -246,7 +268,7 @@ void hl_api_result_clear(hl_api_result *r) {
 
 /* ---- Read ------------------------------------------------------------------------------- */
 
-static int read_one(sq_store *s, const char *tenant, const hl_api_type_def *t, const char *id,
+static int read_one(sq_conn *s, const char *tenant, const hl_api_type_def *t, const char *id,
                     hl_api_row *row) {
   int rc = 0, ti = hl_api_type_index(t->type);
   if (ti < 0 || ti >= 32)
@@ -282,27 +304,23 @@ static int read_one(sq_store *s, const char *tenant, const hl_api_type_def *t, c
   return rc;
 }
 
-static void sq_read(hl_api_store *base, const char *tenant, const hl_api_type_def *t, const char *id,
-                    hl_api_result_fn done, void *ud) {
-  sq_store *s = (sq_store *)base;
-  hl_api_result res = {0};
+static int conn_read(sq_conn *s, const char *tenant, const hl_api_type_def *t, const char *id,
+                     hl_api_result *res) {
   int rc = ensure_open(s);
   hl_api_row row = {0};
   if (rc == 0)
     rc = read_one(s, tenant, t, id, &row);
   if (rc == 0) {
-    res.rows = malloc(sizeof *res.rows);
-    if (!res.rows) {
+    res->rows = malloc(sizeof *res->rows);
+    if (!res->rows) {
       row_clear(&row);
-      rc = -ENOMEM;
-    } else {
-      res.rows[0] = row;
-      res.nrows = 1;
-      res.total = 1;
+      return -ENOMEM;
     }
+    res->rows[0] = row;
+    res->nrows = 1;
+    res->total = 1;
   }
-  done(ud, rc, rc == 0 ? &res : NULL);
-  hl_api_result_clear(&res);
+  return rc;
 }
 
 /* ---- Search ----------------------------------------------------------------------------- */
@@ -509,7 +527,7 @@ static void fix_binds(sqlb *b, hl_buf *scratch) {
     }
 }
 
-static int run_count(sq_store *s, const char *tenant, const hl_api_search *q, int64_t *total) {
+static int run_count(sq_conn *s, const char *tenant, const hl_api_search *q, int64_t *total) {
   sqlb b = {0};
   hl_buf scratch;
   hl_buf_init(&b.sql, 1 << 20);
@@ -535,7 +553,7 @@ static int run_count(sq_store *s, const char *tenant, const hl_api_search *q, in
   return rc;
 }
 
-static int run_page(sq_store *s, const char *tenant, const hl_api_search *q, hl_api_result *res) {
+static int run_page(sq_conn *s, const char *tenant, const hl_api_search *q, hl_api_result *res) {
   sqlb b = {0};
   hl_buf scratch;
   hl_buf_init(&b.sql, 1 << 20);
@@ -609,7 +627,7 @@ static int run_page(sq_store *s, const char *tenant, const hl_api_search *q, hl_
   return rc;
 }
 
-static int run_include(sq_store *s, const char *tenant, const hl_api_search *q, hl_api_result *res) {
+static int run_include(sq_conn *s, const char *tenant, const hl_api_search *q, hl_api_result *res) {
   const hl_api_type_def *pt = hl_api_type_find("Patient");
   res->included = calloc(res->nrows ? res->nrows : 1, sizeof *res->included);
   if (!res->included)
@@ -633,23 +651,32 @@ static int run_include(sq_store *s, const char *tenant, const hl_api_search *q, 
   return 0;
 }
 
-static void sq_search(hl_api_store *base, const char *tenant, const hl_api_search *q,
-                      hl_api_result_fn done, void *ud) {
-  sq_store *s = (sq_store *)base;
-  hl_api_result res = {0};
+/* Runs one of the cached transaction statements ("BEGIN", "COMMIT"). */
+static void exec_cached(sq_conn *s, const char *sql) {
+  int rc = 0;
+  sqlite3_stmt *st = prepare(s, sql, &rc);
+  if (st) {
+    sqlite3_step(st);
+    sqlite3_reset(st);
+  }
+}
+
+static int conn_search(sq_conn *s, const char *tenant, const hl_api_search *q, hl_api_result *res) {
   int rc = ensure_open(s);
-  if (rc == 0 && s->db)
-    sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL); /* one snapshot for page, count and includes */
   if (rc == 0)
-    rc = run_count(s, tenant, q, &res.total);
+    exec_cached(s, "BEGIN"); /* one snapshot for page, count and includes */
   if (rc == 0 && !q->summary_count)
-    rc = run_page(s, tenant, q, &res);
+    rc = run_page(s, tenant, q, res);
+  /* A first page that holds every match is its own total; otherwise count. */
+  if (rc == 0 && !q->summary_count && !q->cursor.dir && !res->more_after)
+    res->total = (int64_t)res->nrows;
+  else if (rc == 0)
+    rc = run_count(s, tenant, q, &res->total);
   if (rc == 0 && q->include_patient && !q->summary_count)
-    rc = run_include(s, tenant, q, &res);
+    rc = run_include(s, tenant, q, res);
   if (s->db)
-    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-  done(ud, rc, rc == 0 ? &res : NULL);
-  hl_api_result_clear(&res);
+    exec_cached(s, "COMMIT");
+  return rc;
 }
 
 /* ---- Jobs ------------------------------------------------------------------------------- */
@@ -663,8 +690,7 @@ static int rank(const char *st) {
   return 2;
 }
 
-static void sq_job(hl_api_store *base, const char *tenant, const char *job, hl_api_job_fn done, void *ud) {
-  sq_store *s = (sq_store *)base;
+static int conn_job(sq_conn *s, const char *tenant, const char *job, json_t **jout) {
   json_t *out = NULL;
   int rc = ensure_open(s);
   if (rc < 0)
@@ -756,41 +782,278 @@ out:
     json_decref(out);
     out = NULL;
   }
-  done(ud, rc, out);
-  json_decref(out);
+  *jout = out;
+  return rc;
+}
+
+/* ---- The store: reader threads, or the loop thread --------------------------------------- */
+
+enum { OP_READ, OP_SEARCH, OP_JOB };
+
+typedef struct op {
+  struct op *next;
+  int kind;
+  char tenant[128];
+  char id[160]; /* resource id or job id */
+  const hl_api_type_def *type;
+  const hl_api_search *search; /* borrowed: the caller keeps it until done */
+  hl_api_result_fn done_result;
+  hl_api_job_fn done_job;
+  void *ud;
+  int rc;
+  hl_api_result res;
+  json_t *job;
+} op;
+
+typedef struct sq_store {
+  hl_api_store base;
+  char *path;
+  sq_conn probe; /* the loop thread's: readiness, and every query when there are no readers */
+  uv_async_t *async; /* freed by its close callback */
+  pthread_t *threads;
+  sq_conn *conns;
+  size_t nthreads;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  op *qhead, *qtail;     /* waiting for a reader */
+  op *dhead, *dtail;     /* done, waiting for the loop thread */
+  bool stop;
+} sq_store;
+
+static void op_run(sq_conn *c, op *o) {
+  if (o->kind == OP_READ)
+    o->rc = conn_read(c, o->tenant, o->type, o->id, &o->res);
+  else if (o->kind == OP_SEARCH)
+    o->rc = conn_search(c, o->tenant, o->search, &o->res);
+  else
+    o->rc = conn_job(c, o->tenant, o->id, &o->job);
+}
+
+/* Calls the operation's callback (loop thread) and frees it. */
+static void op_finish(op *o) {
+  if (o->kind == OP_JOB)
+    o->done_job(o->ud, o->rc, o->rc == 0 ? o->job : NULL);
+  else
+    o->done_result(o->ud, o->rc, o->rc == 0 ? &o->res : NULL);
+  hl_api_result_clear(&o->res);
+  json_decref(o->job);
+  free(o);
+}
+
+static void push(op **head, op **tail, op *o) {
+  o->next = NULL;
+  if (*tail)
+    (*tail)->next = o;
+  else
+    *head = o;
+  *tail = o;
+}
+
+typedef struct reader_arg {
+  sq_store *st;
+  sq_conn *conn;
+} reader_arg;
+
+static void *reader_main(void *arg) {
+  sq_store *st = ((reader_arg *)arg)->st;
+  sq_conn *conn = ((reader_arg *)arg)->conn;
+  free(arg);
+  pthread_mutex_lock(&st->mu);
+  for (;;) {
+    while (!st->qhead && !st->stop)
+      pthread_cond_wait(&st->cv, &st->mu);
+    if (!st->qhead)
+      break;
+    op *o = st->qhead;
+    st->qhead = o->next;
+    if (!st->qhead)
+      st->qtail = NULL;
+    pthread_mutex_unlock(&st->mu);
+    op_run(conn, o);
+    pthread_mutex_lock(&st->mu);
+    push(&st->dhead, &st->dtail, o);
+    uv_async_send(st->async);
+  }
+  pthread_mutex_unlock(&st->mu);
+  return NULL;
+}
+
+static void on_done(uv_async_t *a) {
+  sq_store *st = a->data;
+  pthread_mutex_lock(&st->mu);
+  op *o = st->dhead;
+  st->dhead = st->dtail = NULL;
+  pthread_mutex_unlock(&st->mu);
+  while (o) {
+    op *next = o->next;
+    op_finish(o);
+    o = next;
+  }
+}
+
+/* Runs o on a reader, or here when there is none. */
+static void submit(sq_store *st, op *o) {
+  if (st->nthreads == 0) {
+    op_run(&st->probe, o);
+    op_finish(o);
+    return;
+  }
+  pthread_mutex_lock(&st->mu);
+  push(&st->qhead, &st->qtail, o);
+  pthread_cond_signal(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+}
+
+static op *op_new(int kind, const char *tenant, const char *id) {
+  op *o = calloc(1, sizeof *o);
+  if (!o)
+    return NULL;
+  o->kind = kind;
+  snprintf(o->tenant, sizeof o->tenant, "%s", tenant);
+  snprintf(o->id, sizeof o->id, "%s", id ? id : "");
+  return o;
+}
+
+static void sq_read(hl_api_store *base, const char *tenant, const hl_api_type_def *t, const char *id,
+                    hl_api_result_fn done, void *ud) {
+  op *o = op_new(OP_READ, tenant, id);
+  if (!o) {
+    done(ud, -ENOMEM, NULL);
+    return;
+  }
+  o->type = t;
+  o->done_result = done;
+  o->ud = ud;
+  submit((sq_store *)base, o);
+}
+
+static void sq_search(hl_api_store *base, const char *tenant, const hl_api_search *q, hl_api_result_fn done,
+                      void *ud) {
+  op *o = op_new(OP_SEARCH, tenant, NULL);
+  if (!o) {
+    done(ud, -ENOMEM, NULL);
+    return;
+  }
+  o->search = q;
+  o->done_result = done;
+  o->ud = ud;
+  submit((sq_store *)base, o);
+}
+
+static void sq_job(hl_api_store *base, const char *tenant, const char *job, hl_api_job_fn done, void *ud) {
+  op *o = op_new(OP_JOB, tenant, job);
+  if (!o) {
+    done(ud, -ENOMEM, NULL);
+    return;
+  }
+  o->done_job = done;
+  o->ud = ud;
+  submit((sq_store *)base, o);
 }
 
 static bool sq_ready(hl_api_store *base, char *reason, size_t len) {
-  sq_store *s = (sq_store *)base;
-  if (ensure_open(s) < 0) {
-    snprintf(reason, len, "warehouse %s not readable", s->path);
+  sq_store *st = (sq_store *)base;
+  if (ensure_open(&st->probe) < 0) {
+    snprintf(reason, len, "warehouse %s not readable", st->path);
     return false;
   }
   return true;
 }
 
+static void on_async_closed(uv_handle_t *h) { free(h); }
+
 static void sq_free(hl_api_store *base) {
-  sq_store *s = (sq_store *)base;
-  close_db(s);
-  free(s->path);
-  free(s);
+  sq_store *st = (sq_store *)base;
+  if (st->threads) {
+    pthread_mutex_lock(&st->mu);
+    st->stop = true;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    for (size_t i = 0; i < st->nthreads; i++)
+      pthread_join(st->threads[i], NULL);
+    /* What the readers finished is answered; what they never started too, with HL_EIO. */
+    on_done(st->async);
+    for (op *o = st->qhead, *next; o; o = next) {
+      next = o->next;
+      o->rc = HL_EIO;
+      op_finish(o);
+    }
+    for (size_t i = 0; i < st->nthreads; i++)
+      close_db(&st->conns[i]);
+  }
+  if (st->async)
+    uv_close((uv_handle_t *)st->async, on_async_closed);
+  if (st->threads) {
+    pthread_cond_destroy(&st->cv);
+    pthread_mutex_destroy(&st->mu);
+  }
+  free(st->threads);
+  free(st->conns);
+  close_db(&st->probe);
+  free(st->path);
+  free(st);
 }
 
 static const hl_api_store_ops sq_ops = {"sqlite", sq_read, sq_search, sq_job, sq_ready, sq_free};
 
-int hl_api_store_sqlite_new(const char *path, hl_api_store **out) {
-  if (!path || !*path)
+int hl_api_store_sqlite_new(const char *path, uv_loop_t *loop, size_t readers, hl_api_store **out) {
+  if (!path || !*path || (readers && !loop) || readers > 64)
     return -EINVAL;
-  sq_store *s = calloc(1, sizeof *s);
-  if (!s)
+  sq_store *st = calloc(1, sizeof *st);
+  if (!st)
     return -ENOMEM;
-  s->base.ops = &sq_ops;
-  s->path = strdup(path);
-  if (!s->path) {
-    free(s);
+  st->base.ops = &sq_ops;
+  st->path = strdup(path);
+  if (!st->path) {
+    free(st);
     return -ENOMEM;
   }
-  ensure_open(s);
-  *out = &s->base;
+  st->probe.path = st->path;
+  int rc = 0;
+  if (readers) {
+    st->async = calloc(1, sizeof *st->async);
+    st->conns = calloc(readers, sizeof *st->conns);
+    st->threads = calloc(readers, sizeof *st->threads);
+    if (!st->async || !st->conns || !st->threads) {
+      free(st->async);
+      st->async = NULL;
+      free(st->threads);
+      st->threads = NULL;
+      rc = -ENOMEM;
+      goto fail;
+    }
+    if ((rc = uv_async_init(loop, st->async, on_done)) < 0) {
+      free(st->async);
+      st->async = NULL;
+      free(st->threads);
+      st->threads = NULL;
+      goto fail;
+    }
+    st->async->data = st;
+    uv_unref((uv_handle_t *)st->async); /* in-flight requests keep the loop alive, not the store */
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_cond_init(&st->cv, NULL);
+    for (size_t i = 0; i < readers; i++) {
+      st->conns[i].path = st->path;
+      reader_arg *ra = malloc(sizeof *ra);
+      if (!ra) {
+        rc = -ENOMEM;
+        goto fail;
+      }
+      *ra = (reader_arg){st, &st->conns[i]};
+      int e = pthread_create(&st->threads[i], NULL, reader_main, ra);
+      if (e) {
+        free(ra);
+        rc = -e;
+        goto fail;
+      }
+      st->nthreads++;
+    }
+  }
+  ensure_open(&st->probe);
+  *out = &st->base;
   return 0;
+fail:
+  sq_free(&st->base);
+  return rc;
 }
