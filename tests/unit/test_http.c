@@ -774,6 +774,18 @@ Test(http, detached_every_split_point_same_answer) {
 
 /* ---- Streamed bodies -------------------------------------------------------------- */
 
+/* Connects and sends the head of a 50,000-byte POST /stream and its first n bytes; waits until it started. */
+static client *partial_post(fixture *fx, const char *big, size_t n) {
+  int before = atomic_load(&fx->started);
+  client *c = cl_connect(fx->port);
+  cl_sends(c, "POST /stream HTTP/1.1\r\nContent-Length: 50000\r\n\r\n");
+  cl_send(c, big, n);
+  for (int i = 0; i < 1000 && atomic_load(&fx->started) == before; i++)
+    usleep(10000);
+  cr_assert_gt(atomic_load(&fx->started), before);
+  return c;
+}
+
 static bool wait_aborted(fixture *fx, int n) {
   for (int i = 0; i < 1000 && atomic_load(&fx->aborted) < n; i++)
     usleep(10000);
@@ -866,28 +878,18 @@ Test(http, stream_limits_refusals_and_aborts) {
   cl_close(c);
   cr_assert(wait_aborted(fx, 2));
   /* The client goes away in the middle of the body. */
-  c = cl_connect(fx->port);
-  cl_sends(c, "POST /stream HTTP/1.1\r\nContent-Length: 50000\r\n\r\n");
-  cl_send(c, big, 20000);
-  for (int i = 0; i < 1000 && atomic_load(&fx->started) < 3; i++)
-    usleep(10000);
+  c = partial_post(fx, big, 20000);
   cl_close(c);
   cr_assert(wait_aborted(fx, 3));
   /* A body that does not complete in time: 408, then ABORT. */
-  c = cl_connect(fx->port);
-  cl_sends(c, "POST /stream HTTP/1.1\r\nContent-Length: 50000\r\n\r\n");
-  cl_send(c, big, 1000);
+  c = partial_post(fx, big, 1000);
   cr_assert_eq(cl_response(c, &r, false), 408);
   resp_free(&r);
   cl_close(c);
   cr_assert(wait_aborted(fx, 4));
   cr_assert_eq(atomic_load(&fx->handled), 0);
   /* The server closing with a body in flight aborts it too. */
-  c = cl_connect(fx->port);
-  cl_sends(c, "POST /stream HTTP/1.1\r\nContent-Length: 50000\r\n\r\n");
-  cl_send(c, big, 100);
-  for (int i = 0; i < 1000 && atomic_load(&fx->started) < 5; i++)
-    usleep(10000);
+  c = partial_post(fx, big, 100);
   fx_request_close(fx);
   cr_assert(wait_aborted(fx, 5));
   cl_close(c);

@@ -904,51 +904,42 @@ static void submit(sq_store *st, op *o) {
   pthread_mutex_unlock(&st->mu);
 }
 
-static op *op_new(int kind, const char *tenant, const char *id) {
+/* Queues an operation; what is the type (read) or the search. A failed allocation is answered -ENOMEM at once. */
+static void submit_new(hl_api_store *base, int kind, const char *tenant, const char *id, const void *what,
+                       hl_api_result_fn done_result, hl_api_job_fn done_job, void *ud) {
   op *o = calloc(1, sizeof *o);
-  if (!o)
-    return NULL;
+  if (!o) {
+    if (done_job)
+      done_job(ud, -ENOMEM, NULL);
+    else
+      done_result(ud, -ENOMEM, NULL);
+    return;
+  }
   o->kind = kind;
   snprintf(o->tenant, sizeof o->tenant, "%s", tenant);
   snprintf(o->id, sizeof o->id, "%s", id ? id : "");
-  return o;
+  if (kind == OP_READ)
+    o->type = what;
+  else if (kind == OP_SEARCH)
+    o->search = what;
+  o->done_result = done_result;
+  o->done_job = done_job;
+  o->ud = ud;
+  submit((sq_store *)base, o);
 }
 
 static void sq_read(hl_api_store *base, const char *tenant, const hl_api_type_def *t, const char *id,
                     hl_api_result_fn done, void *ud) {
-  op *o = op_new(OP_READ, tenant, id);
-  if (!o) {
-    done(ud, -ENOMEM, NULL);
-    return;
-  }
-  o->type = t;
-  o->done_result = done;
-  o->ud = ud;
-  submit((sq_store *)base, o);
+  submit_new(base, OP_READ, tenant, id, t, done, NULL, ud);
 }
 
 static void sq_search(hl_api_store *base, const char *tenant, const hl_api_search *q, hl_api_result_fn done,
                       void *ud) {
-  op *o = op_new(OP_SEARCH, tenant, NULL);
-  if (!o) {
-    done(ud, -ENOMEM, NULL);
-    return;
-  }
-  o->search = q;
-  o->done_result = done;
-  o->ud = ud;
-  submit((sq_store *)base, o);
+  submit_new(base, OP_SEARCH, tenant, NULL, q, done, NULL, ud);
 }
 
 static void sq_job(hl_api_store *base, const char *tenant, const char *job, hl_api_job_fn done, void *ud) {
-  op *o = op_new(OP_JOB, tenant, job);
-  if (!o) {
-    done(ud, -ENOMEM, NULL);
-    return;
-  }
-  o->done_job = done;
-  o->ud = ud;
-  submit((sq_store *)base, o);
+  submit_new(base, OP_JOB, tenant, job, NULL, NULL, done, ud);
 }
 
 static bool sq_ready(hl_api_store *base, char *reason, size_t len) {
