@@ -43,8 +43,8 @@ const hl_config_var hl_api_config_vars[] = {
     HL_API_STORE_SNOWFLAKE_VARS,
     HL_CONFIG_SNOWFLAKE_VARS,
     {"HL_API_READERS", HL_CFG_INT, "2", 0, 64, NULL,
-     "Threads that run warehouse queries, each with its own read-only connection; 0 runs them on the "
-     "event loop thread."},
+     "Threads that run warehouse searches and job queries, each with its own read-only connection (reads "
+     "by id stay on the event loop thread); 0 runs every query on the event loop thread."},
     {"HL_API_DEFAULT_COUNT", HL_CFG_INT, "20", 1, 1000, NULL, "Page size of a search without _count."},
     {"HL_API_MAX_COUNT", HL_CFG_INT, "100", 1, 1000, NULL, "Largest page size; a larger _count is capped to it."},
     {"HL_API_MAX_BODY", HL_CFG_SIZE, "16MiB", 1024, 1073741824LL, NULL,
