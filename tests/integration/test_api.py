@@ -12,7 +12,10 @@ security cases: missing, malformed, expired, not-yet-valid, wrong issuer,
 wrong audience, alg none, HS256 signed with the RSA public key, unknown kid
 -> 401; wrong scope -> 403; cross-tenant -> nothing; SQL-injection and
 path-traversal strings change nothing; 431/413/414; rate limit 429; audit
-lines; X-Request-Id; ingestion 202 + job; SIGTERM drains.
+lines; X-Request-Id; ingestion 202 + job; concurrent searches answer the
+same with 4 reader threads and with none (HL_API_READERS); streamed
+ingestion (50 MB body landed byte for byte with flat gateway memory, 413
+while streaming and a client gone mid-body leave nothing); SIGTERM drains.
 
 usage: test_api.py HL_API_GATEWAY HL_SYNTH HL_TEST_WHLOAD HL_API_TOKEN [HL_SF_STANDIN]
 
