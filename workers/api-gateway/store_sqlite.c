@@ -817,6 +817,7 @@ typedef struct sq_store {
   pthread_cond_t cv;
   op *qhead, *qtail;     /* waiting for a reader */
   op *dhead, *dtail;     /* done, waiting for the loop thread */
+  op *recycled;          /* answered; freed by a reader, in the malloc arena that built them */
   bool stop;
 } sq_store;
 
@@ -829,15 +830,31 @@ static void op_run(sq_conn *c, op *o) {
     o->rc = conn_job(c, o->tenant, o->id, &o->job);
 }
 
-/* Calls the operation's callback (loop thread) and frees it. */
-static void op_finish(op *o) {
+/* Calls the operation's callback (loop thread). */
+static void op_answer(op *o) {
   if (o->kind == OP_JOB)
     o->done_job(o->ud, o->rc, o->rc == 0 ? o->job : NULL);
   else
     o->done_result(o->ud, o->rc, o->rc == 0 ? &o->res : NULL);
+}
+
+static void op_free(op *o) {
   hl_api_result_clear(&o->res);
   json_decref(o->job);
   free(o);
+}
+
+static void op_free_list(op *o) {
+  while (o) {
+    op *next = o->next;
+    op_free(o);
+    o = next;
+  }
+}
+
+static void op_finish(op *o) {
+  op_answer(o);
+  op_free(o);
 }
 
 static void push(op **head, op **tail, op *o) {
@@ -868,7 +885,10 @@ static void *reader_main(void *arg) {
     st->qhead = o->next;
     if (!st->qhead)
       st->qtail = NULL;
+    op *old = st->recycled;
+    st->recycled = NULL;
     pthread_mutex_unlock(&st->mu);
+    op_free_list(old);
     op_run(conn, o);
     pthread_mutex_lock(&st->mu);
     push(&st->dhead, &st->dtail, o);
@@ -884,10 +904,19 @@ static void on_done(uv_async_t *a) {
   op *o = st->dhead;
   st->dhead = st->dtail = NULL;
   pthread_mutex_unlock(&st->mu);
+  op *answered = o;
   while (o) {
-    op *next = o->next;
-    op_finish(o);
-    o = next;
+    op_answer(o);
+    if (!o->next)
+      break;
+    o = o->next;
+  }
+  /* Back to the readers for freeing: a free in another thread's arena takes that arena's lock. */
+  if (answered) {
+    pthread_mutex_lock(&st->mu);
+    o->next = st->recycled;
+    st->recycled = answered;
+    pthread_mutex_unlock(&st->mu);
   }
 }
 
@@ -968,6 +997,8 @@ static void sq_free(hl_api_store *base) {
       pthread_join(st->threads[i], NULL);
     /* What the readers finished is answered; what they never started too, with HL_EIO. */
     on_done(st->async);
+    op_free_list(st->recycled);
+    st->recycled = NULL;
     for (op *o = st->qhead, *next; o; o = next) {
       next = o->next;
       o->rc = HL_EIO;
