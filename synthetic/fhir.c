@@ -27,6 +27,9 @@ static const char *const types[HL_S_FHIR_N] = {
   "Organization", "Practitioner", "Patient", "Encounter", "Condition", "Observation",
   "MedicationRequest", "Procedure", "Immunization"};
 
+/* The version written (--version): 1 when the caller left it 0. */
+static int64_t version(const w *x) { return x->par->version > 1 ? (int64_t)x->par->version : 1; }
+
 /* Starts a resource of stream s with id: the entry header in bundle mode. */
 static void begin(w *x, int s, const char *id) {
   if (x->bundle) {
@@ -43,8 +46,10 @@ static void begin(w *x, int s, const char *id) {
   hl_sb_cstr(b, types[s]);
   HL_SB_LIT(b, "\",\"id\":\"");
   hl_sb_cstr(b, id);
-  HL_SB_LIT(b, "\",\"meta\":{\"versionId\":\"1\",\"lastUpdated\":\"");
-  hl_sb_fhir_dt(b, x->par->end);
+  HL_SB_LIT(b, "\",\"meta\":{\"versionId\":\"");
+  hl_sb_i64(b, version(x));
+  HL_SB_LIT(b, "\",\"lastUpdated\":\"");
+  hl_sb_fhir_dt(b, x->par->end + (version(x) - 1) * 3600);
   HL_SB_LIT(b, "\"}");
 }
 
@@ -211,6 +216,8 @@ static void write_patient(w *x) {
   char org[37];
   uuid(x, HL_U_ORG, (uint64_t)p->org, 0, org);
   ref(x, "managingOrganization", HL_S_ORGANIZATION, org);
+  /* A later version (--version > 1) marks the record active. */
+  if (version(x) > 1) HL_SB_LIT(b, ",\"active\":true");
   end(x, HL_S_PATIENT, x->patient_id);
 }
 
@@ -313,7 +320,10 @@ static void write_observation(w *x, int i, int64_t *meas) {
     hl_sb_putc(b, ',');
     omop_ident(b, "measurement", hl_row_id(p->k, (*meas)++, HL_ID_WIDTH_MEAS));
   }
-  HL_SB_LIT(b, "],\"status\":\"final\",\"category\":[{\"coding\":[{\"system\":\"http://"
+  /* A later version (--version > 1) is an amended result. */
+  if (version(x) > 1) HL_SB_LIT(b, "],\"status\":\"amended\",\"category\"");
+  else HL_SB_LIT(b, "],\"status\":\"final\",\"category\"");
+  HL_SB_LIT(b, ":[{\"coding\":[{\"system\":\"http://"
                "terminology.hl7.org/CodeSystem/observation-category\",\"code\":\"");
   if (oc->vital) HL_SB_LIT(b, "vital-signs\",\"display\":\"Vital Signs\"}]}]");
   else HL_SB_LIT(b, "laboratory\",\"display\":\"Laboratory\"}]}]");

@@ -227,6 +227,7 @@ int hl_gen_run(const hl_synth_opts *o, hl_gen_stats *st, char *err, size_t errle
   g.par.orgs = o->orgs;
   g.par.start = o->start;
   g.par.end = o->end;
+  g.par.version = o->version;
   g.nchunks = (o->patients + CHUNK - 1) / CHUNK;
   g.nring = (size_t)o->threads * 2 + 2;
   pthread_mutex_init(&g.mu, NULL);

@@ -32,6 +32,7 @@ typedef struct hl_synth_params {
   int orgs;          /* K >= 1 */
   int64_t start;     /* simulated period [start, end), seconds */
   int64_t end;
+  uint32_t version;  /* meta.versionId, >= 1; lastUpdated is end + (version - 1) hours */
 } hl_synth_params;
 
 typedef struct hl_enc {

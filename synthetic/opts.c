@@ -27,6 +27,7 @@ static const opt_def defs[] = {
   {"orgs", O_UINT, "K", "1", 1, 1000, "Number of organizations (tenants org-1 .. org-K); each patient belongs to one.", 0},
   {"start", O_DATE, "YYYY-MM-DD", "2014-01-01", 0, 0, "First day of the simulated period (UTC).", 0},
   {"end", O_DATE, "YYYY-MM-DD", "2024-01-01", 0, 0, "Day after the simulated period; also the meta.lastUpdated of every resource.", 0},
+  {"version", O_UINT, "V", "1", 1, 1000000, "Version of every resource: meta.versionId V, meta.lastUpdated --end plus V-1 hours; V > 1 changes some values (docs/synth.md). Same ids for every V.", 0},
   {"out", O_STR, "DIR", NULL, 0, 0, "Directory for the FHIR output (created if missing; must hold no org=* entries).", 0},
   {"format", O_ENUM, "ndjson|bundle", "ndjson", 0, 0, "FHIR Bulk Data NDJSON per resource type, or one transaction Bundle per patient.", 0},
   {"omop", O_STR, "DIR", NULL, 0, 0, "Directory for the OMOP CDM v5.4 CSV output (none when omitted).", 0},
@@ -69,6 +70,7 @@ static int set(hl_synth_opts *o, const opt_def *d, const char *v, char *err, siz
     else if (!strcmp(d->name, "orgs")) o->orgs = (int)x;
     else if (!strcmp(d->name, "split")) o->split = x;
     else if (!strcmp(d->name, "threads")) o->threads = (int)x;
+    else if (!strcmp(d->name, "version")) o->version = (uint32_t)x;
     return 0;
   bad:
     snprintf(err, errlen, "--%s: '%s' is not a whole number", d->name, v);
@@ -119,6 +121,7 @@ int hl_synth_opts_parse(int argc, char **argv, hl_synth_opts *o, char *err, size
   o->command = HL_SYNTH_GENERATE;
   o->patients = 1000;
   o->seed = 1;
+  o->version = 1;
   o->orgs = 1;
   o->progress = -1;
   hl_synth_parse_date("2014-01-01", &o->start);

@@ -18,6 +18,7 @@ typedef struct hl_synth_opts {
   uint64_t patients;
   uint64_t seed;
   int orgs;
+  uint32_t version;    /* meta.versionId of every resource, >= 1 */
   int64_t start, end;  /* seconds since 1970 */
   const char *out;     /* FHIR directory */
   int bundle;
