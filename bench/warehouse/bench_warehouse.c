@@ -4,10 +4,11 @@
  * same rows, printed as a ratio (DESIGN.md section 8: ~127k rows/s raw,
  * ~94k/s with a curated row, i.e. a ratio near 0.74).
  *
- * usage: bench_warehouse NDJSON_DIR [ROWS_PER_TXN]
- *   NDJSON_DIR is hl-synth output (org=ORG/TYPE.ndjson); bench/warehouse/run.sh
- *   generates it. Both runs use fresh files in $TMPDIR, WAL mode,
- *   synchronous=NORMAL and ROWS_PER_TXN rows per transaction (5000).
+ * usage: bench_warehouse [--raw-only] NDJSON_DIR [ROWS_PER_TXN]
+ *   NDJSON_DIR is hl-synth output (org=ORG/TYPE.ndjson). Both runs use fresh
+ *   files in $TMPDIR, WAL mode, synchronous=NORMAL and ROWS_PER_TXN rows per
+ *   transaction (5000). --raw-only measures the raw insert alone (best of
+ *   three): bench/pipeline/run takes its limit from it.
  */
 #include <dirent.h>
 #include <sqlite3.h>
@@ -185,8 +186,13 @@ static int wh_commit(const char *path, size_t per_txn, double *secs) {
 }
 
 int main(int argc, char **argv) {
+  int raw_only = argc > 1 && !strcmp(argv[1], "--raw-only");
+  if (raw_only) {
+    argv++;
+    argc--;
+  }
   if (argc < 2) {
-    fprintf(stderr, "usage: bench_warehouse NDJSON_DIR [ROWS_PER_TXN]\n");
+    fprintf(stderr, "usage: bench_warehouse [--raw-only] NDJSON_DIR [ROWS_PER_TXN]\n");
     return 2;
   }
   size_t per_txn = argc > 2 ? (size_t)atol(argv[2]) : 5000;
@@ -212,7 +218,7 @@ int main(int argc, char **argv) {
     if (system(cmd0) != 0)
       return 1;
     rc = raw_insert(a, per_txn, &x);
-    if (rc == 0)
+    if (rc == 0 && !raw_only)
       rc = wh_commit(b, per_txn, &y);
     if (k == 0 || x < ta)
       ta = x;
@@ -228,6 +234,8 @@ int main(int argc, char **argv) {
   printf("rows %zu (%.0f bytes on average), %zu rows per transaction\n", nrecs,
          (double)bytes / (double)nrecs, per_txn);
   printf("sqlite raw insert      %9.0f rows/s\n", (double)nrecs / ta);
+  if (raw_only)
+    return 0;
   printf("warehouse batch commit %9.0f rows/s (RAW + curated + side tables + jobs)\n",
          (double)nrecs / tb);
   printf("ratio                  %9.2f (DESIGN.md section 8: ~0.74 = 94k/127k)\n", ta / tb);
