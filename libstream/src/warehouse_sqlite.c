@@ -228,7 +228,7 @@ static int prep_table(sq *s, sq_table *st, char *err, size_t errlen) {
     return rc;
   hl_buf q;
   hl_buf_init(&q, MAX_SQL);
-  rc = hl_buf_printf(&q, "SELECT version_id, last_updated FROM %s WHERE tenant = ?1 AND id = ?2",
+  rc = hl_buf_printf(&q, "SELECT version_id, last_updated, raw_id FROM %s WHERE tenant = ?1 AND id = ?2",
                      t->table);
   if (rc == 0)
     rc = prep(s, q.data, &st->cur, err, errlen);
@@ -509,16 +509,16 @@ static int sq_open(const hl_wh_opts *o, const hl__wh_contract *c, hl_wh_stats *s
                  &s->job_add, err, errlen)) < 0 ||
       (rc = prep(s, job_state_sql, &s->job_recompute, err, errlen)) < 0 ||
       (rc = prep(s,
-                 "INSERT OR IGNORE INTO curated_token (tenant, type, id, param, system, code) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 "INSERT OR IGNORE INTO curated_token (tenant, type, id, param, system, code, raw_id) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                  &s->tok_ins, err, errlen)) < 0 ||
       (rc = prep(s,
-                 "INSERT OR IGNORE INTO curated_string (tenant, type, id, param, value) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5)",
+                 "INSERT OR IGNORE INTO curated_string (tenant, type, id, param, value, raw_id) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?7)",
                  &s->str_ins, err, errlen)) < 0 ||
-      (rc = prep(s, "DELETE FROM curated_token WHERE tenant = ?1 AND type = ?2 AND id = ?3",
+      (rc = prep(s, "DELETE FROM curated_token WHERE raw_id = ?1",
                  &s->tok_del, err, errlen)) < 0 ||
-      (rc = prep(s, "DELETE FROM curated_string WHERE tenant = ?1 AND type = ?2 AND id = ?3",
+      (rc = prep(s, "DELETE FROM curated_string WHERE raw_id = ?1",
                  &s->str_del, err, errlen)) < 0)
     goto fail;
   s->tables = calloc(c->ntables + 1, sizeof(*s->tables));
@@ -862,6 +862,7 @@ typedef struct side_ctx {
   sq *s;
   const sq_param *p;
   const char *tenant, *type, *id;
+  sqlite3_int64 raw_id; /* of the curated row: the side tables' key */
   int rc;
 } side_ctx;
 
@@ -902,6 +903,7 @@ static int side_value(void *ud, const char *j, size_t n) {
   bind_str(st, 2, c->type);
   bind_str(st, 3, c->id);
   bind_str(st, 4, p->param);
+  sqlite3_bind_int64(st, 7, c->raw_id);
   if ((c->rc = step_done(st)) < 0)
     return 1;
   return 0;
@@ -969,9 +971,12 @@ static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_
   int step = sqlite3_step(t->cur);
   bool exists = step == SQLITE_ROW;
   int cmp = 1;
-  if (exists)
+  sqlite3_int64 old_raw_id = 0;
+  if (exists) {
     cmp = hl_wh_version_cmp(vid, lu, (const char *)sqlite3_column_text(t->cur, 0),
                             (const char *)sqlite3_column_text(t->cur, 1));
+    old_raw_id = sqlite3_column_int64(t->cur, 2);
+  }
   sqlite3_reset(t->cur);
   if (step != SQLITE_ROW && step != SQLITE_DONE)
     return classify(step);
@@ -988,14 +993,12 @@ static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_
     for (int k = 0; k < 2; k++) {
       if (!del[k])
         continue;
-      bind_str(del[k], 1, tenant);
-      bind_str(del[k], 2, type);
-      bind_str(del[k], 3, id);
+      sqlite3_bind_int64(del[k], 1, old_raw_id);
       if ((rc = step_done(del[k])) < 0)
         return rc;
     }
   }
-  side_ctx sc = {s, NULL, tenant, type, id, 0};
+  side_ctx sc = {s, NULL, tenant, type, id, raw_id, 0};
   hl__wh_doc *doc = &s->doc;
   for (size_t k = 0; k < t->nparams; k++) {
     sc.p = &t->params[k];

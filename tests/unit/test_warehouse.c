@@ -142,7 +142,7 @@ Test(warehouse, contract_equals_sqlite_ddl) {
   sqlite3_close(db);
   json_decref(c);
   cr_assert_str_eq(sql_text("PRAGMA journal_mode"), "wal");
-  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 5);
+  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 6);
   rmdb();
 }
 
@@ -150,7 +150,7 @@ Test(warehouse, reopen_does_not_migrate_again_and_newer_schema_is_refused) {
   mkdb();
   hl_wh_free(open_wh(0, 0, 0));
   hl_wh_free(open_wh(0, 0, 0));
-  cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 5);
+  cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 6);
   sqlite3 *db;
   cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
   cr_assert_eq(sqlite3_exec(db, "INSERT INTO schema_version VALUES (999, 'future', 'now')", 0, 0, 0), SQLITE_OK);
@@ -160,6 +160,50 @@ Test(warehouse, reopen_does_not_migrate_again_and_newer_schema_is_refused) {
   char err[256];
   cr_assert_eq(hl_wh_new(&o, &wh, err, sizeof(err)), HL_WH_ESCHEMA);
   cr_assert_null(wh);
+  rmdb();
+}
+
+/* Runs a schema file of the source tree on db. */
+static void run_sql_file(sqlite3 *db, const char *name) {
+  char path[512];
+  snprintf(path, sizeof(path), "%s/schemas/warehouse/sqlite/%s", HL_SOURCE_ROOT, name);
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "%s", path);
+  static char sql[1 << 16];
+  size_t n = fread(sql, 1, sizeof(sql) - 1, f);
+  fclose(f);
+  cr_assert_lt(n, sizeof(sql) - 1, "%s is larger than the test's buffer", path);
+  sql[n] = 0;
+  char *err = NULL;
+  cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &err), SQLITE_OK, "%s: %s", name, err ? err : "");
+}
+
+/* A database at schema 5 (side tables keyed by tenant, type, id) is migrated with its rows. */
+Test(warehouse, migration_6_moves_side_rows_to_raw_id_keys) {
+  mkdb();
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+  static const char *const files[] = {"001_raw.sql", "002_jobs.sql", "003_curated.sql",
+                                      "004_omop_concepts.sql", "005_omop_views.sql"};
+  for (int i = 0; i < 5; i++)
+    run_sql_file(db, files[i]);
+  cr_assert_eq(sqlite3_exec(db,
+      "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+      " applied_at TEXT NOT NULL);"
+      "INSERT INTO schema_version SELECT value, 'v' || value, 'now' FROM json_each('[1,2,3,4,5]');"
+      "INSERT INTO curated_patient (tenant, id, version_id, last_updated, raw_id, resource, gender,"
+      " birthdate) VALUES ('t', 'p1', '1', '2024-01-01T00:00:00Z', 42, '{}', 'female', '1980-02-03');"
+      "INSERT INTO curated_token VALUES ('t', 'Patient', 'p1', 'identifier',"
+      " 'urn:healthlake:omop:person', '7');"
+      "INSERT INTO curated_string VALUES ('t', 'Patient', 'p1', 'family', 'doe');",
+      NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+  sqlite3_close(db);
+  hl_wh_free(open_wh(0, 0, 0));
+  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 6);
+  cr_assert_str_eq(sql_text("SELECT raw_id || '|' || tenant || '|' || type || '|' || id || '|' || code"
+                            " FROM curated_token"), "42|t|Patient|p1|7");
+  cr_assert_str_eq(sql_text("SELECT raw_id || '|' || value FROM curated_string"), "42|doe");
+  cr_assert_str_eq(sql_text("SELECT person_id || '|' || year_of_birth FROM omop_person"), "7|1980");
   rmdb();
 }
 
@@ -257,6 +301,11 @@ Test(warehouse, newest_version_wins_whatever_the_arrival_order) {
   cr_assert_eq(sql_int("SELECT count(*) FROM curated_token WHERE param = 'identifier'"), 1);
   cr_assert_str_eq(sql_text("SELECT code FROM curated_token WHERE param = 'identifier'"), "p1-10");
   cr_assert_eq(sql_int("SELECT count(*) FROM curated_string WHERE param = 'family'"), 1);
+  /* Side rows are keyed by the raw_id of the current version; none of an older one is left. */
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_token t JOIN curated_patient c ON c.raw_id = t.raw_id"),
+               sql_int("SELECT count(*) FROM curated_token"));
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_string t JOIN curated_patient c ON c.raw_id = t.raw_id"),
+               sql_int("SELECT count(*) FROM curated_string"));
   cr_assert_eq(sql_int("SELECT count(*) FROM raw"), 7);
   hl_wh_batch_free(b);
   hl_wh_free(wh);
