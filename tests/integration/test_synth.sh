@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Integration tests of hl-synth (meson suite 'integration'):
 #   cli          bad options exit 2 before any output; unwritable/full output dirs fail cleanly
-#   determinism  byte-identical output for --threads 1 and 2; patient k the same for N and a larger N
+#   determinism  byte-identical output for --threads 1 and 2; patient k the same for N and a larger N;
+#                --version 2 keeps ids and OMOP output, changes meta
 #   schema       every resource validates against the FHIR R4 JSON Schema; every reference resolves
 #   verify       verify passes on generated output and fails on a deleted, altered or extra row
 # Usage: test_synth.sh HL_SYNTH_BINARY CASE
@@ -17,7 +18,8 @@ cli)
   for args in "--patients 0 --out $T/a" "--patients x --out $T/a" "--out $T/a --format xml" \
               "--out $T/a --start 2020-01-01 --end 2019-01-01" "--out $T/a --start 2020-02-30" \
               "--out $T/a --orgs 0" "--out $T/a --threads 999" "--patients 5" "--out $T/a --bogus 1" \
-              "--out $T/a --format bundle --split 10" "--out $T/a --patients 5 --patients 6"; do
+              "--out $T/a --format bundle --split 10" "--out $T/a --patients 5 --patients 6" \
+              "--out $T/a --version 0" "--out $T/a --version x"; do
     # shellcheck disable=SC2086
     "$BIN" $args >"$T/out" 2>"$T/err"; rc=$?
     [ $rc -eq 2 ] || fail "'$args' exited $rc, expected 2"
@@ -58,6 +60,16 @@ determinism)
     [ "$(stat -c %s "$g")" -ge "$n" ] || fail "$(basename "$f") shrank"
   done
   cmp -s "$T/n100/org=org-1/Organization.ndjson" "$T/n160/org=org-1/Organization.ndjson" || fail "Organization differs"
+  # --version 2: the same resources (ids, order, OMOP) as version 2, one hour later.
+  "$BIN" --patients 100 --seed 9 --version 2 --out "$T/v2" --omop "$T/mv2" >/dev/null || fail "run --version 2"
+  diff -r "$T/m100" "$T/mv2" >/dev/null || fail "--version changed the OMOP output"
+  for f in "$T"/n100/org=org-1/*.ndjson; do
+    g="$T/v2/org=org-1/$(basename "$f")"
+    cmp -s <(jq -r '.id' "$f") <(jq -r '.id' "$g") || fail "$(basename "$f"): --version 2 changed the ids"
+    [ "$(jq -r '.meta.versionId + " " + .meta.lastUpdated' "$g" | sort -u)" = "2 2024-01-01T01:00:00Z" ] ||
+      fail "$(basename "$f"): --version 2 meta"
+    cmp -s "$f" "$g" && fail "$(basename "$f"): --version 2 wrote version 1"
+  done
   # A different seed gives different output.
   "$BIN" --patients 100 --seed 10 --out "$T/s10" >/dev/null || fail "run s10"
   cmp -s "$T/n100/org=org-1/Patient.ndjson" "$T/s10/org=org-1/Patient.ndjson" && fail "seed ignored"
