@@ -1,11 +1,12 @@
-{# Rows of the search side tables (curated_token, curated_string) for one
+{# Rows of the search side tables (curated_token, curated_string), keyed
+   by the raw_id of the curated row as on SQLite (migration 006), for one
    search parameter of schemas/warehouse/curated_contract.json. `outer` is
    the path of the array to expand from the resource root; `inner`, when
    given, the path of an array inside each element to expand as well (for
    paths such as type[*].coding[*]). An element without a code (or value)
    gives no row; a missing system is stored as '', as on SQLite. #}
 {% macro hl_token_rows(model, rtype, param, outer, inner=none, system='system', code='code') -%}
-  select c.tenant, '{{ rtype }}' as type, c.id, '{{ param }}' as param,
+  select c.raw_id, c.tenant, '{{ rtype }}' as type, c.id, '{{ param }}' as param,
          coalesce(e.value:{{ system }}::varchar, '') as system,
          e.value:{{ code }}::varchar as code
   from {{ ref(model) }} c,
@@ -28,7 +29,7 @@
   {%- elif outer and leaf -%}{%- set val = 'o.value:' ~ leaf -%}
   {%- elif outer -%}{%- set val = 'o.value' -%}
   {%- else -%}{%- set val = 'c.resource:' ~ leaf -%}{%- endif %}
-  select c.tenant, '{{ rtype }}' as type, c.id, '{{ param }}' as param,
+  select c.raw_id, c.tenant, '{{ rtype }}' as type, c.id, '{{ param }}' as param,
          {{ hl_normalize(val ~ '::varchar') }} as value
   from {{ ref(model) }} c
   {%- if outer %},

@@ -5,7 +5,7 @@
    table, rebuilt in full on every run: it has no version column to tell an
    incremental run which resources changed. #}
 {{ config(materialized='table', contract={'enforced': true}) }}
-select distinct tenant, type, id, param, value
+select distinct raw_id, tenant, type, id, param, value
 from (
   {{ hl_string_rows('curated_patient', 'Patient', 'name', outer='name', leaf='family') }}
   union all
