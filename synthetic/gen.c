@@ -43,6 +43,8 @@ typedef struct gen {
   chunk *ring;
   size_t nring;
   uint64_t nchunks, next;
+  uint64_t consumed; /* chunks the writer has taken out of the ring, in order */
+  uint64_t stall;    /* test hook: the worker that claims chunk stall-1 pauses (0: none) */
   int stop;
 } gen;
 
@@ -85,7 +87,17 @@ static void *worker(void *arg) {
   while (!g->stop && g->next < g->nchunks) {
     uint64_t ci = g->next++;
     chunk *c = &g->ring[ci % g->nring];
-    while (!g->stop && c->state != 0) pthread_cond_wait(&g->cv, &g->mu);
+    if (g->stall && ci == g->stall - 1) {
+      pthread_mutex_unlock(&g->mu);
+      usleep(300 * 1000);
+      pthread_mutex_lock(&g->mu);
+    }
+    /* Chunk ci owns its slot only once the writer has taken out chunk
+     * ci - nring, the slot's previous occupant. Waiting for the slot to be
+     * merely free is not enough: a worker descheduled here could find the
+     * slot taken by chunk ci + nring, which another worker claimed later,
+     * and the writer, waiting for ci, would wait forever. */
+    while (!g->stop && ci >= g->consumed + g->nring) pthread_cond_wait(&g->cv, &g->mu);
     if (g->stop) break;
     c->state = 1;
     c->index = ci;
@@ -230,6 +242,10 @@ int hl_gen_run(const hl_synth_opts *o, hl_gen_stats *st, char *err, size_t errle
   g.par.version = o->version;
   g.nchunks = (o->patients + CHUNK - 1) / CHUNK;
   g.nring = (size_t)o->threads * 2 + 2;
+  /* Test hook (tests/integration/test_synth.sh): HL_SYNTH_TEST_STALL_CHUNK=k
+   * pauses the worker that claims chunk k (from 1) before it takes its slot. */
+  const char *stall = getenv("HL_SYNTH_TEST_STALL_CHUNK");
+  g.stall = stall ? strtoull(stall, NULL, 10) : 0;
   pthread_mutex_init(&g.mu, NULL);
   pthread_cond_init(&g.cv, NULL);
   hl_out *out = NULL;
@@ -296,6 +312,7 @@ int hl_gen_run(const hl_synth_opts *o, hl_gen_stats *st, char *err, size_t errle
     st->patients += c->n;
     pthread_mutex_lock(&g.mu);
     c->state = 0;
+    g.consumed = ci + 1;
     pthread_cond_broadcast(&g.cv);
     pthread_mutex_unlock(&g.mu);
     if (show && now() - last > 0.2) {
