@@ -47,6 +47,12 @@ typedef struct hl_api_result {
 
 void hl_api_result_clear(hl_api_result *r);
 
+/* Fills r from the six column strings id, version, last_updated, resource,
+ * sort key, patient (v[i] NULL: absent; n[i] their lengths) in one
+ * allocation that starts at r->id and that hl_api_result_clear frees. */
+int hl_api_row_set(hl_api_row *r, const char *const v[6], const size_t n[6], bool key_is_int,
+                   int64_t key_int);
+
 /* rc: 0, HL_ENOTFOUND (read, job), HL_EIO (store unavailable), -ENOMEM, HL_EFATAL. res/job owned by the store; valid during the call. */
 typedef void (*hl_api_result_fn)(void *ud, int rc, hl_api_result *res);
 typedef void (*hl_api_job_fn)(void *ud, int rc, json_t *job);

@@ -315,42 +315,24 @@ static void run_stmt(sf_store *s, const char *tenant, sqlb *b, stmt_fn cb, void 
 
 /* ---- Rows ----------------------------------------------------------------------- */
 
-static char *cell(const hl_snowflake_result *r, size_t row, size_t col) {
-  const char *v = hl_snowflake_result_str(r, row, col);
-  return strdup(v ? v : "");
-}
-
-static void row_clear(hl_api_row *r) {
-  free(r->id);
-  free(r->version);
-  free(r->last_updated);
-  free(r->json);
-  free(r->patient);
-  free(r->key_text);
-}
-
-/* Columns: id, version_id, last_updated, resource, sort key, patient. */
+/* Columns: id, version_id, last_updated, resource, sort key, patient; one
+ * allocation per row, as every store (hl_api_row_set). */
 static int take_row(const hl_snowflake_result *res, size_t i, hl_api_row *r, bool key_is_int) {
-  memset(r, 0, sizeof *r);
-  r->id = cell(res, i, 0);
-  r->version = cell(res, i, 1);
-  r->last_updated = cell(res, i, 2);
-  r->json = cell(res, i, 3);
-  r->json_len = r->json ? strlen(r->json) : 0;
-  const char *pat = hl_snowflake_result_str(res, i, 5);
-  if (pat)
-    r->patient = strdup(pat);
-  r->key_is_int = key_is_int;
-  const char *k = hl_snowflake_result_str(res, i, 4);
-  if (key_is_int)
-    r->key_int = k ? strtoll(k, NULL, 10) : 0;
-  else
-    r->key_text = strdup(k ? k : "");
-  if (!r->id || !r->version || !r->last_updated || !r->json || (!key_is_int && !r->key_text) || (pat && !r->patient)) {
-    row_clear(r);
-    return -ENOMEM;
+  const char *v[6];
+  size_t n[6];
+  for (size_t c = 0; c < 6; c++) {
+    v[c] = hl_snowflake_result_str(res, i, c);
+    if (!v[c] && c < 4)
+      v[c] = ""; /* a NULL id, version, lastUpdated or resource reads as "" */
+    n[c] = v[c] ? strlen(v[c]) : 0;
   }
-  return 0;
+  const char *k = v[4];
+  if (key_is_int)
+    v[4] = NULL;
+  else if (!k)
+    v[4] = "";
+  n[4] = v[4] ? strlen(v[4]) : 0;
+  return hl_api_row_set(r, v, n, key_is_int, key_is_int && k ? strtoll(k, NULL, 10) : 0);
 }
 
 static void select_cols(sqlb *b, const hl_api_type_def *t, const char *key) {

@@ -212,43 +212,49 @@ static int step_error(sq_conn *s, int rc) {
  * strings of a row share one allocation (the block starts at r->id), so a
  * page costs one malloc per row.
  */
-static int take_row(sqlite3_stmt *st, hl_api_row *r, bool key_is_int) {
+int hl_api_row_set(hl_api_row *r, const char *const v[6], const size_t n[6], bool key_is_int,
+                   int64_t key_int) {
   memset(r, 0, sizeof *r);
-  static const int cols[] = {0, 1, 2, 3, 4, 5};
-  const char *v[6];
-  size_t n[6], total = 0;
-  for (int i = 0; i < 6; i++) {
-    int c = cols[i];
-    bool skip = (c == 4 && key_is_int) || (c == 5 && sqlite3_column_type(st, 5) == SQLITE_NULL);
-    v[i] = skip ? NULL : (const char *)sqlite3_column_text(st, c);
-    n[i] = v[i] ? (size_t)sqlite3_column_bytes(st, c) : 0;
-    total += n[i] + 1;
-  }
+  size_t total = 0;
+  for (int i = 0; i < 6; i++)
+    total += (v[i] ? n[i] : 0) + 1;
   char *block = malloc(total);
   if (!block)
     return -ENOMEM;
   char *p = block;
   char *out[6];
   for (int i = 0; i < 6; i++) {
+    size_t len = v[i] ? n[i] : 0;
     out[i] = p;
-    if (n[i])
-      memcpy(p, v[i], n[i]);
-    p[n[i]] = '\0';
-    p += n[i] + 1;
+    if (len)
+      memcpy(p, v[i], len);
+    p[len] = '\0';
+    p += len + 1;
   }
   r->id = out[0];
   r->version = out[1];
   r->last_updated = out[2];
   r->json = out[3];
-  r->json_len = n[3];
+  r->json_len = v[3] ? n[3] : 0;
   r->key_is_int = key_is_int;
   if (key_is_int)
-    r->key_int = sqlite3_column_int64(st, 4);
+    r->key_int = key_int;
   else
     r->key_text = out[4];
-  if (sqlite3_column_type(st, 5) != SQLITE_NULL)
+  if (v[5])
     r->patient = out[5];
   return 0;
+}
+
+static int take_row(sqlite3_stmt *st, hl_api_row *r, bool key_is_int) {
+  const char *v[6];
+  size_t n[6];
+  for (int c = 0; c < 6; c++) {
+    bool skip = (c == 4 && key_is_int) || sqlite3_column_type(st, c) == SQLITE_NULL;
+    v[c] = skip ? NULL : (const char *)sqlite3_column_text(st, c);
+    n[c] = v[c] ? (size_t)sqlite3_column_bytes(st, c) : 0;
+  }
+  return hl_api_row_set(r, v, n, key_is_int, key_is_int ? sqlite3_column_int64(st, 4) : 0);
 }
 
 static void row_clear(hl_api_row *r) {
