@@ -50,6 +50,9 @@ SHAPES = [
     ('CREATE FILE FORMAT', r'CREATE FILE FORMAT IF NOT EXISTS ' + IDENT + r"(\s+\w+\s*=\s*('[^']*'|\w+))+"),
     ('CREATE STAGE', r'CREATE STAGE IF NOT EXISTS ' + IDENT + r"(\s+\w+\s*=\s*('[^']*'|" + IDENT + r'))+'),
     ('CREATE PIPE', r'CREATE PIPE IF NOT EXISTS ' + IDENT + r"(\s+\w+\s*=\s*('[^']*'|\w+))*\s+AS\s+COPY INTO\s.+"),
+    ('CREATE OR REPLACE FUNCTION', r'CREATE OR REPLACE (SECURE )?FUNCTION ' + IDENT + r'\((\w+ \w+(\(\d+(,\d+)?\))?(\s*,\s*\w+ \w+(\(\d+(,\d+)?\))?)*)?\)'
+     r'\s+RETURNS \w+(\(\d+(,\d+)?\))?(\s+NOT NULL)?(\s+LANGUAGE SQL)?(\s+(IMMUTABLE|VOLATILE))?(\s+COMMENT\s*=\s*\'[^\']*\')?\s+AS \$\$.+\$\$'),
+    ('GRANT USAGE ON FUNCTION', r'GRANT USAGE ON FUNCTION ' + IDENT + r'\((\w+(\s*,\s*\w+)*)?\) TO ROLE ' + IDENT),
     ('GRANT ROLE', r'GRANT ROLE ' + IDENT + r' TO (ROLE|USER) ' + IDENT),
     ('GRANT', r'GRANT (\w+( \w+)*)(\s*,\s*\w+( \w+)*)* ON (FUTURE |ALL )?(WAREHOUSE|DATABASE|SCHEMA|TABLE|TABLES|VIEWS|INTEGRATION|FILE FORMAT|STAGE|PIPE)'
      r'( IN SCHEMA)? ' + IDENT + r' TO ROLE ' + IDENT + r'( COPY CURRENT GRANTS)?'),
@@ -137,6 +140,48 @@ def c_fold_tables(root):
     for a in range(26):
         single[chr(ord('A') + a)] = chr(ord('a') + a)
     return single, multi, {chr(c) for c in range(0x300, 0x370)}
+
+def gateway_reads(root):
+    """{table: columns} that hl-api-gateway's Snowflake store reads (fhirtypes.c, store_snowflake.c)."""
+    gw = os.path.join(root, 'workers', 'api-gateway')
+    with open(os.path.join(gw, 'fhirtypes.c'), encoding='utf-8') as f:
+        ft = f.read()
+    with open(os.path.join(gw, 'store_snowflake.c'), encoding='utf-8') as f:
+        st = re.sub(r'"\s*\n\s*"', '', f.read())
+    row = r'\{"[^"]+",\s*HL_SP_(\w+),\s*HL_SP_(\w+),\s*"([\w-]+)",\s*(?:NULL|"(\w+)"),\s*(?:NULL|"[^"]*"|\w+),\s*(?:NULL|"\w+"),\s*(true|false)'
+    blocks = {m.group(1): m.group(2) for m in re.finditer(r'hl_api_param_def (\w+)\[\] = \{(.*?)\n\};', ft, re.S)}
+    common = set(re.search(r'"SELECT (t\.\w+(?:, t\.\w+)*), "', st).group(1).replace('t.', '').split(', '))
+    common |= {'tenant'}
+    for kind, store, col, end, sortable in re.findall(row, blocks.get('hl_api_common_params', '')):
+        common |= {col} | ({end} if end else set())
+    if len(re.findall(row, ft)) != len(re.findall(r'\{"[^"]+",\s*HL_SP_', ft)):
+        raise ValueError('fhirtypes.c: a search parameter row of an unknown shape')
+    need = {}
+    for table, pcol, params in re.findall(r'T\("\w+", "(\w+)", (?:NULL|"(\w+)"), (\w+)\)', ft):
+        cols = set(common) | ({pcol} if pcol else set())
+        for kind, store, col, end, sortable in re.findall(row, blocks.get(params, '')):
+            if store == 'COLUMN' or sortable == 'true':
+                cols |= {col} | ({end} if end else set())
+                if kind == 'QUANTITY':
+                    cols |= set(re.findall(r'" AND t\.(\w+) = "', st))
+        need[table] = cols
+    side = {'curated_token': r'" AND (system|code) = "', 'curated_string': r'"\(?(value) (?:LIKE|<|>=) "'}
+    for t, rx in side.items():
+        need[t] = {'tenant', 'type', 'id', 'param'} | set(re.findall(rx, st))
+    for m in re.finditer(r'"SELECT ((?:\w+, )*\w+) FROM "\)[;,]?\s*(?:put\(&b, [^;]*;\s*)?table\(&?\w+, [\w>-]+, "(\w+)"\)', st):
+        tail = st[m.end():m.end() + 400].split('run_stmt')[0]
+        cols = set(m.group(1).split(', ')) | set(re.findall(r'" (?:WHERE|AND) (\w+) = "', tail))
+        for o in re.findall(r'ORDER BY ((?:\w+, )*\w+)', tail):
+            cols |= set(o.split(', '))
+        need.setdefault(m.group(2), set()).update(cols)
+    return need
+
+def gateway_udfs(root):
+    """Names of the SQL functions store_snowflake.c calls (HL_LO, HL_HI)."""
+    with open(os.path.join(root, 'workers', 'api-gateway', 'store_snowflake.c'), encoding='utf-8') as f:
+        st = f.read()
+    return set(re.findall(r'"[^"\n]*\b(HL_[A-Z0-9_]+)\(', st))
+
 
 
 def check(root, project, ddl):
@@ -443,6 +488,24 @@ def check(root, project, ddl):
         problems.append('no API view %s' % n)
     res.add('API views are secure, tenant-scoped and cover every table hl-api-gateway reads', problems)
 
+    # Every column the gateway's Snowflake store reads is in the API view of that name.
+    problems = []
+    try:
+        reads = gateway_reads(root)
+    except (OSError, ValueError, AttributeError) as e:
+        reads = {}
+        problems.append('cannot read the gateway sources: %s' % e)
+    by_alias = {(models[n].get('config') or {}).get('alias'): n for n in api_models}
+    for t, cols in sorted(reads.items()):
+        n = by_alias.get(t)
+        if n is None:
+            problems.append('no API view %s for the gateway' % t)
+            continue
+        miss = sorted(cols - set(c.lower() for c in models[n].get('columns') or []))
+        if miss:
+            problems.append('%s (API.%s) lacks columns the gateway reads: %s' % (n, t.upper(), miss))
+    res.add('API views hold every column hl-api-gateway\'s Snowflake store reads (%d tables)' % len(reads), problems)
+
     # ---- Reserved words ---------------------------------------------------------------
     problems = []
     for name in sorted(models):
@@ -461,11 +524,11 @@ def check(root, project, ddl):
     res.add('no Snowflake reserved word as an unquoted column name or VARIANT path element', problems)
 
     # ---- DDL ----------------------------------------------------------------------
-    ddl_checks(res, out['ddl'], sqlite_cols)
+    ddl_checks(res, out['ddl'], sqlite_cols, gateway_udfs(root))
     return res
 
 
-def ddl_checks(res, stmts, sqlite_cols):
+def ddl_checks(res, stmts, sqlite_cols, udfs=()):
     problems, parsed, shaped = [], 0, 0
     files = sorted({s['file'] for s in stmts})
     numbered = [f for f in files if re.match(r'^\d{3}_\w+\.sql$', f)]
@@ -507,7 +570,7 @@ def ddl_checks(res, stmts, sqlite_cols):
     for s in stmts:
         flat = re.sub(r'\s+', ' ', s['text']).strip()
         where = '%s#%d' % (s['file'], s['index'] + 1)
-        mm = re.match(r'CREATE (?:OR REPLACE )?(?:SECURE )?(DATABASE|SCHEMA|TABLE|WAREHOUSE|ROLE|USER|STORAGE INTEGRATION|FILE FORMAT|STAGE|PIPE|VIEW) (?:IF NOT EXISTS )?([\w.]+)', flat, re.I)
+        mm = re.match(r'CREATE (?:OR REPLACE )?(?:SECURE )?(DATABASE|SCHEMA|TABLE|WAREHOUSE|ROLE|USER|STORAGE INTEGRATION|FILE FORMAT|STAGE|PIPE|VIEW|FUNCTION) (?:IF NOT EXISTS )?([\w.]+)', flat, re.I)
         if mm:
             kind = mm.group(1).upper().replace('STORAGE ', '')
             created.setdefault(kind, set()).add(mm.group(2).upper())
@@ -515,7 +578,7 @@ def ddl_checks(res, stmts, sqlite_cols):
                 if not any(ref.upper() in v for v in created.values()):
                     problems.append('%s: uses %s before it is created' % (where, ref))
             continue
-        mm = re.match(r'GRANT (.+?) ON (FUTURE |ALL )?(WAREHOUSE|DATABASE|SCHEMA|TABLE|TABLES|VIEWS|INTEGRATION|FILE FORMAT|STAGE|PIPE)( IN SCHEMA)? ([\w.]+) TO ROLE (\w+)', flat, re.I)
+        mm = re.match(r'GRANT (.+?) ON (FUTURE |ALL )?(WAREHOUSE|DATABASE|SCHEMA|TABLE|TABLES|VIEWS|INTEGRATION|FILE FORMAT|STAGE|PIPE|FUNCTION)( IN SCHEMA)? ([\w.]+)(?:\([^)]*\))? TO ROLE (\w+)', flat, re.I)
         if mm:
             kind = mm.group(3).upper()
             kind = 'SCHEMA' if mm.group(4) else kind
@@ -537,13 +600,13 @@ def ddl_checks(res, stmts, sqlite_cols):
     problems = []
     grants = [re.sub(r'\s+', ' ', s['text']).upper() for s in stmts if s['text'].upper().startswith('GRANT ')]
     for g in grants:
-        mm = re.match(r'GRANT (.+?) ON (?:FUTURE |ALL )?(\w+(?: FORMAT)?)(?: IN SCHEMA)? ([\w.]+) TO ROLE (\w+)', g)
+        mm = re.match(r'GRANT (.+?) ON (?:FUTURE |ALL )?(\w+(?: FORMAT)?)(?: IN SCHEMA)? ([\w.]+)(?:\([^)]*\))? TO ROLE (\w+)', g)
         if not mm:
             continue
         privs, kind, obj, role = [x.strip() for x in mm.group(1).split(',')], mm.group(2), mm.group(3), mm.group(4)
         writes = {'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'OWNERSHIP', 'ALL', 'ALL PRIVILEGES'}
         if role == 'HL_API_READER':
-            if obj.startswith('HEALTHLAKE.') and obj not in ('HEALTHLAKE', 'HEALTHLAKE.API'):
+            if obj.startswith('HEALTHLAKE.') and obj not in ('HEALTHLAKE', 'HEALTHLAKE.API') and not obj.startswith('HEALTHLAKE.API.'):
                 problems.append('HL_API_READER gets %s on %s (only the API schema is allowed)' % (privs, obj))
             if set(privs) & writes:
                 problems.append('HL_API_READER may write: %s' % g)
@@ -558,6 +621,26 @@ def ddl_checks(res, stmts, sqlite_cols):
         if not any(re.match(r'GRANT OWNERSHIP ON SCHEMA HEALTHLAKE\.%s TO ROLE HL_TRANSFORMER' % schema, g) for g in grants):
             problems.append('HL_TRANSFORMER does not own %s' % schema)
     res.add('roles: LOADER writes RAW only, TRANSFORMER reads RAW and owns the dbt schemas, API_READER reads API only', problems)
+
+    # The SQL functions the gateway calls: in API (the schema it reads), owned
+    # by HL_TRANSFORMER (the owner of API), usable by HL_API_READER.
+    problems = []
+    funcs = {}
+    for s in stmts:
+        flat = re.sub(r'\s+', ' ', s['text']).strip().upper()
+        mm = re.match(r'CREATE (?:OR REPLACE )?(?:SECURE )?FUNCTION ([\w.]+)', flat)
+        if mm:
+            funcs[mm.group(1)] = s
+            if (s.get('role') or '').upper() != 'HL_TRANSFORMER':
+                problems.append('%s: function %s created as %s, not HL_TRANSFORMER' % (s['file'], mm.group(1), s.get('role')))
+    for name in sorted(udfs):
+        fq = 'HEALTHLAKE.API.' + name
+        if fq not in funcs:
+            problems.append('no function %s (hl-api-gateway calls %s)' % (fq, name))
+        if not any(re.match(r'GRANT USAGE ON FUNCTION %s\([^)]*\) TO ROLE HL_API_READER$' % re.escape(fq), g.strip()) for g in grants):
+            problems.append('HL_API_READER has no USAGE on %s' % fq)
+    res.add('SQL functions hl-api-gateway calls (%s) are in API, owned by HL_TRANSFORMER, usable by HL_API_READER'
+            % ', '.join(sorted(udfs)), problems)
 
     # RAW tables carry the SQLite RAW and job columns.
     problems = []
@@ -676,6 +759,18 @@ MUTATIONS = [
      lambda p, d: edit(os.path.join(d, '002_raw.sql'), '"ROWS"       NUMBER', 'rows         NUMBER')),
     ('a reserved word unquoted in a VARIANT path', 'no Snowflake reserved word', r'reserved word start unquoted',
      lambda p, d: edit(os.path.join(p, 'models/staging/stg_fhir__encounter.sql'), 'period."start"', 'period.start')),
+    ('a SQL function body that does not parse', 'DDL re-runnable', r'008_api_functions\.sql#2: does not parse',
+     lambda p, d: edit(os.path.join(d, '008_api_functions.sql'), 'WHEN 7 THEN DATE_PART(', 'WHEN 7 THEN DATE_PART((')),
+    ('a gateway function created outside API', 'SQL functions', r'no function HEALTHLAKE\.API\.HL_HI',
+     lambda p, d: edit(os.path.join(d, '008_api_functions.sql'), 'FUNCTION HEALTHLAKE.API.HL_HI(S', 'FUNCTION HEALTHLAKE.CURATED.HL_HI(S')),
+    ('the API reader without USAGE on a gateway function', 'SQL functions', r'no USAGE on HEALTHLAKE\.API\.HL_LO',
+     lambda p, d: edit(os.path.join(d, '008_api_functions.sql'), 'GRANT USAGE ON FUNCTION HEALTHLAKE.API.HL_LO(VARCHAR) TO ROLE HL_API_READER;', '')),
+    ('the gateway functions created by the wrong role', 'SQL functions', r'created as SYSADMIN',
+     lambda p, d: edit(os.path.join(d, '008_api_functions.sql'), '-- role: HL_TRANSFORMER', '-- role: SYSADMIN')),
+    ('the API reader granted a function outside API', 'roles:', r'HL_API_READER gets .*HEALTHLAKE\.CURATED\.HL_LO',
+     lambda p, d: edit(os.path.join(d, '008_api_functions.sql'), 'ON FUNCTION HEALTHLAKE.API.HL_LO(VARCHAR)', 'ON FUNCTION HEALTHLAKE.CURATED.HL_LO(VARCHAR)')),
+    ('an API view without a column the gateway reads', 'API views hold every column', r"api_curated_patient .*lacks .*'family'",
+     lambda p, d: edit(os.path.join(p, 'models/api/api_curated_patient.sql'), '  x.family,\n', '')),
     ('the seed loses a concept', 'seed omop_concept_map equals', r'differs from 004',
      lambda p, d: edit(os.path.join(p, 'seeds/omop_concept_map.csv'), 'Drug,http://www.nlm.nih.gov/research/umls/rxnorm,6809,1503297,metformin\n', '')),
     ('an OMOP mart drifts from the SQLite view', 'OMOP CDM marts', r'omop_visit_occurrence: columns',

@@ -317,6 +317,15 @@ function parseDdl(stmt, rewrites) {
     }
     return { parsed: 'statement', ...tryParse(s) };
   }
+  /* A SQL UDF: the header's shape is checked by check_dbt.py, its $$ body
+     (one expression over the arguments) is parsed as a SELECT. Qualified
+     calls of other UDFs lose their qualifier (the parser takes at most
+     schema.function). */
+  const fn = /^CREATE\s+OR\s+REPLACE\s+(?:SECURE\s+)?FUNCTION\s+[\w.]+\s*\(([^)]*)\)[\s\S]*?\bAS\s+\$\$([\s\S]*)\$\$\s*$/i.exec(s);
+  if (fn) {
+    const body = fn[2].replace(/\b\w+\.\w+\.(\w+)\s*\(/g, (a, n) => { rewrites.push(a.trim() + ' -> ' + n + '('); return n + '('; });
+    return { parsed: 'function body', ...tryParse('SELECT (' + body + ') AS v FROM udf_args') };
+  }
   const inner = innerSelect(s);
   if (inner) {
     let t = inner

@@ -301,7 +301,8 @@ def main():
         st.executed.clear()
         rc, out, err = run([apply_, '--from', '007'], env)
         p = [] if rc == 0 else ['rc %d: %s' % (rc, err)]
-        if [x['statement'].split()[0] for x in st.executed] != ['CREATE', 'GRANT']:
+        want = [' '.join(stmt.split()[:2]) for f, role, stmt in expected if f[:3] >= '007']
+        if [' '.join(x['statement'].split()[:2]) for x in st.executed] != want:
             p.append('--from 007 ran %s' % [x['statement'][:30] for x in st.executed])
         case('apply --from NNN resumes at that file', p)
 
