@@ -500,6 +500,139 @@ def case_agreement(t, build):
          "the image builds every binary of deploy/k8s/workers.yaml")
 
 
+# ---------------------------------------------------------------- snowflake
+def snowflake_facts():
+    """What the sources say about Snowflake: the settings the client requires
+    (libstream/src/snowflake.c), the roles granted to each service user
+    (003_roles.sql), and per role the warehouses and schemas it may use (004_grants.sql)."""
+    with open(os.path.join(C.ROOT, "libstream/src/snowflake.c")) as f:
+        required = re.findall(r'!\*c\.\w+ \? "(HL_SNOWFLAKE_\w+)"', f.read())
+    ddl = os.path.join(C.ROOT, "schemas/warehouse/snowflake")
+    text = ""
+    for n in sorted(os.listdir(ddl)):
+        if re.match(r"^\d{3}_\w+\.sql$", n):
+            text += re.sub(r"--[^\n]*", "", open(os.path.join(ddl, n)).read())
+    flat = re.sub(r"\s+", " ", text).upper()
+    user_roles = {}
+    for r, u in re.findall(r"GRANT ROLE (\w+) TO USER (\w+)", flat):
+        user_roles.setdefault(u, set()).add(r)
+    usage = {}
+    for kind, obj, r in re.findall(r"GRANT USAGE ON (WAREHOUSE|SCHEMA) ([\w.]+) TO ROLE (\w+)", flat):
+        usage.setdefault(r, set()).add((kind, obj.split(".")[-1]))
+    return required, user_roles, usage
+
+
+def snowflake_problems(objs, pod, c, cfg, facts):
+    """Why a container on the Snowflake warehouse would not work, or not safely."""
+    required, user_roles, usage = facts
+    env, src = C.container_env(objs, c)
+    if env.get("HL_WAREHOUSE_BACKEND") != "snowflake":
+        return None
+    probs = []
+    # The client's required settings and those that pick the user's role, warehouse and schema.
+    need = required + ["HL_SNOWFLAKE_ROLE", "HL_SNOWFLAKE_WAREHOUSE", "HL_SNOWFLAKE_DATABASE", "HL_SNOWFLAKE_SCHEMA"]
+    for k in need:
+        if not env.get(k):
+            probs.append("%s not set" % k)
+        elif not src[k].startswith("configmap"):
+            probs.append("%s not from a ConfigMap (%s)" % (k, src[k]))
+    if src.get("HL_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE", "secret:").split(":")[0] != "secret":
+        probs.append("the key passphrase is not from a Secret")
+    key = env.get("HL_SNOWFLAKE_PRIVATE_KEY_FILE", "")
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    mounted = [m for m in c.get("volumeMounts", []) if key.startswith(m["mountPath"].rstrip("/") + "/")
+               and "secret" in vols.get(m["name"], {})]
+    if not mounted or mounted[0].get("readOnly") is not True or not any(
+            i["path"] == key[len(mounted[0]["mountPath"].rstrip("/")) + 1:]
+            for i in vols[mounted[0]["name"]]["secret"].get("items", [{"path": key.rsplit("/", 1)[-1]}])):
+        probs.append("private key %s is not a file of a Secret mounted read-only" % key)
+    user, role = env.get("HL_SNOWFLAKE_USER", "").upper(), env.get("HL_SNOWFLAKE_ROLE", "").upper()
+    if role not in user_roles.get(user, set()):
+        probs.append("role %s is not granted to user %s (003_roles.sql)" % (role, user))
+    wh = env.get("HL_SNOWFLAKE_WAREHOUSE", "").upper()
+    if ("WAREHOUSE", wh) not in usage.get(role, set()):
+        probs.append("role %s has no USAGE on warehouse %s (004_grants.sql)" % (role, wh))
+    for var in ("HL_SNOWFLAKE_SCHEMA", "HL_API_SNOWFLAKE_SCHEMA", "HL_API_SNOWFLAKE_JOBS_SCHEMA"):
+        if var not in cfg:
+            continue
+        sch = (env.get(var) or cfg[var].get("default") or "").upper()
+        if ("SCHEMA", sch) not in usage.get(role, set()):
+            probs.append("%s=%s: role %s has no USAGE on that schema (004_grants.sql)" % (var, sch, role))
+    return probs
+
+
+def snowflake_egress(objs, pod_labels):
+    """True when a NetworkPolicy selecting the pod allows egress to TCP 443."""
+    for n in C.by_kind(objs, "NetworkPolicy"):
+        if not matches(n["spec"]["podSelector"].get("matchLabels"), pod_labels):
+            continue
+        if "Egress" not in n["spec"].get("policyTypes", []):
+            continue
+        for r in n["spec"].get("egress", []):
+            if any(p.get("port") == 443 and p.get("protocol", "TCP") == "TCP" for p in r.get("ports", [])):
+                return True
+    return False
+
+
+def case_snowflake(t, build):
+    """prod: hl-loader and hl-api-gateway on Snowflake, dev on SQLite; the checks
+    catch a missing setting, and the binaries refuse to start without it."""
+    built = overlays(t)
+    facts = snowflake_facts()
+    t.ok(facts[0] == ["HL_SNOWFLAKE_ACCOUNT", "HL_SNOWFLAKE_USER", "HL_SNOWFLAKE_PRIVATE_KEY_FILE"],
+         "libstream/src/snowflake.c names the required settings", facts[0])
+    want = {"prod": {"hl-loader", "hl-api-gateway"}, "dev": set()}
+    for o, objs in built.items():
+        on = set()
+        for dep, pod in workloads(objs):
+            for c in pod["containers"]:
+                binary, _ = C.container_binary(c)
+                path = C.binary_path(build, binary) if binary else None
+                if not path:
+                    continue
+                cfg = C.binary_config(path)
+                probs = snowflake_problems(objs, pod, c, cfg, facts)
+                if probs is None:
+                    continue
+                on.add(binary)
+                cn = "%s: %s container %s" % (o, dep["metadata"]["name"], c["name"])
+                t.ok(not probs, cn + ": Snowflake settings complete, key from a read-only Secret, "
+                     "role/warehouse/schemas granted to the user", probs)
+                t.ok(snowflake_egress(objs, dep["spec"]["template"]["metadata"]["labels"]),
+                     cn + ": a NetworkPolicy allows egress to Snowflake (TCP 443)")
+                pvcs = [v["name"] for v in pod.get("volumes", []) if "persistentVolumeClaim" in v]
+                if dep["kind"] == "Deployment" and C.find(objs, "Service", dep["metadata"]["name"]):
+                    req = pod.get("affinity", {}).get("podAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+                    t.ok(not pvcs and not req, cn + ": no SQLite volume, runs on any node", (pvcs, req))
+                # The check catches each required setting removed from the ConfigMap
+                # (the API schemas' defaults, CURATED and RAW, are not the API reader's)...
+                env, src = C.container_env(objs, c)
+                for k in facts[0] + [x for x in ("HL_API_SNOWFLAKE_SCHEMA", "HL_API_SNOWFLAKE_JOBS_SCHEMA") if x in env]:
+                    broken = copy.deepcopy(objs)
+                    cm = C.find(broken, "ConfigMap", src[k].split(":", 1)[1]) if src.get(k, "").startswith("configmap:") else None
+                    if cm:
+                        del cm["data"][k]
+                    bp = snowflake_problems(broken, pod, c, cfg, facts)
+                    t.ok(cm is not None and any(k in p for p in bp), cn + ": %s removed is reported" % k, bp)
+                # ... and the binary itself exits 2 naming it.
+                tmp = C.tmpdir()
+                try:
+                    lenv = local_env(env, tmp, "127.0.0.1:1", [], {"ca": "/nonexistent", "landing": tmp})
+                    lenv.pop("HL_SNOWFLAKE_ACCOUNT", None)
+                    full = {k: v for k, v in os.environ.items() if not k.startswith("HL_")}
+                    full.update(lenv)
+                    try:
+                        r = subprocess.run([path], env=full, capture_output=True, text=True, timeout=30)
+                        rc, err = r.returncode, r.stderr
+                    except subprocess.TimeoutExpired:
+                        rc, err = "still running after 30s", ""
+                    t.ok(rc == 2 and "HL_SNOWFLAKE_ACCOUNT" in err,
+                         cn + ": %s without HL_SNOWFLAKE_ACCOUNT exits 2 naming it (exit %s)" % (binary, rc), err[-500:])
+                finally:
+                    C.rmtree(tmp)
+        t.ok(on == want.get(o, on), "%s: on Snowflake: %s" % (o, sorted(on) or "none (SQLite)"), sorted(on))
+
+
 # ---------------------------------------------------------------- start
 def local_env(env, tmp, bootstrap, ports, state):
     """The manifest's environment with addresses rewritten to 127.0.0.1 and paths to tmp."""
@@ -528,6 +661,16 @@ def local_env(env, tmp, bootstrap, ports, state):
         out["HL_S3_FORCE_PATH_STYLE"] = "true"
     if out.get("HL_NOTIFIER_DIR"):
         out["HL_NOTIFIER_DIR"] = state["landing"]
+    if env.get("HL_WAREHOUSE_BACKEND") == "snowflake":
+        # Snowflake rewritten to a closed local port, and a key pair made where
+        # the Secret would be mounted (encrypted with the passphrase the pod gets).
+        out["HL_SNOWFLAKE_URL"] = "http://127.0.0.1:%d" % C.free_port()
+        key = out.get("HL_SNOWFLAKE_PRIVATE_KEY_FILE")
+        if key:
+            cmd = ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key]
+            if out.get("HL_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"):
+                cmd += ["-aes-256-cbc", "-pass", "pass:" + out["HL_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"]]
+            subprocess.run(cmd, check=True, capture_output=True, timeout=60)
     return out
 
 
@@ -680,7 +823,7 @@ def case_alerts(t, build):
 
 
 CASES = {"alerts": case_alerts, "build": case_build, "schema": case_schema, "policy": case_policy, "topics": case_topics,
-         "agreement": case_agreement, "start": case_start, "dockerfile": case_dockerfile}
+         "agreement": case_agreement, "snowflake": case_snowflake, "start": case_start, "dockerfile": case_dockerfile}
 
 
 def main():
