@@ -15,6 +15,12 @@ hl-wh-oracle program. The stand-ins follow Snowflake's documented behaviour
 for the inputs used here (ISO 8601 instants, POSIX classes); they are not
 Snowflake, so this shows the macros' logic agrees with the C rules, not that
 Snowflake runs them identically.
+
+The SQL functions HL_LO / HL_HI (schemas/warehouse/snowflake/008_api_functions.sql)
+are evaluated the same way (stand-ins for TRY_TO_TIMESTAMP_TZ with the
+session TIMEZONE 'UTC', DATE_PART(EPOCH_MILLISECOND), DATEADD, REGEXP_LIKE,
+REGEXP_SUBSTR with 'e') and compared with hl-api-gateway's hl_api_date_range,
+which gives the same [lo, hi) on SQLite.
 """
 import datetime
 import os
@@ -107,6 +113,98 @@ def connect():
     db.create_function('regexp_substr', 2, regexp_substr, deterministic=True)
     db.create_function('translate', 3, translate, deterministic=True)
     return db
+
+
+# ---- HL_LO / HL_HI ------------------------------------------------------------------------
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+TS = re.compile(r'(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:\d{2})?$')
+
+
+def ts_micros(s):
+    """TRY_TO_TIMESTAMP_TZ(s) as microseconds since the epoch, for ISO 8601
+    date-times (seconds and zone optional; no zone is the session's UTC)."""
+    if s is None:
+        return None
+    m = TS.match(s)
+    if not m:
+        return None
+    try:
+        t = datetime.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)),
+                              int(m.group(6) or 0), tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+    z = m.group(8)
+    off = 0 if z in (None, 'Z') else (-1 if z[0] == '-' else 1) * (int(z[1:3]) * 60 + int(z[4:6]))
+    if z not in (None, 'Z') and (int(z[1:3]) > 14 or int(z[4:6]) > 59):
+        return None
+    frac = int((m.group(7) or '0').ljust(9, '0')[:6])
+    return (t - EPOCH) // datetime.timedelta(microseconds=1) - off * 60 * 10**6 + frac
+
+
+def dateadd(unit, n, us):
+    if us is None:
+        return None
+    t = EPOCH + datetime.timedelta(microseconds=us)
+    if unit.upper() == 'DAY':
+        t += datetime.timedelta(days=n)
+    else:
+        months = t.month - 1 + n * (12 if unit.upper() == 'YEAR' else 1)
+        try:
+            t = t.replace(year=t.year + months // 12, month=months % 12 + 1)
+        except ValueError:
+            return None
+    return (t - EPOCH) // datetime.timedelta(microseconds=1)
+
+
+def udf_connect():
+    db = sqlite3.connect(':memory:')
+    db.create_function('try_to_timestamp_tz', 1, ts_micros, deterministic=True)
+    db.create_function('sf_epoch_ms', 1, lambda us: None if us is None else us // 1000, deterministic=True)
+    db.create_function('sf_dateadd', 3, dateadd, deterministic=True)
+    db.create_function('regexp_like', 2, lambda s, p: None if s is None else int(re.fullmatch(p, s) is not None),
+                       deterministic=True)
+
+    def substr(s, p, pos, occ, params):
+        m = None if s is None else re.search(p, s[pos - 1:])
+        return None if m is None else (m.group(1) if 'e' in params else m.group(0))
+    db.create_function('regexp_substr', 5, substr, deterministic=True)
+    return db
+
+
+def udf_bodies(root):
+    """{name: body as SQLite SQL} of the SQL functions of 008_api_functions.sql."""
+    with open(os.path.join(root, 'schemas', 'warehouse', 'snowflake', '008_api_functions.sql'), encoding='utf-8') as f:
+        text = f.read()
+    bodies = {}
+    for name, body in re.findall(r'FUNCTION HEALTHLAKE\.API\.(\w+)\(S VARCHAR\).*?AS \$\$(.*?)\$\$', text, re.S):
+        body = re.sub(r'DATE_PART\(\s*EPOCH_MILLISECOND\s*,', 'sf_epoch_ms(', body)
+        body = re.sub(r'DATEADD\(\s*(\w+)\s*,', r"sf_dateadd('\1',", body)
+        # Snowflake reads a backslash escape in a string literal: '\\.' is the regex \.
+        bodies[name] = body.replace('\\\\', '\\')
+    for name in bodies:
+        for other, b in bodies.items():
+            bodies[name] = bodies[name].replace('HEALTHLAKE.API.%s(S)' % other, '(%s)' % b)
+    return bodies
+
+
+def fhir_dates(rng):
+    fixed = ['2020', '1970', '2024-02', '2020-12', '2024-02-29', '2021-12-31', '1999-12-31',
+             '2020-01-01T10:00Z', '2020-01-01T10:00+05:30', '2020-01-01T10:00', '2020-01-01T23:59:59Z',
+             '2020-01-01T10:00:00-08:00', '2020-01-01T10:00:00.1Z', '2020-01-01T10:00:00.12+01:00',
+             '2020-01-01T10:00:00.123Z', '2020-01-01T10:00:00.123456789Z', '2020-06-30T23:59:59.999-14:00',
+             '2020-01-01T10:00:00', '2020-01-01T10:00:00.5',
+             '', 'abc', '2020-13', '2021-02-29', '2020-01-32', '20200101', '2020-01-01T25:00:00Z', '2020-1-1']
+    out = list(fixed)
+    for _ in range(400):
+        t = datetime.datetime(1971, 1, 1) + datetime.timedelta(seconds=rng.randrange(0, 60 * 365 * 86400))
+        prec = rng.randrange(0, 6)
+        s = t.strftime(['%Y', '%Y-%m', '%Y-%m-%d', '%Y-%m-%dT%H:%M', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%dT%H:%M:%S'][prec])
+        if prec == 5:
+            s += '.' + ''.join(rng.choice('0123456789') for _ in range(rng.randint(1, 9)))
+        if prec >= 3:
+            s += rng.choice(['Z', 'Z', '', '+00:00', '+05:30', '-08:00', '+14:00', '-03:45'])
+        out.append(s)
+    return out
 
 
 # ---- Corpora ------------------------------------------------------------------------------
@@ -227,6 +325,20 @@ def main():
             bad.append('%r: C %r, macro %r' % (s, want, have))
     cases.append(('hl_normalize() = hl_wh_normalize on %d strings (Latin-1, Latin Extended-A, combining marks, others)'
                   % len(corpus), bad[:10]))
+    # ---- HL_LO / HL_HI ----------------------------------------------------------------------------
+    bodies = udf_bodies(root)
+    udb = udf_connect()
+    dates = fhir_dates(rng)
+    bad = [] if set(bodies) >= {'HL_LO', 'HL_HI'} else ['008_api_functions.sql defines %s' % sorted(bodies)]
+    for d in dates if not bad else []:
+        ans = oracle.ask('range', d)
+        want = (None, None) if ans == '~' else tuple(int(x) for x in ans.split())
+        have = tuple(udb.execute('WITH t(S) AS (SELECT ?) SELECT %s FROM t' % bodies[n], (d,)).fetchone()[0]
+                     for n in ('HL_LO', 'HL_HI'))
+        if have != want:
+            bad.append('%r: C [%s, %s), SQL [%s, %s)' % ((d,) + want + have))
+    cases.append(('HL_LO / HL_HI = hl_api_date_range (the SQLite hl_lo / hl_hi) on %d FHIR dates and non-dates'
+                  % len(dates), bad[:10]))
     oracle.close()
 
     print('1..%d' % len(cases))

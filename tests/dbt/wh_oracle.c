@@ -7,15 +7,20 @@
  *   cmp VID_A LU_A VID_B LU_B   ->  -1, 0 or 1 (hl_wh_version_cmp)
  *   norm TEXT                   ->  hex of hl_wh_normalize(TEXT)
  *   ref TEXT                    ->  hex of the id of hl_wh_reference_id, or ~
+ *   range TEXT                  ->  "LO HI", the [lo, hi) milliseconds of the FHIR
+ *                                   date TEXT as hl-api-gateway's hl_api_date_range
+ *                                   computes them (its SQLite hl_lo / hl_hi), or ~
  *
  * A malformed request answers "error" and the program goes on. Lines are
  * capped at 64 KiB.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hl/warehouse.h"
+#include "query.h"
 
 #define MAX_LINE 65536
 #define MAX_FIELDS 5
@@ -96,6 +101,12 @@ static void answer(char *line) {
     size_t id_len;
     if (hl_wh_reference_id(f[1], len[1], &id, &id_len) == 0)
       puthex(id, id_len);
+    else
+      puts("~");
+  } else if (!strcmp(f[0], "range") && n == 2 && f[1]) {
+    int64_t lo, hi;
+    if (hl_api_date_range(f[1], len[1], &lo, &hi) == 0)
+      printf("%" PRId64 " %" PRId64 "\n", lo, hi);
     else
       puts("~");
   } else {
