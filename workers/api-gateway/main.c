@@ -48,6 +48,9 @@ int main(int argc, char **argv) {
     rc = hl_api_gw_new(&r.loop, cfg, reg, &r.gw, err, sizeof err);
   if (rc == HL_ECONFIG) {
     fprintf(stderr, "hl-api-gateway: %s\n", err);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&r.loop);
+    hl_metrics_free(reg);
     hl_config_free(cfg);
     return 2;
   }
