@@ -46,12 +46,37 @@ typedef struct hl_api_result {
 } hl_api_result;
 
 void hl_api_result_clear(hl_api_result *r);
+/* Frees one row's strings (their one block) and zeroes the row. */
+void hl_api_row_clear(hl_api_row *r);
 
 /* Fills r from the six column strings id, version, last_updated, resource,
  * sort key, patient (v[i] NULL: absent; n[i] their lengths) in one
  * allocation that starts at r->id and that hl_api_result_clear frees. */
 int hl_api_row_set(hl_api_row *r, const char *const v[6], const size_t n[6], bool key_is_int,
                    int64_t key_int);
+
+/* A job document ({"id", "objects": [...]}, store.c) filled from the job's
+ * rows in the jobs table, one object per landed object: totals, the least
+ * advanced state, the newest updated_at. */
+#define HL_API_JOB_NCOUNTS 7 /* received valid rejected loaded parse_ validate_ load_rejected */
+
+typedef struct hl_api_job_doc {
+  json_t *job;
+  long long totals[HL_API_JOB_NCOUNTS];
+  int worst;
+  size_t nobjects;
+  char updated[64];
+} hl_api_job_doc;
+
+void hl_api_job_doc_begin(hl_api_job_doc *d, json_t *job);
+void hl_api_job_doc_object(hl_api_job_doc *d, const char *uri, const char *state,
+                           const long long counts[HL_API_JOB_NCOUNTS], const char *error_code,
+                           const char *error_detail, const char *updated_at);
+/* Sets state, totals and updated_at; HL_ENOTFOUND when no object was added. */
+int hl_api_job_doc_end(hl_api_job_doc *d);
+/* One load_reject row as an OperationOutcome (NULL on a missing code or no memory). */
+json_t *hl_api_job_rejection(const char *type, const char *id, const char *source, long long line,
+                             const char *code, const char *detail);
 
 /* rc: 0, HL_ENOTFOUND (read, job), HL_EIO (store unavailable), -ENOMEM, HL_EFATAL. res/job owned by the store; valid during the call. */
 typedef void (*hl_api_result_fn)(void *ud, int rc, hl_api_result *res);

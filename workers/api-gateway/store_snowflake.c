@@ -749,15 +749,6 @@ static void sf_search(hl_api_store *base, const char *tenant, const hl_api_searc
 
 /* ---- Jobs ----------------------------------------------------------------------- */
 
-static const char *state_rank[] = {"completed", "completed-with-errors", "processing", "accepted"};
-
-static int rank(const char *st) {
-  for (int i = 0; i < 4; i++)
-    if (st && !strcmp(st, state_rank[i]))
-      return i;
-  return 2;
-}
-
 static void job_finish(op *o, int rc) {
   if (rc < 0) {
     json_decref(o->job);
@@ -775,12 +766,9 @@ static void rejects_done(void *ud, int rc, const hl_snowflake_result *res) {
     json_t *issues = json_array();
     for (size_t i = 0; i < hl_snowflake_result_rows(res); i++) {
       const char *ln = hl_snowflake_result_str(res, i, 3);
-      json_t *oo = json_pack(
-          "{s:s, s:[{s:s, s:s, s:{s:s}, s:s?}], s:{s:s?, s:s?, s:s?, s:I}}", "resourceType", "OperationOutcome",
-          "issue", "severity", "error", "code", "invalid", "details", "text", hl_snowflake_result_str(res, i, 4),
-          "diagnostics", hl_snowflake_result_str(res, i, 5), "record", "type", hl_snowflake_result_str(res, i, 0),
-          "id", hl_snowflake_result_str(res, i, 1), "source", hl_snowflake_result_str(res, i, 2), "line",
-          (json_int_t)(ln ? strtoll(ln, NULL, 10) : 0));
+      json_t *oo = hl_api_job_rejection(hl_snowflake_result_str(res, i, 0), hl_snowflake_result_str(res, i, 1),
+                                        hl_snowflake_result_str(res, i, 2), ln ? strtoll(ln, NULL, 10) : 0,
+                                        hl_snowflake_result_str(res, i, 4), hl_snowflake_result_str(res, i, 5));
       if (oo)
         json_array_append_new(issues, oo);
     }
@@ -798,38 +786,22 @@ static void jobs_done(void *ud, int rc, const hl_snowflake_result *res) {
     job_finish(o, rc);
     return;
   }
-  json_t *objs = json_object_get(o->job, "objects");
-  static const char *cnt[] = {"received", "valid", "rejected", "loaded", "parse_rejected",
-                              "validate_rejected", "load_rejected"};
-  long long tot[7] = {0};
-  int worst = 0;
-  char updated[64] = "";
+  hl_api_job_doc jd;
+  hl_api_job_doc_begin(&jd, o->job);
   for (size_t i = 0; i < n; i++) {
-    json_t *ob = json_pack("{s:s?, s:s?}", "uri", hl_snowflake_result_str(res, i, 0), "state",
-                           hl_snowflake_result_str(res, i, 1));
-    if (!ob)
-      continue;
-    for (int k = 0; k < 7; k++) {
+    long long counts[HL_API_JOB_NCOUNTS];
+    for (int k = 0; k < HL_API_JOB_NCOUNTS; k++) {
       const char *v = hl_snowflake_result_str(res, i, 2 + (size_t)k);
-      long long x = v ? strtoll(v, NULL, 10) : 0;
-      tot[k] += x;
-      json_object_set_new(ob, cnt[k], json_integer(x));
+      counts[k] = v ? strtoll(v, NULL, 10) : 0;
     }
-    if (hl_snowflake_result_str(res, i, 9))
-      json_object_set_new(ob, "error", json_pack("{s:s, s:s?}", "code", hl_snowflake_result_str(res, i, 9),
-                                                 "detail", hl_snowflake_result_str(res, i, 10)));
-    const char *u = hl_snowflake_result_str(res, i, 12);
-    if (u && strcmp(u, updated) > 0)
-      snprintf(updated, sizeof updated, "%s", u);
-    int r = rank(hl_snowflake_result_str(res, i, 1));
-    if (r > worst)
-      worst = r;
-    json_array_append_new(objs, ob);
+    hl_api_job_doc_object(&jd, hl_snowflake_result_str(res, i, 0), hl_snowflake_result_str(res, i, 1), counts,
+                          hl_snowflake_result_str(res, i, 9), hl_snowflake_result_str(res, i, 10),
+                          hl_snowflake_result_str(res, i, 12));
   }
-  json_object_set_new(o->job, "state", json_string(state_rank[worst]));
-  for (int k = 0; k < 7; k++)
-    json_object_set_new(o->job, cnt[k], json_integer(tot[k]));
-  json_object_set_new(o->job, "updated_at", json_string(updated));
+  if ((rc = hl_api_job_doc_end(&jd)) < 0) {
+    job_finish(o, rc);
+    return;
+  }
   sqlb b;
   sqlb_init(&b);
   put(&b, "SELECT type, id, source, line, code, detail FROM "), table(&b, o->s->jobs_schema, "load_reject");

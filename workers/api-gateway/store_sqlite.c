@@ -212,40 +212,6 @@ static int step_error(sq_conn *s, int rc) {
  * strings of a row share one allocation (the block starts at r->id), so a
  * page costs one malloc per row.
  */
-int hl_api_row_set(hl_api_row *r, const char *const v[6], const size_t n[6], bool key_is_int,
-                   int64_t key_int) {
-  memset(r, 0, sizeof *r);
-  size_t total = 0;
-  for (int i = 0; i < 6; i++)
-    total += (v[i] ? n[i] : 0) + 1;
-  char *block = malloc(total);
-  if (!block)
-    return -ENOMEM;
-  char *p = block;
-  char *out[6];
-  for (int i = 0; i < 6; i++) {
-    size_t len = v[i] ? n[i] : 0;
-    out[i] = p;
-    if (len)
-      memcpy(p, v[i], len);
-    p[len] = '\0';
-    p += len + 1;
-  }
-  r->id = out[0];
-  r->version = out[1];
-  r->last_updated = out[2];
-  r->json = out[3];
-  r->json_len = v[3] ? n[3] : 0;
-  r->key_is_int = key_is_int;
-  if (key_is_int)
-    r->key_int = key_int;
-  else
-    r->key_text = out[4];
-  if (v[5])
-    r->patient = out[5];
-  return 0;
-}
-
 static int take_row(sqlite3_stmt *st, hl_api_row *r, bool key_is_int) {
   const char *v[6];
   size_t n[6];
@@ -255,21 +221,6 @@ static int take_row(sqlite3_stmt *st, hl_api_row *r, bool key_is_int) {
     n[c] = v[c] ? (size_t)sqlite3_column_bytes(st, c) : 0;
   }
   return hl_api_row_set(r, v, n, key_is_int, key_is_int ? sqlite3_column_int64(st, 4) : 0);
-}
-
-static void row_clear(hl_api_row *r) {
-  free(r->id); /* the block of every string of the row */
-  memset(r, 0, sizeof *r);
-}
-
-void hl_api_result_clear(hl_api_result *r) {
-  for (size_t i = 0; i < r->nrows; i++)
-    row_clear(&r->rows[i]);
-  for (size_t i = 0; i < r->nincluded; i++)
-    row_clear(&r->included[i]);
-  free(r->rows);
-  free(r->included);
-  memset(r, 0, sizeof *r);
 }
 
 /* ---- Read ------------------------------------------------------------------------------- */
@@ -306,7 +257,7 @@ static int read_one(sq_conn *s, const char *tenant, const hl_api_type_def *t, co
   if (s->db)
     sqlite3_reset(st);
   if (rc < 0 && rc != HL_ENOTFOUND)
-    row_clear(row);
+    hl_api_row_clear(row);
   return rc;
 }
 
@@ -319,7 +270,7 @@ static int conn_read(sq_conn *s, const char *tenant, const hl_api_type_def *t, c
   if (rc == 0) {
     res->rows = malloc(sizeof *res->rows);
     if (!res->rows) {
-      row_clear(&row);
+      hl_api_row_clear(&row);
       return -ENOMEM;
     }
     res->rows[0] = row;
@@ -687,15 +638,6 @@ static int conn_search(sq_conn *s, const char *tenant, const hl_api_search *q, h
 
 /* ---- Jobs ------------------------------------------------------------------------------- */
 
-static const char *state_rank[] = {"completed", "completed-with-errors", "processing", "accepted"};
-
-static int rank(const char *st) {
-  for (int i = 0; i < 4; i++)
-    if (!strcmp(st, state_rank[i]))
-      return i;
-  return 2;
-}
-
 static int conn_job(sq_conn *s, const char *tenant, const char *job, json_t **jout) {
   json_t *out = NULL;
   int rc = ensure_open(s);
@@ -715,36 +657,16 @@ static int conn_job(sq_conn *s, const char *tenant, const char *job, json_t **jo
     rc = -ENOMEM;
     goto out;
   }
-  json_t *objs = json_object_get(out, "objects");
-  static const char *cnt[] = {"received", "valid", "rejected", "loaded", "parse_rejected",
-                              "validate_rejected", "load_rejected"};
-  long long tot[7] = {0};
-  int worst = 0;
-  const char *updated = "";
-  char updated_buf[64] = "";
+  hl_api_job_doc jd;
+  hl_api_job_doc_begin(&jd, out);
   int sr;
-  size_t n = 0;
   while ((sr = sqlite3_step(st)) == SQLITE_ROW) {
-    json_t *o = json_pack("{s:s, s:s}", "uri", (const char *)sqlite3_column_text(st, 0), "state",
-                          (const char *)sqlite3_column_text(st, 1));
-    if (!o)
-      continue;
-    for (int i = 0; i < 7; i++) {
-      long long v = sqlite3_column_int64(st, 2 + i);
-      tot[i] += v;
-      json_object_set_new(o, cnt[i], json_integer(v));
-    }
-    if (sqlite3_column_type(st, 9) != SQLITE_NULL)
-      json_object_set_new(o, "error", json_pack("{s:s, s:s?}", "code", (const char *)sqlite3_column_text(st, 9),
-                                                "detail", (const char *)sqlite3_column_text(st, 10)));
-    const char *u = (const char *)sqlite3_column_text(st, 12);
-    if (u && strcmp(u, updated_buf) > 0)
-      snprintf(updated_buf, sizeof updated_buf, "%s", u);
-    int r = rank((const char *)sqlite3_column_text(st, 1));
-    if (r > worst)
-      worst = r;
-    json_array_append_new(objs, o);
-    n++;
+    long long counts[HL_API_JOB_NCOUNTS];
+    for (int i = 0; i < HL_API_JOB_NCOUNTS; i++)
+      counts[i] = sqlite3_column_int64(st, 2 + i);
+    hl_api_job_doc_object(&jd, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+                          counts, (const char *)sqlite3_column_text(st, 9),
+                          (const char *)sqlite3_column_text(st, 10), (const char *)sqlite3_column_text(st, 12));
   }
   if (sr != SQLITE_DONE)
     rc = step_error(s, sr);
@@ -752,15 +674,8 @@ static int conn_job(sq_conn *s, const char *tenant, const char *job, json_t **jo
     sqlite3_reset(st);
   if (rc < 0)
     goto out;
-  if (n == 0) {
-    rc = HL_ENOTFOUND;
+  if ((rc = hl_api_job_doc_end(&jd)) < 0)
     goto out;
-  }
-  updated = updated_buf;
-  json_object_set_new(out, "state", json_string(state_rank[worst]));
-  for (int i = 0; i < 7; i++)
-    json_object_set_new(out, cnt[i], json_integer(tot[i]));
-  json_object_set_new(out, "updated_at", json_string(updated));
   /* Records the loader rejected, as OperationOutcomes (parse and validate rejects are counted). */
   st = prepare(s,
                "SELECT type, id, source, line, code, detail FROM load_reject WHERE tenant = ?1 AND job = ?2 "
@@ -770,13 +685,10 @@ static int conn_job(sq_conn *s, const char *tenant, const char *job, json_t **jo
     goto out;
   json_t *issues = json_array();
   while ((sr = sqlite3_step(st)) == SQLITE_ROW) {
-    json_t *oo = json_pack(
-        "{s:s, s:[{s:s, s:s, s:{s:s}, s:s?}], s:{s:s?, s:s?, s:s?, s:I}}", "resourceType",
-        "OperationOutcome", "issue", "severity", "error", "code", "invalid", "details", "text",
-        (const char *)sqlite3_column_text(st, 4), "diagnostics", (const char *)sqlite3_column_text(st, 5),
-        "record", "type", (const char *)sqlite3_column_text(st, 0), "id",
-        (const char *)sqlite3_column_text(st, 1), "source", (const char *)sqlite3_column_text(st, 2),
-        "line", (json_int_t)sqlite3_column_int64(st, 3));
+    json_t *oo = hl_api_job_rejection(
+        (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+        (const char *)sqlite3_column_text(st, 2), (long long)sqlite3_column_int64(st, 3),
+        (const char *)sqlite3_column_text(st, 4), (const char *)sqlite3_column_text(st, 5));
     if (oo)
       json_array_append_new(issues, oo);
   }
