@@ -144,7 +144,11 @@ static int base_conf(const hl_kafka_opts *o, bool consumer, rd_kafka_conf_t **ou
     const char *kv[][2] = {
         {"enable.idempotence", "true"},
         {"acks", "all"},
-        {"linger.ms", "5"},
+        /* 50 ms rather than 5: resources are keyed over 64 partitions, so at tens of
+           thousands of messages per second a 5 ms linger sent batches of 2-3
+           messages per partition; 50 ms cut the broker's CPU per resource by
+           ~40% in bench/pipeline. */
+        {"linger.ms", "50"},
         {"statistics.interval.ms", "0"},
     };
     for (size_t i = 0; !r && i < sizeof kv / sizeof kv[0]; i++)
