@@ -239,10 +239,7 @@ int hl_admin_start(const char *host_port, hl_metrics *reg, hl_admin **out) {
         "Time from a complete admin request to its answer, in seconds.", "route",
         hl_metrics_latency_buckets, hl_metrics_latency_nbuckets);
     a->s_ready = hl_metric_at(hl_metrics_gauge(
-        reg, "hl_ready",
-        "1 while the process is ready (/readyz answers 200), 0 while not; refreshed on every "
-        "scrape and every /readyz.",
-        NULL));
+        reg, "hl_ready", HL_READY_HELP, NULL));
     hl_series_set(a->s_ready, 1);
   }
   hl_http_limits lim;

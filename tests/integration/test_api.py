@@ -558,6 +558,7 @@ def main():
         check('hl_api_requests_total{route="/v1/fhir/{type}",code="200"}' in text and
               "hl_api_request_duration_seconds_bucket" in text and 'hl_api_auth_failures_total{reason="expired"}' in text,
               "metrics per route and status, latency histogram, auth failures")
+        check("\n# TYPE hl_ready gauge\nhl_ready 1\n" in text, "hl_ready 1 in /metrics")
         if standin_bin:
             hits = sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("hl_api_cache_hits_total"))
             misses = sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("hl_api_cache_misses_total"))
@@ -626,6 +627,23 @@ def main():
         p3.send_signal(signal.SIGTERM)
         check(p3.wait(timeout=30) == 0, "gateway 3 drained")
         srv.shutdown()
+
+        # ---- Readiness in /metrics: hl_ready follows what /readyz answers (here: no warehouse file).
+        if not standin_bin:
+            gone = os.path.join(work, "missing", "wh.db")
+            p6, port6 = start(gw_bin, dict(env, HL_WAREHOUSE_PATH=gone, HL_API_AUDIT=""),
+                              os.path.join(work, "gw6.err"))
+            procs.append(p6)
+            api6 = Api(port6)
+            s6, _, b6 = api6.get("/readyz")
+            check(s6 == 503 and "not readable" in json.loads(b6)["reason"], "missing warehouse: /readyz 503 with reason")
+            check("\nhl_ready 0\n" in api6.get("/metrics")[2].decode(), "missing warehouse: hl_ready 0")
+            os.makedirs(os.path.dirname(gone))
+            shutil.copyfile(db, gone)
+            check(api6.get("/readyz")[0] == 200 and "\nhl_ready 1\n" in api6.get("/metrics")[2].decode(),
+                  "warehouse appears: /readyz 200, hl_ready 1")
+            p6.send_signal(signal.SIGTERM)
+            check(p6.wait(timeout=30) == 0, "gateway 6 drained")
 
         # ---- S3 landing: POST lands the object with a signed PUT; upload-url presigns a PUT that works.
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")

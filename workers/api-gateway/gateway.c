@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "embedded.h"
 #include "fhirtypes.h"
+#include "hl/admin.h"
 #include "hl/buf.h"
 #include "hl/error.h"
 #include "hl/http.h"
@@ -103,6 +104,7 @@ struct hl_api_gw {
   hl_api_auth *auth;
   hl_metrics *reg;
   hl_metric *m_requests, *m_duration, *m_auth_fail, *m_limited;
+  hl_series *s_ready;
   int audit_fd;
   bool audit_close;
   hl_api_search_opts sopts;
@@ -386,13 +388,25 @@ static void outcome_h(call *c, int status, const char *const *extra, const char 
 
 static void h_healthz(call *c) { answer(c, 200, "application/json", "{\"status\":\"ok\"}", 15, NULL); }
 
+/*
+ * The gateway's readiness (not draining, and the store answers), recorded in
+ * hl_ready so that a scrape of /metrics reads what /readyz would answer.
+ */
+static bool check_ready(hl_api_gw *gw, char *reason, size_t len) {
+  bool ready;
+  if (gw->draining) {
+    snprintf(reason, len, "draining");
+    ready = false;
+  } else {
+    ready = gw->store->ops->ready(gw->store, reason, len);
+  }
+  hl_series_set(gw->s_ready, ready ? 1 : 0);
+  return ready;
+}
+
 static void h_readyz(call *c) {
   char reason[300] = "";
-  if (c->gw->draining) {
-    answer(c, 503, "application/json", "{\"ready\":false,\"reason\":\"draining\"}", 36, NULL);
-    return;
-  }
-  if (!c->gw->store->ops->ready(c->gw->store, reason, sizeof reason)) {
+  if (!check_ready(c->gw, reason, sizeof reason)) {
     hl_buf b;
     hl_buf_init(&b, 4096);
     hl_buf_puts(&b, "{\"ready\":false,\"reason\":\"");
@@ -406,6 +420,8 @@ static void h_readyz(call *c) {
 }
 
 static void h_metrics(call *c) {
+  char reason[300];
+  check_ready(c->gw, reason, sizeof reason);
   hl_buf b;
   hl_buf_init(&b, 64 << 20);
   hl_metrics_render(c->gw->reg, &b);
@@ -1475,6 +1491,7 @@ int hl_api_gw_new(uv_loop_t *loop, const hl_config *cfg, hl_metrics *reg, hl_api
   gw->m_auth_fail = hl_metrics_counter(reg, "hl_api_auth_failures_total",
                                        "Requests refused with 401, by reason.", "reason");
   gw->m_limited = hl_metrics_counter(reg, "hl_api_rate_limited_total", "Requests refused with 429.", NULL);
+  gw->s_ready = hl_metric_at(hl_metrics_gauge(reg, "hl_ready", HL_READY_HELP, NULL));
   gw->sopts.default_count = (int)hl_config_int(cfg, "HL_API_DEFAULT_COUNT");
   gw->sopts.max_count = (int)hl_config_int(cfg, "HL_API_MAX_COUNT");
   gw->rate = (double)hl_config_int(cfg, "HL_API_RATE_LIMIT");

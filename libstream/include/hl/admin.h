@@ -22,6 +22,11 @@
 #include "hl/http.h"
 #include "hl/metrics.h"
 
+/* Help text of the hl_ready gauge, shared by every server that exports it. */
+#define HL_READY_HELP                                                                          \
+  "1 while the process is ready (/readyz answers 200), 0 while not; refreshed on every "      \
+  "scrape and every /readyz."
+
 typedef struct hl_admin hl_admin;
 
 /*
