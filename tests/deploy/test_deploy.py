@@ -200,7 +200,8 @@ def case_policy(t, build):
                 t.ok('group="%s"' % w["group"] in q and "hl_consumer_lag_messages" in q,
                      "%s: ScaledObject %s scales on its group's lag" % (o, target), q)
     if "prod" in built:
-        workers = [b for b in tbl["binaries"] if b.get("input") and not b.get("state")]
+        # A worker whose volume holds only the SQLite warehouse scales too on Snowflake.
+        workers = [b for b in tbl["binaries"] if b.get("input") and (not b.get("state") or b.get("snowflake_prod"))]
         sos = {s["spec"]["scaleTargetRef"]["name"] for s in C.by_kind(built["prod"], "ScaledObject")}
         for w in workers:
             t.ok(w["name"] in sos, "prod: consumer %s has a ScaledObject" % w["name"])
@@ -604,6 +605,17 @@ def case_snowflake(t, build):
                 if dep["kind"] == "Deployment" and C.find(objs, "Service", dep["metadata"]["name"]):
                     req = pod.get("affinity", {}).get("podAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution")
                     t.ok(not pvcs and not req, cn + ": no SQLite volume, runs on any node", (pvcs, req))
+                elif dep["kind"] == "Deployment":
+                    # The loader keeps no state of its own on Snowflake: no volume
+                    # (nor its claim), rolling updates, one replica kept up.
+                    name = dep["metadata"]["name"]
+                    pdb = C.find(objs, "PodDisruptionBudget", name)
+                    t.ok(not pvcs and not C.find(objs, "PersistentVolumeClaim", name + "-state")
+                         and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+                         and pdb is not None and pdb["spec"].get("minAvailable") == 1
+                         and "maxUnavailable" not in pdb["spec"],
+                         cn + ": no volume or claim, rolling updates, PDB keeps one up",
+                         (pvcs, dep["spec"]["strategy"], pdb and pdb["spec"]))
                 # The check catches each required setting removed from the ConfigMap
                 # (the API schemas' defaults, CURATED and RAW, are not the API reader's)...
                 env, src = C.container_env(objs, c)
