@@ -109,6 +109,56 @@ start_devbroker() {
   ADMIN=$(sed -n 's/^admin=//p' "$TMP/devbroker.out")
 }
 
+# True while the admin server at host:port answers /readyz with 200.
+admin_ready() { [ "$(http_status GET "http://$1/readyz")" = 200 ]; }
+
+# Sends SIGTERM and waits up to $2 s; sets RC (exit status, or "hung") and ELAPSED_MS.
+stop_within() { # pid limit_s
+  local t0 end
+  t0=$(now_ms)
+  kill -TERM "$1"
+  end=$((SECONDS + $2))
+  while kill -0 "$1" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
+  ELAPSED_MS=$(($(now_ms) - t0))
+  if kill -0 "$1" 2>/dev/null; then
+    RC=hung
+    kill -KILL "$1"
+    wait "$1" 2>/dev/null
+  else
+    wait "$1"
+    RC=$?
+  fi
+  forget_pid "$1"
+}
+
+# Kills hl-devbroker (SIGKILL) under a worker, stops the worker with SIGTERM
+# and checks that it exits within drain + close + slack seconds with status 3
+# (stopped at the close deadline; "0 or 3" when $6 is "or-0") and logs the
+# abandoned close in its log file.
+stop_without_broker() { # name pid log drain_s close_s [or-0]
+  local slack=10 limit # a loaded machine; the bug was an unbounded wait
+  kill -KILL "$DEVBROKER_PID"
+  wait "$DEVBROKER_PID" 2>/dev/null
+  forget_pid "$DEVBROKER_PID"
+  ok "hl-devbroker killed with SIGKILL"
+  limit=$(($4 + $5 + slack))
+  stop_within "$2" $((limit + 30))
+  [ "$RC" != hung ] || fail "$1 exits after SIGTERM with no broker (still running after $((limit + 30)) s)"
+  [ "$ELAPSED_MS" -le $((limit * 1000)) ] ||
+    fail "$1 exits within drain + close + ${slack} s = ${limit} s (took ${ELAPSED_MS} ms)"
+  ok "no broker: $1 exited ${ELAPSED_MS} ms after SIGTERM (bound ${limit} s)"
+  if [ "${6:-}" = or-0 ]; then
+    [ "$RC" = 3 ] || [ "$RC" = 0 ] || fail "exit status is 3 (deadline) or 0, not $RC"
+  else
+    [ "$RC" = 3 ] || fail "exit status is 3 (stopped at the close deadline), not $RC"
+  fi
+  ok "exit status $RC (3: stopped at the close deadline, uncommitted inputs are delivered again)"
+  if [ "$RC" = 3 ]; then
+    grep -q 'close deadline passed' "$3" || fail "the deadline is logged"
+    ok "the abandoned close is logged"
+  fi
+}
+
 # The value of one metric series (exact name{labels}) on an admin server, or empty.
 metric() { # admin series
   curl -sf "http://$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'

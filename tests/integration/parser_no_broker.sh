@@ -14,7 +14,6 @@ LANDING=$TMP/landing
 mkdir -p "$LANDING/org=nb"
 DRAIN_S=2
 CLOSE_S=3
-SLACK_S=10 # a loaded machine
 start_devbroker HL_DEVBROKER_BROKERS=1
 
 # Writes an NDJSON object of n Patients and announces it on hl.landing.objects.
@@ -33,30 +32,11 @@ run_parser() { # group admin
   PARSER_PID=$!
   PIDS+=("$PARSER_PID")
 }
-ready_is() { [ "$(http_status GET "http://$1/readyz")" = 200 ]; }
-# Sends SIGTERM and waits up to $2 s; sets RC (exit status, or "hung") and ELAPSED_MS.
-stop_within() { # pid limit_s
-  local t0 end
-  t0=$(now_ms)
-  kill -TERM "$1"
-  end=$((SECONDS + $2))
-  while kill -0 "$1" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
-  ELAPSED_MS=$(($(now_ms) - t0))
-  if kill -0 "$1" 2>/dev/null; then
-    RC=hung
-    kill -KILL "$1"
-    wait "$1" 2>/dev/null
-  else
-    wait "$1"
-    RC=$?
-  fi
-  forget_pid "$1"
-}
 
 # 1. Control: broker up, the stop is clean.
 A1=127.0.0.1:$(free_port)
 run_parser it-pnb-a "$A1"
-wait_for 60 ready_is "$A1" || fail "hl-parser becomes ready"
+wait_for 60 admin_ready "$A1" || fail "hl-parser becomes ready"
 announce first 200
 wait_for 60 topic_has hl.fhir.raw 200 || fail "the 200 resources are parsed"
 stop_within "$PARSER_PID" 60
@@ -66,21 +46,8 @@ ok "control: broker up, SIGTERM -> status 0 in ${ELAPSED_MS} ms"
 # 2. The broker is killed (SIGKILL) under a parser that consumed input it has not committed.
 A2=127.0.0.1:$(free_port)
 run_parser it-pnb-b "$A2"
-wait_for 60 ready_is "$A2" || fail "a second hl-parser becomes ready"
+wait_for 60 admin_ready "$A2" || fail "a second hl-parser becomes ready"
 announce second 200
 wait_for 60 topic_has hl.fhir.raw 600 || fail "both objects are parsed by the second parser"
-kill -KILL "$DEVBROKER_PID"
-wait "$DEVBROKER_PID" 2>/dev/null
-forget_pid "$DEVBROKER_PID"
-ok "hl-devbroker killed with SIGKILL"
-LIMIT=$((DRAIN_S + CLOSE_S + SLACK_S))
-stop_within "$PARSER_PID" $((LIMIT + 30))
-[ "$RC" != hung ] || fail "hl-parser exits after SIGTERM with no broker (still running after $((LIMIT + 30)) s)"
-[ "$ELAPSED_MS" -le $((LIMIT * 1000)) ] ||
-  fail "hl-parser exits within drain + close + ${SLACK_S} s = ${LIMIT} s (took ${ELAPSED_MS} ms)"
-ok "no broker: hl-parser exited ${ELAPSED_MS} ms after SIGTERM (bound ${LIMIT} s)"
-[ "$RC" = 3 ] || fail "exit status is 3 (stopped at the close deadline), not $RC"
-ok "exit status 3: stopped at the close deadline, the uncommitted input is delivered again"
-grep -q 'close deadline passed' "$TMP/parser.err" || fail "the deadline is logged"
-ok "the abandoned close is logged"
+stop_without_broker hl-parser "$PARSER_PID" "$TMP/parser.err" "$DRAIN_S" "$CLOSE_S"
 done_testing
