@@ -142,12 +142,11 @@ def c_fold_tables(root):
     return single, multi, {chr(c) for c in range(0x300, 0x370)}
 
 def gateway_reads(root):
-    """{table: columns} that hl-api-gateway's Snowflake store reads (fhirtypes.c, store_snowflake.c)."""
+    """{table: columns} that hl-api-gateway's Snowflake store reads (fhirtypes.c, store_snowflake.c, sqlgen.c)."""
     gw = os.path.join(root, 'workers', 'api-gateway')
     with open(os.path.join(gw, 'fhirtypes.c'), encoding='utf-8') as f:
         ft = f.read()
-    with open(os.path.join(gw, 'store_snowflake.c'), encoding='utf-8') as f:
-        st = re.sub(r'"\s*\n\s*"', '', f.read())
+    st = re.sub(r'"\s*\n\s*"', '', gateway_sql_sources(root))
     row = r'\{"[^"]+",\s*HL_SP_(\w+),\s*HL_SP_(\w+),\s*"([\w-]+)",\s*(?:NULL|"(\w+)"),\s*(?:NULL|"[^"]*"|\w+),\s*(?:NULL|"\w+"),\s*(true|false)'
     blocks = {m.group(1): m.group(2) for m in re.finditer(r'hl_api_param_def (\w+)\[\] = \{(.*?)\n\};', ft, re.S)}
     common = set(re.search(r'"SELECT (t\.\w+(?:, t\.\w+)*), "', st).group(1).replace('t.', '').split(', '))
@@ -168,7 +167,7 @@ def gateway_reads(root):
     side = {'curated_token': r'" AND (system|code) = "', 'curated_string': r'"\(?(value) (?:LIKE|<|>=) "'}
     for t, rx in side.items():
         need[t] = {'tenant', 'type', 'id', 'param'} | set(re.findall(rx, st))
-    for m in re.finditer(r'"SELECT ((?:\w+, )*\w+) FROM "\)[;,]?\s*(?:put\(&b, [^;]*;\s*)?table\(&?\w+, [\w>-]+, "(\w+)"\)', st):
+    for m in re.finditer(r'"SELECT ((?:\w+, )*\w+) FROM "\)[;,]?\s*(?:hl_sqlb_put\(&b, [^;]*;\s*)?hl_sqlb_table\(&?\w+, "(\w+)"\)', st):
         tail = st[m.end():m.end() + 400].split('run_stmt')[0]
         cols = set(m.group(1).split(', ')) | set(re.findall(r'" (?:WHERE|AND) (\w+) = "', tail))
         for o in re.findall(r'ORDER BY ((?:\w+, )*\w+)', tail):
@@ -176,11 +175,19 @@ def gateway_reads(root):
         need.setdefault(m.group(2), set()).update(cols)
     return need
 
+def gateway_sql_sources(root):
+    """The C sources of the Snowflake store's SQL: store_snowflake.c and the
+    search SQL it shares with the SQLite store (sqlgen.c)."""
+    gw = os.path.join(root, 'workers', 'api-gateway')
+    text = ''
+    for name in ('store_snowflake.c', 'sqlgen.c'):
+        with open(os.path.join(gw, name), encoding='utf-8') as f:
+            text += f.read() + '\n'
+    return text
+
 def gateway_udfs(root):
-    """Names of the SQL functions store_snowflake.c calls (HL_LO, HL_HI)."""
-    with open(os.path.join(root, 'workers', 'api-gateway', 'store_snowflake.c'), encoding='utf-8') as f:
-        st = f.read()
-    return set(re.findall(r'"[^"\n]*\b(HL_[A-Z0-9_]+)\(', st))
+    """Names of the SQL functions the Snowflake store calls (HL_LO, HL_HI)."""
+    return set(re.findall(r'"[^"\n]*\b(HL_[A-Z0-9_]+)\(', gateway_sql_sources(root)))
 
 
 

@@ -351,6 +351,18 @@ def main():
         wf = {pid for pid, r in truth[o1]["Patient"].items()
               if any(norm(n.get("family", "")).startswith(norm(pre)) for n in r.get("name", []))}
         check(ids2 is not None and set(ids2) == wf, "Patient?family= prefix")
+        # :contains: anywhere in a name part; LIKE wildcards in the value are plain characters.
+        def name_parts(r):
+            return [norm(x) for n in r.get("name", [])
+                    for x in [n.get("family", "")] + n.get("given", []) + n.get("prefix", []) + n.get("suffix", [])]
+        mid = norm(fam)[1:4]
+        wc = {pid for pid, r in truth[o1]["Patient"].items() if any(mid in x for x in name_parts(r))}
+        ids3, _, _ = api.all_pages(f"/v1/fhir/Patient?name:contains={urllib.parse.quote(mid.upper())}&_count=100", tok)
+        check(ids3 is not None and set(ids3) == wc and len(wc) >= 1, f"Patient?name:contains={mid.upper()}: {len(wc)}")
+        for wild in ["%", "_", "!", "\\"]:
+            nwild = sum(1 for r in truth[o1]["Patient"].values() if any(wild in x for x in name_parts(r)))
+            s, _, b = api.json(f"/v1/fhir/Patient?name:contains={urllib.parse.quote(wild)}&_summary=count", tok)
+            check(s == 200 and b["total"] == nwild, f"name:contains={wild} is literal: {b.get('total')} (want {nwild})")
         s, _, b = api.json("/v1/fhir/Patient?gender=male,female&_summary=count", tok)
         check(b["total"] == sum(1 for r in truth[o1]["Patient"].values() if r.get("gender") in ("male", "female")),
               "gender=male,female")

@@ -118,3 +118,33 @@ json_t *hl_api_job_rejection(const char *type, const char *id, const char *sourc
                    "diagnostics", detail, "record", "type", type, "id", id, "source", source, "line",
                    (json_int_t)line);
 }
+
+/* ---- Pages ------------------------------------------------------------------------------ */
+
+int hl_api_page_begin(hl_api_result *res, const hl_api_search *q) {
+  res->rows = calloc((size_t)q->count + 1, sizeof *res->rows);
+  return res->rows ? 0 : -ENOMEM;
+}
+
+bool hl_api_page_full(hl_api_result *res, const hl_api_search *q) {
+  if (res->nrows < (size_t)q->count)
+    return false;
+  if (q->cursor.dir < 0)
+    res->more_before = true;
+  else
+    res->more_after = true;
+  return true;
+}
+
+void hl_api_page_end(hl_api_result *res, const hl_api_search *q) {
+  if (q->cursor.dir < 0) {
+    for (size_t i = 0; i < res->nrows / 2; i++) {
+      hl_api_row tmp = res->rows[i];
+      res->rows[i] = res->rows[res->nrows - 1 - i];
+      res->rows[res->nrows - 1 - i] = tmp;
+    }
+    res->more_after = true;
+  } else if (q->cursor.dir > 0) {
+    res->more_before = true;
+  }
+}

@@ -46,6 +46,18 @@ typedef struct hl_api_result {
 } hl_api_result;
 
 void hl_api_result_clear(hl_api_result *r);
+
+/*
+ * Filling one page of a search from rows that come in scan order, count + 1
+ * at most (sqlgen.h): hl_api_page_begin allocates the rows; before each row,
+ * hl_api_page_full tells whether the page already holds count (the extra
+ * row only says that more follow: more_after, or more_before when paging
+ * backwards); hl_api_page_end puts a backward page back in sort order and
+ * sets the flag of the side the cursor came from.
+ */
+int hl_api_page_begin(hl_api_result *res, const hl_api_search *q);
+bool hl_api_page_full(hl_api_result *res, const hl_api_search *q);
+void hl_api_page_end(hl_api_result *res, const hl_api_search *q);
 /* Frees one row's strings (their one block) and zeroes the row. */
 void hl_api_row_clear(hl_api_row *r);
 

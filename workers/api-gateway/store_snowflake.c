@@ -27,9 +27,9 @@
 #include "hl/error.h"
 #include "hl/log.h"
 #include "hl/snowflake.h"
+#include "sqlgen.h"
 #include "store.h"
 
-#define MAX_BINDS 512
 
 /* ---- Response cache ------------------------------------------------------------- */
 
@@ -156,78 +156,19 @@ typedef struct sf_store {
   char reason[256];
 } sf_store;
 
-/* A statement under construction: SQL text and its bindings (values owned here). */
-typedef struct sqlb {
-  hl_buf sql;
-  hl_snowflake_bind binds[MAX_BINDS];
-  char *vals[MAX_BINDS];
-  int nbinds;
-  int err;
-} sqlb;
-
-static void sqlb_init(sqlb *b) {
-  memset(b, 0, sizeof *b);
-  hl_buf_init(&b->sql, 1 << 20);
-}
-
-static void sqlb_free(sqlb *b) {
-  for (int i = 0; i < b->nbinds; i++)
-    free(b->vals[i]);
-  hl_buf_free(&b->sql);
-}
-
-static void put(sqlb *b, const char *s) {
-  if (!b->err && hl_buf_puts(&b->sql, s) < 0)
-    b->err = -ENOMEM;
-}
-
-static void bind_val(sqlb *b, hl_snowflake_type type, const char *v) {
-  if (b->err)
-    return;
-  if (b->nbinds >= MAX_BINDS) {
-    b->err = HL_ELIMIT;
-    return;
-  }
-  char *copy = v ? strdup(v) : NULL;
-  if (v && !copy) {
-    b->err = -ENOMEM;
-    return;
-  }
-  b->vals[b->nbinds] = copy;
-  b->binds[b->nbinds] = (hl_snowflake_bind){.type = type, .value = copy};
-  b->nbinds++;
-  put(b, "?");
-}
-static void bind_text(sqlb *b, const char *s) { bind_val(b, HL_SF_TEXT, s); }
-static void bind_int(sqlb *b, int64_t v) {
-  char t[32];
-  snprintf(t, sizeof t, "%" PRId64, v);
-  bind_val(b, HL_SF_FIXED, t);
-}
-static void bind_double(sqlb *b, double v) {
-  char t[40];
-  snprintf(t, sizeof t, "%.17g", v);
-  bind_val(b, HL_SF_REAL, t);
-}
-
-/* "<schema>.<table>" of the curated (or jobs) schema. */
-static void table(sqlb *b, const char *schema, const char *t) {
-  put(b, schema), put(b, "."), put(b, t);
-}
-
-/* SHA-256 over tenant, SQL and every binding (type and value, NULL distinct from ""). */
-static void stmt_key(const char *tenant, const sqlb *b, unsigned char out[32]) {
+/* SHA-256 over tenant, SQL and every binding (kind and value, NULL distinct from ""). */
+static void stmt_key(const char *tenant, const hl_sqlb *b, unsigned char out[32]) {
   EVP_MD_CTX *md = EVP_MD_CTX_new();
   unsigned int n = 0;
   EVP_DigestInit_ex(md, EVP_sha256(), NULL);
   EVP_DigestUpdate(md, tenant, strlen(tenant) + 1);
   EVP_DigestUpdate(md, b->sql.data, b->sql.len + 1);
-  for (int i = 0; i < b->nbinds; i++) {
-    unsigned char t = (unsigned char)b->binds[i].type, nul = b->binds[i].value ? 1 : 0;
+  for (int i = 0; i < b->n; i++) {
+    unsigned char t = (unsigned char)b->v[i].kind, nul = b->v[i].text ? 1 : 0;
     EVP_DigestUpdate(md, &t, 1);
     EVP_DigestUpdate(md, &nul, 1);
-    if (b->binds[i].value)
-      EVP_DigestUpdate(md, b->binds[i].value, strlen(b->binds[i].value) + 1);
+    if (b->v[i].text)
+      EVP_DigestUpdate(md, b->v[i].text, strlen(b->v[i].text) + 1);
   }
   EVP_DigestFinal_ex(md, out, &n);
   EVP_MD_CTX_free(md);
@@ -280,7 +221,7 @@ static void stmt_done(void *ud, int rc, hl_snowflake_result *res, const hl_snowf
  * when a fresh entry exists (cb runs before the call returns), else on the
  * loop. cb runs exactly once; res is valid during cb only.
  */
-static void run_stmt(sf_store *s, const char *tenant, sqlb *b, stmt_fn cb, void *ud) {
+static void run_stmt(sf_store *s, const char *tenant, hl_sqlb *b, stmt_fn cb, void *ud) {
   if (b->err) {
     cb(ud, b->err == HL_ELIMIT ? HL_EFATAL : b->err, NULL);
     return;
@@ -304,7 +245,12 @@ static void run_stmt(sf_store *s, const char *tenant, sqlb *b, stmt_fn cb, void 
   memcpy(sc->key, key, 32);
   sc->cb = cb;
   sc->ud = ud;
-  hl_snowflake_stmt st = {.sql = b->sql.data, .binds = b->binds, .nbinds = (size_t)b->nbinds};
+  static const hl_snowflake_type types[] = {[HL_SQLV_TEXT] = HL_SF_TEXT, [HL_SQLV_INT] = HL_SF_FIXED,
+                                            [HL_SQLV_REAL] = HL_SF_REAL};
+  hl_snowflake_bind binds[HL_SQL_MAX_BINDS];
+  for (int i = 0; i < b->n; i++)
+    binds[i] = (hl_snowflake_bind){.type = types[b->v[i].kind], .value = b->v[i].text};
+  hl_snowflake_stmt st = {.sql = b->sql.data, .binds = binds, .nbinds = (size_t)b->n};
   int rc = hl_snowflake_async_exec(s->a, &st, stmt_done, sc);
   if (rc < 0) {
     free(sc->tenant);
@@ -333,14 +279,6 @@ static int take_row(const hl_snowflake_result *res, size_t i, hl_api_row *r, boo
     v[4] = "";
   n[4] = v[4] ? strlen(v[4]) : 0;
   return hl_api_row_set(r, v, n, key_is_int, key_is_int && k ? strtoll(k, NULL, 10) : 0);
-}
-
-static void select_cols(sqlb *b, const hl_api_type_def *t, const char *key) {
-  put(b, "SELECT t.id, t.version_id, t.last_updated, t.resource, "), put(b, key), put(b, ", ");
-  if (t->patient_col)
-    put(b, "t."), put(b, t->patient_col);
-  else
-    put(b, "NULL");
 }
 
 /* ---- Read ----------------------------------------------------------------------- */
@@ -405,202 +343,17 @@ static void sf_read(hl_api_store *base, const char *tenant, const hl_api_type_de
   op *o = op_new(s, tenant, done, NULL, ud);
   if (!o)
     return;
-  sqlb b;
-  sqlb_init(&b);
-  select_cols(&b, t, "t.id");
-  put(&b, " FROM "), table(&b, s->schema, t->table), put(&b, " t WHERE t.tenant = "), bind_text(&b, tenant);
-  put(&b, " AND t.id = "), bind_text(&b, id);
+  hl_sqlb b;
+  hl_sqlb_init(&b, s->schema, true);
+  hl_sql_select_cols(&b, t, "t.id");
+  hl_sqlb_put(&b, " FROM "), hl_sqlb_table(&b, t->table), hl_sqlb_put(&b, " t WHERE t.tenant = ");
+  hl_sqlb_text(&b, tenant);
+  hl_sqlb_put(&b, " AND t.id = "), hl_sqlb_text(&b, id);
   run_stmt(s, tenant, &b, read_done, o);
-  sqlb_free(&b);
+  hl_sqlb_free(&b);
 }
 
 /* ---- Search --------------------------------------------------------------------- */
-
-static void date_pred(sqlb *b, const char *lo, const char *hi, const hl_api_value *v) {
-  /* The value's range [v->lo, v->hi) against the target's [lo, hi), by prefix, as store_sqlite.c. */
-  switch (v->prefix) {
-  case HL_PFX_EQ:
-  case HL_PFX_NE:
-    put(b, v->prefix == HL_PFX_NE ? "NOT (" : "(");
-    put(b, lo), put(b, " >= "), bind_int(b, v->lo), put(b, " AND "), put(b, hi), put(b, " <= "), bind_int(b, v->hi);
-    put(b, ")");
-    break;
-  case HL_PFX_GT:
-    put(b, hi), put(b, " > "), bind_int(b, v->hi);
-    break;
-  case HL_PFX_LT:
-    put(b, lo), put(b, " < "), bind_int(b, v->lo);
-    break;
-  case HL_PFX_GE:
-  case HL_PFX_LE: {
-    bool ge = v->prefix == HL_PFX_GE;
-    put(b, "("), put(b, ge ? hi : lo), put(b, ge ? " > " : " < "), bind_int(b, ge ? v->hi : v->lo);
-    put(b, " OR ("), put(b, lo), put(b, " >= "), bind_int(b, v->lo), put(b, " AND "), put(b, hi), put(b, " <= ");
-    bind_int(b, v->hi), put(b, "))");
-    break;
-  }
-  case HL_PFX_SA:
-    put(b, lo), put(b, " >= "), bind_int(b, v->hi);
-    break;
-  case HL_PFX_EB:
-    put(b, hi), put(b, " <= "), bind_int(b, v->lo);
-    break;
-  }
-}
-
-static void quantity_pred(sqlb *b, const char *col, const hl_api_value *v) {
-  static const char *const ops[] = {[HL_PFX_GT] = " > ", [HL_PFX_SA] = " > ", [HL_PFX_LT] = " < ",
-                                    [HL_PFX_EB] = " < ", [HL_PFX_GE] = " >= ", [HL_PFX_LE] = " <= "};
-  put(b, "(");
-  if (v->prefix == HL_PFX_EQ || v->prefix == HL_PFX_NE) {
-    put(b, v->prefix == HL_PFX_NE ? "NOT (" : "(");
-    put(b, col), put(b, " >= "), bind_double(b, v->num_lo), put(b, " AND "), put(b, col), put(b, " < ");
-    bind_double(b, v->num_hi), put(b, ")");
-  } else {
-    put(b, col), put(b, ops[v->prefix]), bind_double(b, v->num);
-  }
-  if (v->unit)
-    put(b, " AND t.value_unit = "), bind_text(b, v->unit);
-  put(b, ")");
-}
-
-/* LIKE pattern of a substring: % _ and \ escaped. */
-static char *like_contains(const char *s) {
-  size_t n = strlen(s);
-  char *p = malloc(2 * n + 3), *o = p;
-  if (!p)
-    return NULL;
-  *o++ = '%';
-  for (; *s; s++) {
-    if (*s == '%' || *s == '_' || *s == '\\')
-      *o++ = '\\';
-    *o++ = *s;
-  }
-  *o++ = '%';
-  *o = 0;
-  return p;
-}
-
-/* 4-byte UTF-8 maximum: text || U+10FFFF bounds every string that starts with text. */
-static const char utf8_max[] = "\xf4\x8f\xbf\xbf";
-
-static void side_sql(sf_store *s, sqlb *b, const char *tenant, const hl_api_type_def *t, const hl_api_clause *c,
-                     bool negate) {
-  const hl_api_param_def *d = c->def;
-  bool tok = d->store == HL_SP_SIDE_TOKEN;
-  put(b, negate ? "t.id NOT IN (SELECT id FROM " : "t.id IN (SELECT id FROM ");
-  table(b, s->schema, tok ? "curated_token" : "curated_string");
-  put(b, " WHERE tenant = "), bind_text(b, tenant), put(b, " AND type = "), bind_text(b, t->type);
-  put(b, " AND param = "), bind_text(b, d->col);
-}
-
-static void clause_sql(sf_store *s, sqlb *b, const char *tenant, const hl_api_type_def *t, const hl_api_clause *c) {
-  const hl_api_param_def *d = c->def;
-  char col[96];
-  snprintf(col, sizeof col, "t.%s", d->col);
-  if (c->modifier == HL_MOD_MISSING) {
-    bool missing = c->values[0].missing;
-    if (d->store == HL_SP_COLUMN) {
-      put(b, col), put(b, missing ? " IS NULL" : " IS NOT NULL");
-    } else {
-      side_sql(s, b, tenant, t, c, missing);
-      put(b, ")");
-    }
-    return;
-  }
-  if (d->store == HL_SP_SIDE_TOKEN || d->store == HL_SP_SIDE_STRING) {
-    bool tok = d->store == HL_SP_SIDE_TOKEN;
-    side_sql(s, b, tenant, t, c, c->modifier == HL_MOD_NOT);
-    put(b, " AND (");
-    for (size_t i = 0; i < c->nvalues; i++) {
-      const hl_api_value *v = &c->values[i];
-      if (i)
-        put(b, " OR ");
-      if (tok) {
-        put(b, "(1 = 1");
-        if (v->system)
-          put(b, " AND system = "), bind_text(b, v->system);
-        if (v->text)
-          put(b, " AND code = "), bind_text(b, v->text);
-        put(b, ")");
-      } else if (c->modifier == HL_MOD_CONTAINS) {
-        char *pat = like_contains(v->text);
-        if (!pat)
-          b->err = -ENOMEM;
-        put(b, "value LIKE "), bind_text(b, pat), put(b, " ESCAPE '\\'");
-        free(pat);
-      } else {
-        char *hi = malloc(strlen(v->text) + sizeof utf8_max);
-        if (!hi)
-          b->err = -ENOMEM;
-        else
-          strcat(strcpy(hi, v->text), utf8_max);
-        put(b, "(value >= "), bind_text(b, v->text), put(b, " AND value < "), bind_text(b, hi), put(b, ")");
-        free(hi);
-      }
-    }
-    put(b, "))");
-    return;
-  }
-  put(b, c->modifier == HL_MOD_NOT ? "NOT coalesce((" : "(");
-  for (size_t i = 0; i < c->nvalues; i++) {
-    const hl_api_value *v = &c->values[i];
-    if (i)
-      put(b, " OR ");
-    switch (d->kind) {
-    case HL_SP_TOKEN: {
-      bool is_id = !strcmp(d->name, "_id");
-      if (v->system && !is_id && !(d->system && !strcmp(v->system, d->system)))
-        put(b, "1 = 0");
-      else if (v->text)
-        put(b, col), put(b, " = "), bind_text(b, v->text);
-      else
-        put(b, col), put(b, " IS NOT NULL");
-      break;
-    }
-    case HL_SP_REFERENCE:
-    case HL_SP_STRING:
-      put(b, col), put(b, " = "), bind_text(b, v->text);
-      break;
-    case HL_SP_DATE: {
-      char lo[128], hi[160];
-      snprintf(lo, sizeof lo, "HL_LO(%s)", col);
-      if (d->col_end)
-        snprintf(hi, sizeof hi, "HL_HI(coalesce(t.%s, %s))", d->col_end, col);
-      else
-        snprintf(hi, sizeof hi, "HL_HI(%s)", col);
-      date_pred(b, lo, hi, v);
-      break;
-    }
-    case HL_SP_QUANTITY:
-      quantity_pred(b, col, v);
-      break;
-    }
-  }
-  put(b, c->modifier == HL_MOD_NOT ? "), FALSE)" : ")");
-}
-
-static void where_sql(sf_store *s, sqlb *b, const char *tenant, const hl_api_search *q) {
-  put(b, " WHERE t.tenant = "), bind_text(b, tenant);
-  for (size_t i = 0; i < q->nclauses; i++) {
-    put(b, " AND ");
-    clause_sql(s, b, tenant, q->type, &q->clauses[i]);
-  }
-  if (q->compartment_patient && q->type->patient_col)
-    put(b, " AND t."), put(b, q->type->patient_col), put(b, " = "), bind_text(b, q->compartment_patient);
-}
-
-static void sort_expr(const hl_api_search *q, char *out, size_t n, bool *is_int) {
-  *is_int = false;
-  if (!q->sort) {
-    snprintf(out, n, "t.id");
-  } else if (q->sort->kind == HL_SP_DATE) {
-    *is_int = true;
-    snprintf(out, n, "coalesce(HL_LO(t.%s), %lld)", q->sort->col, (long long)INT64_MIN);
-  } else {
-    snprintf(out, n, "coalesce(t.%s, '')", q->sort->col);
-  }
-}
 
 static void search_include(op *o);
 static void search_page(op *o);
@@ -631,58 +384,42 @@ static void include_done(void *ud, int rc, const hl_snowflake_result *res) {
 static void search_include(op *o) {
   const hl_api_search *q = o->q;
   const hl_api_type_def *pt = hl_api_type_find("Patient");
-  sqlb b;
-  sqlb_init(&b);
-  select_cols(&b, pt, "t.id");
-  put(&b, " FROM "), table(&b, o->s->schema, pt->table), put(&b, " t WHERE t.tenant = "), bind_text(&b, o->tenant);
-  put(&b, " AND t.id IN (");
+  hl_sqlb b;
+  hl_sqlb_init(&b, o->s->schema, true);
+  hl_sql_select_cols(&b, pt, "t.id");
+  hl_sqlb_put(&b, " FROM "), hl_sqlb_table(&b, pt->table), hl_sqlb_put(&b, " t WHERE t.tenant = ");
+  hl_sqlb_text(&b, o->tenant);
+  hl_sqlb_put(&b, " AND t.id IN (");
   size_t n = 0;
   for (size_t i = 0; i < o->res.nrows; i++) {
     const char *pid = o->res.rows[i].patient;
     if (!pid || (q->compartment_patient && strcmp(pid, q->compartment_patient)))
       continue;
     if (n++)
-      put(&b, ", ");
-    bind_text(&b, pid);
+      hl_sqlb_put(&b, ", ");
+    hl_sqlb_text(&b, pid);
   }
-  put(&b, ")");
+  hl_sqlb_put(&b, ")");
   if (n == 0) {
-    sqlb_free(&b);
+    hl_sqlb_free(&b);
     op_finish(o, 0);
     return;
   }
   run_stmt(o->s, o->tenant, &b, include_done, o);
-  sqlb_free(&b);
+  hl_sqlb_free(&b);
 }
 
 static void page_done(void *ud, int rc, const hl_snowflake_result *res) {
   op *o = ud;
   const hl_api_search *q = o->q;
-  bool before = q->cursor.dir < 0;
   size_t n = res ? hl_snowflake_result_rows(res) : 0;
-  if (rc == 0 && !(o->res.rows = calloc((size_t)q->count + 1, sizeof *o->res.rows)))
-    rc = -ENOMEM;
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    if (o->res.nrows == (size_t)q->count) {
-      if (before)
-        o->res.more_before = true;
-      else
-        o->res.more_after = true;
-      break;
-    }
+  if (rc == 0)
+    rc = hl_api_page_begin(&o->res, q);
+  for (size_t i = 0; i < n && rc == 0 && !hl_api_page_full(&o->res, q); i++)
     if ((rc = take_row(res, i, &o->res.rows[o->res.nrows], o->key_is_int)) == 0)
       o->res.nrows++;
-  }
-  if (rc == 0 && before) {
-    for (size_t i = 0; i < o->res.nrows / 2; i++) {
-      hl_api_row tmp = o->res.rows[i];
-      o->res.rows[i] = o->res.rows[o->res.nrows - 1 - i];
-      o->res.rows[o->res.nrows - 1 - i] = tmp;
-    }
-    o->res.more_after = true;
-  } else if (rc == 0 && q->cursor.dir > 0) {
-    o->res.more_before = true;
-  }
+  if (rc == 0)
+    hl_api_page_end(&o->res, q);
   if (rc == 0 && q->include_patient)
     search_include(o);
   else
@@ -690,34 +427,11 @@ static void page_done(void *ud, int rc, const hl_snowflake_result *res) {
 }
 
 static void search_page(op *o) {
-  const hl_api_search *q = o->q;
-  sqlb b;
-  sqlb_init(&b);
-  char sk[160];
-  sort_expr(q, sk, sizeof sk, &o->key_is_int);
-  bool before = q->cursor.dir < 0, desc = q->sort_desc != before;
-  select_cols(&b, q->type, sk);
-  put(&b, " FROM "), table(&b, o->s->schema, q->type->table), put(&b, " t");
-  where_sql(o->s, &b, o->tenant, q);
-  if (q->cursor.dir) {
-    const char *opr = desc ? " < " : " > ";
-    for (int k = 0; k < 2; k++) {
-      put(&b, k ? " OR (" : " AND ("), put(&b, sk), put(&b, k ? " = " : opr);
-      if (q->cursor.key_is_int)
-        bind_int(&b, q->cursor.key_int);
-      else
-        bind_text(&b, q->cursor.key_text ? q->cursor.key_text : "");
-    }
-    put(&b, " AND t.id"), put(&b, opr), bind_text(&b, q->cursor.id), put(&b, "))");
-  }
-  if (q->sort)
-    put(&b, " ORDER BY "), put(&b, sk), put(&b, desc ? " DESC" : " ASC"), put(&b, ", t.id");
-  else
-    put(&b, " ORDER BY t.id");
-  put(&b, desc ? " DESC" : " ASC");
-  put(&b, " LIMIT "), bind_int(&b, (int64_t)q->count + 1);
+  hl_sqlb b;
+  hl_sqlb_init(&b, o->s->schema, true);
+  hl_sql_search_page(&b, o->tenant, o->q, &o->key_is_int);
   run_stmt(o->s, o->tenant, &b, page_done, o);
-  sqlb_free(&b);
+  hl_sqlb_free(&b);
 }
 
 static void count_done(void *ud, int rc, const hl_snowflake_result *res) {
@@ -739,12 +453,11 @@ static void sf_search(hl_api_store *base, const char *tenant, const hl_api_searc
   if (!o)
     return;
   o->q = q;
-  sqlb b;
-  sqlb_init(&b);
-  put(&b, "SELECT count(*) FROM "), table(&b, s->schema, q->type->table), put(&b, " t");
-  where_sql(s, &b, tenant, q);
+  hl_sqlb b;
+  hl_sqlb_init(&b, s->schema, true);
+  hl_sql_search_count(&b, tenant, q);
   run_stmt(s, tenant, &b, count_done, o);
-  sqlb_free(&b);
+  hl_sqlb_free(&b);
 }
 
 /* ---- Jobs ----------------------------------------------------------------------- */
@@ -802,14 +515,14 @@ static void jobs_done(void *ud, int rc, const hl_snowflake_result *res) {
     job_finish(o, rc);
     return;
   }
-  sqlb b;
-  sqlb_init(&b);
-  put(&b, "SELECT type, id, source, line, code, detail FROM "), table(&b, o->s->jobs_schema, "load_reject");
-  put(&b, " WHERE tenant = "), bind_text(&b, o->tenant), put(&b, " AND job = ");
-  bind_text(&b, json_string_value(json_object_get(o->job, "id")));
-  put(&b, " ORDER BY source, line LIMIT 100");
+  hl_sqlb b;
+  hl_sqlb_init(&b, o->s->jobs_schema, true);
+  hl_sqlb_put(&b, "SELECT type, id, source, line, code, detail FROM "), hl_sqlb_table(&b, "load_reject");
+  hl_sqlb_put(&b, " WHERE tenant = "), hl_sqlb_text(&b, o->tenant), hl_sqlb_put(&b, " AND job = ");
+  hl_sqlb_text(&b, json_string_value(json_object_get(o->job, "id")));
+  hl_sqlb_put(&b, " ORDER BY source, line LIMIT 100");
   run_stmt(o->s, o->tenant, &b, rejects_done, o);
-  sqlb_free(&b);
+  hl_sqlb_free(&b);
 }
 
 static void sf_job(hl_api_store *base, const char *tenant, const char *job, hl_api_job_fn done, void *ud) {
@@ -821,15 +534,15 @@ static void sf_job(hl_api_store *base, const char *tenant, const char *job, hl_a
     job_finish(o, -ENOMEM);
     return;
   }
-  sqlb b;
-  sqlb_init(&b);
-  put(&b, "SELECT uri, state, received, valid, rejected, loaded, parse_rejected, validate_rejected, "
-          "load_rejected, error_code, error_detail, created_at, updated_at FROM ");
-  table(&b, s->jobs_schema, "jobs");
-  put(&b, " WHERE tenant = "), bind_text(&b, tenant), put(&b, " AND job = "), bind_text(&b, job);
-  put(&b, " ORDER BY uri");
+  hl_sqlb b;
+  hl_sqlb_init(&b, s->jobs_schema, true);
+  hl_sqlb_put(&b, "SELECT uri, state, received, valid, rejected, loaded, parse_rejected, validate_rejected, "
+                  "load_rejected, error_code, error_detail, created_at, updated_at FROM ");
+  hl_sqlb_table(&b, "jobs");
+  hl_sqlb_put(&b, " WHERE tenant = "), hl_sqlb_text(&b, tenant), hl_sqlb_put(&b, " AND job = "), hl_sqlb_text(&b, job);
+  hl_sqlb_put(&b, " ORDER BY uri");
   run_stmt(s, tenant, &b, jobs_done, o);
-  sqlb_free(&b);
+  hl_sqlb_free(&b);
 }
 
 /* ---- Readiness, lifecycle ------------------------------------------------------- */

@@ -12,7 +12,6 @@
  * are no readers, run on the loop thread before the call returns.
  */
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -22,10 +21,10 @@
 #include "hl/buf.h"
 #include "hl/error.h"
 #include "hl/log.h"
+#include "sqlgen.h"
 #include "store.h"
 
 #define CACHE_MAX 64
-#define MAX_BINDS 512
 #define JOB_MAX_ISSUES 100
 
 typedef struct cached {
@@ -42,57 +41,6 @@ typedef struct sq_conn {
   uint64_t tick;
   sqlite3_stmt *read_st[32]; /* per type index: the read of one resource */
 } sq_conn;
-
-typedef struct bindv {
-  int kind; /* 0 text, 1 int, 2 double */
-  const char *s;
-  int64_t i;
-  double d;
-} bindv;
-
-typedef struct sqlb {
-  hl_buf sql;
-  bindv binds[MAX_BINDS];
-  int nbinds;
-  int err;
-} sqlb;
-
-static void put(sqlb *b, const char *s) {
-  if (!b->err && hl_buf_puts(&b->sql, s) < 0)
-    b->err = -ENOMEM;
-}
-
-/* Appends "?N" for a new bound value. */
-static void bind_text(sqlb *b, const char *s) {
-  if (b->nbinds >= MAX_BINDS) {
-    b->err = HL_ELIMIT;
-    return;
-  }
-  b->binds[b->nbinds] = (bindv){.kind = 0, .s = s};
-  b->nbinds++;
-  if (!b->err && hl_buf_printf(&b->sql, "?%d", b->nbinds + 1) < 0)
-    b->err = -ENOMEM;
-}
-static void bind_int(sqlb *b, int64_t v) {
-  if (b->nbinds >= MAX_BINDS) {
-    b->err = HL_ELIMIT;
-    return;
-  }
-  b->binds[b->nbinds] = (bindv){.kind = 1, .i = v};
-  b->nbinds++;
-  if (!b->err && hl_buf_printf(&b->sql, "?%d", b->nbinds + 1) < 0)
-    b->err = -ENOMEM;
-}
-static void bind_double(sqlb *b, double v) {
-  if (b->nbinds >= MAX_BINDS) {
-    b->err = HL_ELIMIT;
-    return;
-  }
-  b->binds[b->nbinds] = (bindv){.kind = 2, .d = v};
-  b->nbinds++;
-  if (!b->err && hl_buf_printf(&b->sql, "?%d", b->nbinds + 1) < 0)
-    b->err = -ENOMEM;
-}
 
 /* ---- SQL functions: the [lo, hi) range of a FHIR date in ms --------------------------- */
 
@@ -178,21 +126,28 @@ static sqlite3_stmt *prepare(sq_conn *s, const char *sql, int *rc) {
   return st;
 }
 
-static int bind_all(sqlite3_stmt *st, const char *tenant, const sqlb *b) {
-  if (sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC) != SQLITE_OK)
-    return HL_EFATAL;
-  for (int i = 0; i < b->nbinds; i++) {
+/* Binds a statement's values in order (texts stay owned by b until the step is done). */
+static int bind_all(sqlite3_stmt *st, const hl_sqlb *b) {
+  for (int i = 0; i < b->n; i++) {
     int rc;
-    const bindv *v = &b->binds[i];
-    if (v->kind == 0)
-      rc = sqlite3_bind_text(st, i + 2, v->s, -1, SQLITE_STATIC);
-    else if (v->kind == 1)
-      rc = sqlite3_bind_int64(st, i + 2, v->i);
+    const hl_sqlv *v = &b->v[i];
+    if (v->kind == HL_SQLV_INT)
+      rc = sqlite3_bind_int64(st, i + 1, v->i);
+    else if (v->kind == HL_SQLV_REAL)
+      rc = sqlite3_bind_double(st, i + 1, v->d);
     else
-      rc = sqlite3_bind_double(st, i + 2, v->d);
+      rc = sqlite3_bind_text(st, i + 1, v->text, -1, SQLITE_STATIC);
     if (rc != SQLITE_OK)
       return HL_EFATAL;
   }
+  return 0;
+}
+
+/* Binds ?1 and ?2 (tenant and id, tenant and job). */
+static int bind_pair(sqlite3_stmt *st, const char *a, const char *b) {
+  if (sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC) != SQLITE_OK)
+    return HL_EFATAL;
   return 0;
 }
 
@@ -242,8 +197,7 @@ static int read_one(sq_conn *s, const char *tenant, const hl_api_type_def *t, co
     }
     s->read_st[ti] = st;
   }
-  if (sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC) != SQLITE_OK ||
-      sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC) != SQLITE_OK) {
+  if (bind_pair(st, tenant, id) < 0) {
     sqlite3_reset(st);
     return HL_EFATAL;
   }
@@ -282,220 +236,14 @@ static int conn_read(sq_conn *s, const char *tenant, const hl_api_type_def *t, c
 
 /* ---- Search ----------------------------------------------------------------------------- */
 
-static void date_pred(sqlb *b, const char *lo, const char *hi, const hl_api_value *v) {
-  /* FHIR date prefixes on a target range [lo, hi) and the value's range [v->lo, v->hi). */
-#define LO() put(b, lo)
-#define HI() put(b, hi)
-  switch (v->prefix) {
-  case HL_PFX_EQ:
-  case HL_PFX_NE:
-    put(b, v->prefix == HL_PFX_NE ? "NOT (" : "(");
-    LO(), put(b, " >= "), bind_int(b, v->lo), put(b, " AND "), HI(), put(b, " <= "), bind_int(b, v->hi);
-    put(b, ")");
-    break;
-  case HL_PFX_GT:
-    HI(), put(b, " > "), bind_int(b, v->hi);
-    break;
-  case HL_PFX_LT:
-    LO(), put(b, " < "), bind_int(b, v->lo);
-    break;
-  case HL_PFX_GE:
-    put(b, "("), HI(), put(b, " > "), bind_int(b, v->hi), put(b, " OR ("), LO(), put(b, " >= "),
-        bind_int(b, v->lo), put(b, " AND "), HI(), put(b, " <= "), bind_int(b, v->hi), put(b, "))");
-    break;
-  case HL_PFX_LE:
-    put(b, "("), LO(), put(b, " < "), bind_int(b, v->lo), put(b, " OR ("), LO(), put(b, " >= "),
-        bind_int(b, v->lo), put(b, " AND "), HI(), put(b, " <= "), bind_int(b, v->hi), put(b, "))");
-    break;
-  case HL_PFX_SA:
-    LO(), put(b, " >= "), bind_int(b, v->hi);
-    break;
-  case HL_PFX_EB:
-    HI(), put(b, " <= "), bind_int(b, v->lo);
-    break;
-  }
-#undef LO
-#undef HI
-}
-
-static void quantity_pred(sqlb *b, const char *col, const hl_api_value *v) {
-  put(b, "(");
-  switch (v->prefix) {
-  case HL_PFX_EQ:
-  case HL_PFX_NE:
-    put(b, v->prefix == HL_PFX_NE ? "NOT (" : "(");
-    put(b, col), put(b, " >= "), bind_double(b, v->num_lo), put(b, " AND "), put(b, col),
-        put(b, " < "), bind_double(b, v->num_hi), put(b, ")");
-    break;
-  case HL_PFX_GT:
-  case HL_PFX_SA:
-    put(b, col), put(b, " > "), bind_double(b, v->num);
-    break;
-  case HL_PFX_LT:
-  case HL_PFX_EB:
-    put(b, col), put(b, " < "), bind_double(b, v->num);
-    break;
-  case HL_PFX_GE:
-    put(b, col), put(b, " >= "), bind_double(b, v->num);
-    break;
-  case HL_PFX_LE:
-    put(b, col), put(b, " <= "), bind_double(b, v->num);
-    break;
-  }
-  if (v->unit)
-    put(b, " AND t.value_unit = "), bind_text(b, v->unit);
-  put(b, ")");
-}
-
-/* 4-byte UTF-8 maximum: an upper bound above every string that starts with a prefix. */
-static const char utf8_max[] = "\xf4\x8f\xbf\xbf";
-
-static void clause_sql(sqlb *b, const hl_api_type_def *t, const hl_api_clause *c, hl_buf *scratch) {
-  const hl_api_param_def *d = c->def;
-  char col[96];
-  snprintf(col, sizeof col, "t.%s", d->col);
-  if (c->modifier == HL_MOD_MISSING) {
-    bool missing = c->values[0].missing;
-    if (d->store == HL_SP_COLUMN) {
-      put(b, col), put(b, missing ? " IS NULL" : " IS NOT NULL");
-    } else {
-      put(b, missing ? "t.id NOT IN" : "t.id IN");
-      put(b, d->store == HL_SP_SIDE_TOKEN ? " (SELECT id FROM curated_token" : " (SELECT id FROM curated_string");
-      put(b, " WHERE tenant = ?1 AND type = "), bind_text(b, t->type), put(b, " AND param = "),
-          bind_text(b, d->col), put(b, ")");
-    }
-    return;
-  }
-  if (d->store == HL_SP_SIDE_TOKEN || d->store == HL_SP_SIDE_STRING) {
-    bool tok = d->store == HL_SP_SIDE_TOKEN;
-    put(b, c->modifier == HL_MOD_NOT ? "t.id NOT IN" : "t.id IN");
-    put(b, tok ? " (SELECT id FROM curated_token" : " (SELECT id FROM curated_string");
-    put(b, " WHERE tenant = ?1 AND type = "), bind_text(b, t->type), put(b, " AND param = "),
-        bind_text(b, d->col), put(b, " AND (");
-    for (size_t i = 0; i < c->nvalues; i++) {
-      const hl_api_value *v = &c->values[i];
-      if (i)
-        put(b, " OR ");
-      if (tok) {
-        put(b, "(1");
-        if (v->system)
-          put(b, " AND system = "), bind_text(b, v->system);
-        if (v->text)
-          put(b, " AND code = "), bind_text(b, v->text);
-        put(b, ")");
-      } else if (c->modifier == HL_MOD_CONTAINS) {
-        put(b, "instr(value, "), bind_text(b, v->text), put(b, ") > 0");
-      } else {
-        /* Prefix match as a range, so the index on value serves it. */
-        size_t off = scratch->len;
-        if (hl_buf_puts(scratch, v->text) < 0 || hl_buf_append(scratch, utf8_max, 5) < 0) {
-          b->err = -ENOMEM;
-          return;
-        }
-        (void)off;
-        put(b, "(value >= "), bind_text(b, v->text), put(b, " AND value < ");
-        /* The upper bound is text||U+10FFFF, built in the search's scratch buffer below. */
-        b->binds[b->nbinds].kind = 0;
-        b->binds[b->nbinds].s = NULL; /* filled in search_sql from scratch */
-        if (b->nbinds >= MAX_BINDS) {
-          b->err = HL_ELIMIT;
-          return;
-        }
-        b->binds[b->nbinds].i = (int64_t)off; /* offset into scratch */
-        b->binds[b->nbinds].kind = 3;
-        b->nbinds++;
-        if (!b->err && hl_buf_printf(&b->sql, "?%d", b->nbinds + 1) < 0)
-          b->err = -ENOMEM;
-        put(b, ")");
-      }
-    }
-    put(b, "))");
-    return;
-  }
-  /* Columns of the curated table. */
-  put(b, c->modifier == HL_MOD_NOT ? "NOT coalesce((" : "(");
-  for (size_t i = 0; i < c->nvalues; i++) {
-    const hl_api_value *v = &c->values[i];
-    if (i)
-      put(b, " OR ");
-    switch (d->kind) {
-    case HL_SP_TOKEN: {
-      /* A system given must be the column's own system (ids have none to check). */
-      bool is_id = !strcmp(d->name, "_id");
-      if (v->system && !is_id && !(d->system && !strcmp(v->system, d->system)))
-        put(b, "0");
-      else if (v->text)
-        put(b, col), put(b, " = "), bind_text(b, v->text);
-      else
-        put(b, col), put(b, " IS NOT NULL");
-      break;
-    }
-    case HL_SP_REFERENCE:
-    case HL_SP_STRING:
-      put(b, col), put(b, " = "), bind_text(b, v->text);
-      break;
-    case HL_SP_DATE: {
-      char lo[128], hi[128];
-      snprintf(lo, sizeof lo, "hl_lo(%s)", col);
-      if (d->col_end)
-        snprintf(hi, sizeof hi, "hl_hi(coalesce(t.%s, %s))", d->col_end, col);
-      else
-        snprintf(hi, sizeof hi, "hl_hi(%s)", col);
-      date_pred(b, lo, hi, v);
-      break;
-    }
-    case HL_SP_QUANTITY:
-      quantity_pred(b, col, v);
-      break;
-    }
-  }
-  put(b, c->modifier == HL_MOD_NOT ? "), 0)" : ")");
-}
-
-/* The WHERE clause shared by the page and the count. */
-static void where_sql(sqlb *b, const hl_api_search *q, hl_buf *scratch) {
-  put(b, " WHERE t.tenant = ?1");
-  for (size_t i = 0; i < q->nclauses; i++) {
-    put(b, " AND ");
-    clause_sql(b, q->type, &q->clauses[i], scratch);
-  }
-  if (q->compartment_patient && q->type->patient_col) {
-    put(b, " AND t."), put(b, q->type->patient_col), put(b, " = "), bind_text(b, q->compartment_patient);
-  }
-}
-
-static void sort_expr(const hl_api_search *q, char *out, size_t n, bool *is_int) {
-  *is_int = false;
-  if (!q->sort) {
-    snprintf(out, n, "t.id");
-  } else if (q->sort->kind == HL_SP_DATE) {
-    *is_int = true;
-    snprintf(out, n, "coalesce(hl_lo(t.%s), %lld)", q->sort->col, (long long)INT64_MIN);
-  } else {
-    snprintf(out, n, "coalesce(t.%s, '')", q->sort->col);
-  }
-}
-
-static void fix_binds(sqlb *b, hl_buf *scratch) {
-  for (int i = 0; i < b->nbinds; i++)
-    if (b->binds[i].kind == 3) {
-      b->binds[i].kind = 0;
-      b->binds[i].s = scratch->data + b->binds[i].i;
-    }
-}
-
 static int run_count(sq_conn *s, const char *tenant, const hl_api_search *q, int64_t *total) {
-  sqlb b = {0};
-  hl_buf scratch;
-  hl_buf_init(&b.sql, 1 << 20);
-  hl_buf_init(&scratch, 1 << 20);
-  put(&b, "SELECT count(*) FROM "), put(&b, q->type->table), put(&b, " t");
-  where_sql(&b, q, &scratch);
+  hl_sqlb b;
+  hl_sqlb_init(&b, "", false);
+  hl_sql_search_count(&b, tenant, q);
   int rc = b.err;
   if (rc == 0) {
-    fix_binds(&b, &scratch);
     sqlite3_stmt *st = prepare(s, b.sql.data, &rc);
-    if (st && (rc = bind_all(st, tenant, &b)) == 0) {
+    if (st && (rc = bind_all(st, &b)) == 0) {
       int sr = sqlite3_step(st);
       if (sr == SQLITE_ROW)
         *total = sqlite3_column_int64(st, 0);
@@ -505,61 +253,21 @@ static int run_count(sq_conn *s, const char *tenant, const hl_api_search *q, int
         sqlite3_reset(st);
     }
   }
-  hl_buf_free(&b.sql);
-  hl_buf_free(&scratch);
+  hl_sqlb_free(&b);
   return rc;
 }
 
 static int run_page(sq_conn *s, const char *tenant, const hl_api_search *q, hl_api_result *res) {
-  sqlb b = {0};
-  hl_buf scratch;
-  hl_buf_init(&b.sql, 1 << 20);
-  hl_buf_init(&scratch, 1 << 20);
-  char sk[160];
+  hl_sqlb b;
+  hl_sqlb_init(&b, "", false);
   bool is_int;
-  sort_expr(q, sk, sizeof sk, &is_int);
-  bool before = q->cursor.dir < 0;
-  bool desc = q->sort_desc != before; /* the scan order */
-  hl_buf_printf(&b.sql, "SELECT t.id, t.version_id, t.last_updated, t.resource, %s, %s%s FROM %s t", sk,
-                q->type->patient_col ? "t." : "", q->type->patient_col ? q->type->patient_col : "NULL",
-                q->type->table);
-  where_sql(&b, q, &scratch);
-  if (q->cursor.dir) {
-    const char *op = desc ? "<" : ">";
-    put(&b, " AND ("), put(&b, sk), put(&b, " "), put(&b, op), put(&b, " ");
-    if (q->cursor.key_is_int)
-      bind_int(&b, q->cursor.key_int);
-    else
-      bind_text(&b, q->cursor.key_text ? q->cursor.key_text : "");
-    put(&b, " OR ("), put(&b, sk), put(&b, " = ");
-    if (q->cursor.key_is_int)
-      bind_int(&b, q->cursor.key_int);
-    else
-      bind_text(&b, q->cursor.key_text ? q->cursor.key_text : "");
-    put(&b, " AND t.id "), put(&b, op), put(&b, " "), bind_text(&b, q->cursor.id), put(&b, "))");
-  }
-  if (q->sort)
-    hl_buf_printf(&b.sql, " ORDER BY %s %s, t.id %s", sk, desc ? "DESC" : "ASC", desc ? "DESC" : "ASC");
-  else
-    hl_buf_printf(&b.sql, " ORDER BY t.id %s", desc ? "DESC" : "ASC");
-  put(&b, " LIMIT "), bind_int(&b, (int64_t)q->count + 1);
+  hl_sql_search_page(&b, tenant, q, &is_int);
   int rc = b.err;
   if (rc == 0) {
-    fix_binds(&b, &scratch);
     sqlite3_stmt *st = prepare(s, b.sql.data, &rc);
-    if (st && (rc = bind_all(st, tenant, &b)) == 0) {
-      res->rows = calloc((size_t)q->count + 1, sizeof *res->rows);
-      if (!res->rows)
-        rc = -ENOMEM;
+    if (st && (rc = bind_all(st, &b)) == 0 && (rc = hl_api_page_begin(res, q)) == 0) {
       int sr = SQLITE_ROW;
-      while (rc == 0 && (sr = sqlite3_step(st)) == SQLITE_ROW) {
-        if (res->nrows == (size_t)q->count) {
-          if (before)
-            res->more_before = true;
-          else
-            res->more_after = true;
-          break;
-        }
+      while (rc == 0 && (sr = sqlite3_step(st)) == SQLITE_ROW && !hl_api_page_full(res, q)) {
         rc = take_row(st, &res->rows[res->nrows], is_int);
         res->nrows++;
       }
@@ -569,18 +277,9 @@ static int run_page(sq_conn *s, const char *tenant, const hl_api_search *q, hl_a
         sqlite3_reset(st);
     }
   }
-  if (rc == 0 && before) {
-    for (size_t i = 0; i < res->nrows / 2; i++) {
-      hl_api_row tmp = res->rows[i];
-      res->rows[i] = res->rows[res->nrows - 1 - i];
-      res->rows[res->nrows - 1 - i] = tmp;
-    }
-    res->more_after = true;
-  } else if (rc == 0 && q->cursor.dir > 0) {
-    res->more_before = true;
-  }
-  hl_buf_free(&b.sql);
-  hl_buf_free(&scratch);
+  if (rc == 0)
+    hl_api_page_end(res, q);
+  hl_sqlb_free(&b);
   return rc;
 }
 
@@ -649,8 +348,7 @@ static int conn_job(sq_conn *s, const char *tenant, const char *job, json_t **jo
       "load_rejected, error_code, error_detail, created_at, updated_at FROM jobs "
       "WHERE tenant = ?1 AND job = ?2 ORDER BY uri",
       &rc);
-  sqlb bj = {.nbinds = 1, .binds = {{.kind = 0, .s = job}}};
-  if (!st || (rc = bind_all(st, tenant, &bj)) < 0)
+  if (!st || (rc = bind_pair(st, tenant, job)) < 0)
     goto out;
   out = json_pack("{s:s, s:[]}", "id", job, "objects");
   if (!out) {
@@ -681,7 +379,7 @@ static int conn_job(sq_conn *s, const char *tenant, const char *job, json_t **jo
                "SELECT type, id, source, line, code, detail FROM load_reject WHERE tenant = ?1 AND job = ?2 "
                "ORDER BY source, line LIMIT " "100",
                &rc);
-  if (!st || (rc = bind_all(st, tenant, &bj)) < 0)
+  if (!st || (rc = bind_pair(st, tenant, job)) < 0)
     goto out;
   json_t *issues = json_array();
   while ((sr = sqlite3_step(st)) == SQLITE_ROW) {
