@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "hl/admin.h"
+#include "hl/downstream.h"
 #include "hl/error.h"
 #include "hl/lag.h"
 #include "hl/log.h"
@@ -85,6 +86,7 @@ struct hl_worker {
   size_t nbatch;
 
   bool paused, draining_now;
+  hl_downstream *down; /* NULL: no downstream bound */
   _Atomic bool started, draining, fatal;
   _Atomic int stop;
   char fatal_reason[256]; /* written once before fatal is set */
@@ -431,11 +433,26 @@ int hl_worker_new(const hl_worker_opts *opts, const hl_processor *proc, hl_worke
     w->s_inflight_bytes = hl_metric_at(hl_metrics_gauge(
         m, "hl_worker_inflight_bytes", "Bytes of inputs consumed and not yet done.", NULL));
     w->s_paused = hl_metric_at(hl_metrics_gauge(
-        m, "hl_worker_paused", "1 while consumption is paused by the in-flight bound.", NULL));
+        m, "hl_worker_paused", "1 while consumption is paused by the in-flight or the downstream bound.",
+        NULL));
     w->s_retries = hl_metric_at(hl_metrics_counter(
         m, "hl_worker_retries_total", "Inputs processed again after a retriable error.", NULL));
   }
 
+  if (opts->downstream_group && *opts->downstream_group) {
+    hl_downstream_opts dopts = {.group = opts->downstream_group,
+                                .topic = opts->downstream_topic,
+                                .max_lag = opts->max_downstream_lag,
+                                .metrics = m,
+                                .lag_metric = "hl_worker_downstream_lag_messages",
+                                .waits_metric = "hl_worker_downstream_waits_total"};
+    if ((r = hl_downstream_new(&dopts, &w->down)) < 0) {
+      if (err)
+        snprintf(err, errlen, "worker: the downstream bound needs a group, an output topic and a lag >= 1");
+      goto fail;
+    }
+  }
+  w->o.downstream_group = w->o.downstream_topic = NULL; /* not kept: the bound holds copies */
   r = hl_producer_new(&opts->kafka, ticket_done, w, &w->producer, err, errlen);
   if (r)
     goto fail;
@@ -479,6 +496,7 @@ hl_worker *hl_worker_free(hl_worker *w) {
   w->nwtopics = 0;
   w->consumer = hl_consumer_free(w->consumer);
   w->producer = hl_producer_free(w->producer);
+  w->down = hl_downstream_free(w->down);
   free(w->wtopics);
   free(w->dirty);
   for (size_t i = 0; i < w->ndlq_reasons; i++)
@@ -854,7 +872,9 @@ int hl_worker_run(hl_worker *w) {
       atomic_store_explicit(&w->a_inflight_bytes, w->inflight_bytes, memory_order_relaxed);
     }
     bool over = w->inflight >= w->o.max_inflight || w->inflight_bytes >= w->o.max_inflight_bytes;
-    if (over) {
+    /* Measured at most once a second (hl/downstream.h); an unknown lag never pauses. */
+    bool down_over = w->down && hl_downstream_over(w->down, hl_producer_handle(w->producer), now / 1000000);
+    if (over || down_over) {
       if (!w->paused) {
         w->paused = true;
         hl_consumer_pause(w->consumer, true);
@@ -896,6 +916,9 @@ int hl_worker_main(const hl_worker_spec *spec) {
   hl_worker_opts wo;
   hl_worker_opts_from_config(spec->cfg, &wo);
   wo.kafka.metrics = spec->metrics;
+  wo.downstream_group = spec->downstream_group;
+  wo.downstream_topic = spec->downstream_topic;
+  wo.max_downstream_lag = spec->max_downstream_lag;
   wo.topics = spec->topics;
   wo.ntopics = spec->ntopics;
   hl_worker *w = NULL;

@@ -42,7 +42,14 @@ int main(int argc, char **argv) {
   hl_log_kv(HL_LOG_INFO, "started", "input", topics[0], "schema",
             hl_validator_worker_schema_path(vw), "profile", hl_validator_worker_profile_path(vw),
             NULL);
-  hl_worker_spec ws = {.cfg = cfg, .metrics = reg, .topics = topics, .ntopics = 1, .proc = &proc};
+  hl_worker_spec ws = {.cfg = cfg,
+                       .metrics = reg,
+                       .topics = topics,
+                       .ntopics = 1,
+                       .proc = &proc,
+                       .downstream_group = hl_config_str(cfg, "HL_VALIDATOR_DOWNSTREAM_GROUP"),
+                       .downstream_topic = hl_config_str(cfg, "HL_VALIDATOR_OUTPUT_TOPIC"),
+                       .max_downstream_lag = hl_config_int(cfg, "HL_VALIDATOR_MAX_DOWNSTREAM_LAG")};
   status = hl_worker_main(&ws);
 done:
   vw = hl_validator_worker_free(vw);

@@ -28,7 +28,13 @@
    "directory, then in schemas/fhir of the source tree; \"none\" checks the schema "    \
    "only."},                                                                            \
   {"HL_VALIDATOR_MAX_ISSUES", HL_CFG_INT, "100", 1, 10000, NULL,                        \
-   "Most issues listed in one OperationOutcome (more are counted in a last issue)."}
+   "Most issues listed in one OperationOutcome (more are counted in a last issue)."},   \
+  {"HL_VALIDATOR_DOWNSTREAM_GROUP", HL_CFG_STRING, "hl-loader", 0, 255, NULL,           \
+   "Consumer group whose lag on the output topic bounds the validator (consumption "    \
+   "pauses above HL_VALIDATOR_MAX_DOWNSTREAM_LAG); empty disables."},                    \
+  {"HL_VALIDATOR_MAX_DOWNSTREAM_LAG", HL_CFG_INT, "200000", 1, 1000000000, NULL,        \
+   "Most messages the downstream group may be behind on the output topic before the "   \
+   "validator pauses."}
 
 typedef struct hl_validator_worker hl_validator_worker;
 

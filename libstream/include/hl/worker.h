@@ -91,6 +91,15 @@ typedef struct hl_worker_opts {
   long long drain_timeout_ms;
   long long retry_timeout_ms;
   long long close_timeout_ms;  /* final commit + leaving the group; 0: 10 s */
+  /*
+   * The downstream bound (hl/downstream.h): while downstream_group is more
+   * than max_downstream_lag messages behind on downstream_topic (the
+   * worker's output), consumption pauses as under the in-flight bound.
+   * NULL or "" group: no bound.
+   */
+  const char *downstream_group;
+  const char *downstream_topic;
+  long long max_downstream_lag;
 } hl_worker_opts;
 
 /* Fills opts from HL_CONFIG_KAFKA_VARS and HL_CONFIG_WORKER_VARS (topics stay empty). */
@@ -154,6 +163,10 @@ typedef struct hl_worker_spec {
   /* Readiness for /readyz and hl_ready; NULL: hl_worker_ready of the worker. */
   bool (*ready)(void *ud, char *reason, size_t len);
   void *ready_ud;
+  /* The downstream bound (see hl_worker_opts); NULL or "" group: none. */
+  const char *downstream_group;
+  const char *downstream_topic;
+  long long max_downstream_lag;
 } hl_worker_spec;
 
 /*

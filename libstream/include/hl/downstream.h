@@ -1,0 +1,56 @@
+/*
+ * A bound on how far a downstream consumer group may fall behind on a topic
+ * this process produces to. On one machine hl-devbroker keeps at most
+ * 5 MiB per partition and drops the oldest messages beyond it (DESIGN.md
+ * section 7), so a stage that outruns its consumer by more than that loses
+ * data there (the consumer then stops at an out-of-range offset). Every
+ * producing stage therefore measures its downstream group's lag and holds
+ * back while it is over the bound: hl-parser before hl-validator, and
+ * hl-validator before hl-loader (through hl_worker_opts.downstream_*).
+ *
+ * The lag is the sum over the topic's partitions of the high watermark
+ * minus the group's committed offset (the low watermark when the group has
+ * none or an older one), measured with the client's own connections: one
+ * OffsetFetch for the group and a watermark query per partition.
+ */
+#ifndef HL_DOWNSTREAM_H
+#define HL_DOWNSTREAM_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hl/metrics.h"
+
+typedef struct hl_downstream hl_downstream;
+
+typedef struct hl_downstream_opts {
+  const char *group;       /* the downstream consumer group; required */
+  const char *topic;       /* the topic it consumes and this process produces to; required */
+  int64_t max_lag;         /* most messages it may be behind; >= 1 */
+  int check_interval_ms;   /* how often hl_downstream_over measures again; 0: 1000 */
+  hl_metrics *metrics;     /* may be NULL */
+  const char *lag_metric;  /* gauge of the last measured lag; NULL: hl_downstream_lag_messages */
+  const char *waits_metric; /* counter of times over the bound; NULL: hl_downstream_waits_total */
+} hl_downstream_opts;
+
+/* 0, -EINVAL (missing group or topic, max_lag < 1) or -ENOMEM. Strings are copied. */
+int hl_downstream_new(const hl_downstream_opts *o, hl_downstream **out);
+hl_downstream *hl_downstream_free(hl_downstream *d);
+
+/* Measures the lag now through rk (any client of the cluster); -1 when it cannot be known. */
+int64_t hl_downstream_lag(hl_downstream *d, rd_kafka_t *rk);
+
+/*
+ * Whether the producer should hold back: the last measured lag is over the
+ * bound. Measures again when check_interval_ms passed since the last
+ * measurement (now_ms: any monotonic clock in ms). An unknown lag never
+ * holds back (the broker may simply be starting). Counts each change from
+ * under to over the bound in the waits counter.
+ */
+bool hl_downstream_over(hl_downstream *d, rd_kafka_t *rk, uint64_t now_ms);
+
+/* The last measured lag (-1 before the first or after a failed measurement). */
+int64_t hl_downstream_last(const hl_downstream *d);
+
+#endif

@@ -1,0 +1,210 @@
+/*
+ * The downstream lag bound (hl/downstream.h) on librdkafka's mock cluster,
+ * alone and in a worker: a stage stops consuming while the group that reads
+ * its output is too far behind, and goes on once that group caught up.
+ * Regression: in the long pipeline_faults soak, hl-validator ran more than
+ * the mock's 5 MiB per partition ahead of a killed hl-loader; the oldest
+ * messages of hl.fhir.valid were dropped and the loader stopped at
+ * out-of-range offsets.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hl/downstream.h"
+#include "hl/error.h"
+#include "hl/kafka.h"
+#include "hl/metrics.h"
+#include "hl/worker.h"
+#include "hl_kafka_test.h"
+
+HL_TEST_SUITE(downstream);
+
+#define PARTS 4
+
+static int64_t end_sum(hl_mock *m, const char *topic) {
+  int64_t n = 0;
+  for (int p = 0; p < PARTS; p++)
+    n += hl_test_end(m->bootstraps, topic, p);
+  return n;
+}
+
+static double metric_value(hl_metrics *reg, const char *needle) {
+  hl_buf b;
+  hl_buf_init(&b, 0);
+  hl_metrics_render(reg, &b);
+  char *at = strstr(b.data, needle);
+  double v = at ? strtod(at + strlen(needle), NULL) : -1;
+  hl_buf_free(&b);
+  return v;
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+}
+
+Test(downstream, refuses_incomplete_options) {
+  hl_downstream *d = (hl_downstream *)1;
+  cr_assert_eq(hl_downstream_new(&(hl_downstream_opts){.topic = "t", .max_lag = 1}, &d), -EINVAL);
+  cr_assert_null(d);
+  cr_assert_eq(hl_downstream_new(&(hl_downstream_opts){.group = "g", .max_lag = 1}, &d), -EINVAL);
+  cr_assert_eq(hl_downstream_new(&(hl_downstream_opts){.group = "g", .topic = "t"}, &d), -EINVAL);
+}
+
+Test(downstream, lag_is_what_the_group_has_not_committed) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "ds.out", PARTS);
+  hl_test_produce(m.bootstraps, "ds.out", 0, 200, 50, -1);
+  hl_metrics *reg = NULL;
+  cr_assert_eq(hl_metrics_new(&reg), 0);
+  hl_downstream *d = NULL;
+  hl_downstream_opts o = {.group = "ds-group", .topic = "ds.out", .max_lag = 150,
+                          .check_interval_ms = 1000, .metrics = reg};
+  cr_assert_eq(hl_downstream_new(&o, &d), 0);
+  char err[256];
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, hl_test_conf(m.bootstraps), err, sizeof err);
+  cr_assert_not_null(rk, "%s", err);
+
+  /* Nothing committed: everything is lag. */
+  cr_assert_eq(hl_downstream_lag(d, rk), 200);
+  cr_assert(hl_downstream_over(d, rk, 10000));
+  cr_assert_eq(metric_value(reg, "\nhl_downstream_waits_total "), 1);
+  cr_assert_eq(metric_value(reg, "\nhl_downstream_lag_messages "), 200);
+
+  /* Partition 0 committed at its end, partition 1 half way. */
+  int64_t e0 = hl_test_end(m.bootstraps, "ds.out", 0), e1 = hl_test_end(m.bootstraps, "ds.out", 1);
+  hl_test_commit(m.bootstraps, "ds-group", "ds.out", 0, e0);
+  hl_test_commit(m.bootstraps, "ds-group", "ds.out", 1, e1 / 2);
+  int64_t want = 200 - e0 - e1 / 2;
+  /* Within the interval the last answer stands; after it, a new measurement. */
+  cr_assert(hl_downstream_over(d, rk, 10500));
+  bool over = hl_downstream_over(d, rk, 11000);
+  cr_assert_eq(hl_downstream_last(d), want);
+  cr_assert_eq(over, want > 150);
+
+  /* Everything committed: under the bound, and the waits counter did not move. */
+  for (int p = 0; p < PARTS; p++)
+    hl_test_commit(m.bootstraps, "ds-group", "ds.out", p, hl_test_end(m.bootstraps, "ds.out", p));
+  cr_assert_not(hl_downstream_over(d, rk, 12000));
+  cr_assert_eq(hl_downstream_last(d), 0);
+  cr_assert_eq(metric_value(reg, "\nhl_downstream_waits_total "), 1);
+
+  /* The brokers gone: the lag cannot be known, and that never holds back. */
+  hl_mock_stop(&m);
+  cr_assert_not(hl_downstream_over(d, rk, 20000));
+  cr_assert_eq(hl_downstream_last(d), -1);
+
+  rd_kafka_destroy(rk);
+  hl_downstream_free(d);
+  hl_metrics_free(reg);
+}
+
+typedef struct run {
+  hl_worker *w;
+  pthread_t th;
+  int rc;
+} run;
+
+static void *runner(void *arg) {
+  run *r = arg;
+  r->rc = hl_worker_run(r->w);
+  return NULL;
+}
+
+static hl_proc_result forward(void *ud, hl_worker *w, hl_kafka_msg *msg) {
+  int r = hl_worker_forward(w, msg, ud);
+  return r == 0 ? HL_PROC_OK : r == HL_EFATAL ? HL_PROC_FATAL : HL_PROC_RETRY;
+}
+
+static bool wait_end(hl_mock *m, const char *topic, int64_t n, double secs) {
+  double end = hl_test_now() + secs;
+  while (hl_test_now() < end) {
+    if (end_sum(m, topic) >= n)
+      return true;
+    sleep_ms(50);
+  }
+  return false;
+}
+
+Test(downstream, worker_pauses_while_the_downstream_group_is_behind) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "ds.in", PARTS);
+  hl_mock_topic(&m, "ds.out", PARTS);
+  hl_metrics *reg = NULL;
+  cr_assert_eq(hl_metrics_new(&reg), 0);
+  const char *topic = "ds.in";
+  hl_worker_opts o = {0};
+  o.kafka.brokers = m.bootstraps;
+  o.kafka.group = "ds-copier";
+  o.kafka.props = HL_TEST_KAFKA_PROPS;
+  o.kafka.metrics = reg;
+  o.topics = &topic;
+  o.ntopics = 1;
+  o.batch_max = 50;
+  o.batch_wait_ms = 2;
+  o.drain_timeout_ms = 20000;
+  o.retry_timeout_ms = 20000;
+  o.downstream_group = "ds-reader";
+  o.downstream_topic = "ds.out";
+  o.max_downstream_lag = 100;
+  hl_processor proc = {.stage = "test", .ud = "ds.out", .process = forward};
+  run r = {0};
+  char err[256] = "";
+  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(pthread_create(&r.th, NULL, runner, &r), 0);
+
+  /*
+   * 300 inputs: the worker copies them until a measurement (once a second)
+   * finds the reader more than 100 behind, then pauses; all 300 may be
+   * copied by then, or only part of them.
+   */
+  hl_test_produce(m.bootstraps, "ds.in", 0, 300, 40, -1);
+  double end = hl_test_now() + 30;
+  while (hl_test_now() < end && metric_value(reg, "\nhl_worker_paused ") != 1)
+    sleep_ms(50);
+  cr_assert_eq(metric_value(reg, "\nhl_worker_paused "), 1, "paused by the downstream bound");
+  cr_assert_eq(metric_value(reg, "\nhl_worker_downstream_waits_total "), 1);
+  sleep_ms(300); /* a batch in hand when the pause came is finished */
+  int64_t copied = end_sum(&m, "ds.out");
+  cr_assert(copied > 100 && copied <= 300, "%lld copied before the pause", (long long)copied);
+  cr_assert_gt(metric_value(reg, "\nhl_worker_downstream_lag_messages "), 100);
+
+  /* More input waits while the reader is behind. */
+  hl_test_produce(m.bootstraps, "ds.in", 300, 500, 40, -1);
+  sleep_ms(2500);
+  cr_assert_eq(end_sum(&m, "ds.out"), copied, "nothing copied while the downstream group is behind");
+
+  /* The reader catches up: the worker goes on and copies the rest. */
+  for (int p = 0; p < PARTS; p++)
+    hl_test_commit(m.bootstraps, "ds-reader", "ds.out", p, hl_test_end(m.bootstraps, "ds.out", p));
+  cr_assert(wait_end(&m, "ds.out", 800, 60), "the other 500 are copied once the reader caught up");
+
+  hl_worker_stop(r.w);
+  pthread_join(r.th, NULL);
+  cr_assert_eq(r.rc, 0);
+  hl_worker_free(r.w);
+  hl_metrics_free(reg);
+  hl_mock_stop(&m);
+}
+
+Test(downstream, worker_refuses_a_bound_without_output_topic) {
+  const char *topic = "ds.in";
+  hl_worker_opts o = {0};
+  o.kafka.brokers = "127.0.0.1:1";
+  o.kafka.group = "g";
+  o.topics = &topic;
+  o.ntopics = 1;
+  o.downstream_group = "ds-reader";
+  o.max_downstream_lag = 100;
+  hl_processor proc = {.stage = "test", .ud = "ds.out", .process = forward};
+  hl_worker *w = NULL;
+  char err[256] = "";
+  cr_assert_eq(hl_worker_new(&o, &proc, &w, err, sizeof err), -EINVAL);
+  cr_assert(strstr(err, "downstream"), "%s", err);
+  cr_assert_null(w);
+}
