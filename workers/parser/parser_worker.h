@@ -34,7 +34,7 @@
    "acknowledgements beyond it (bounds its memory whatever the object's size)."},       \
   {"HL_PARSER_DOWNSTREAM_GROUP", HL_CFG_STRING, "hl-validator", 0, 255, NULL,           \
    "Consumer group whose lag on the output topic bounds the parser; empty disables."},  \
-  {"HL_PARSER_MAX_DOWNSTREAM_LAG", HL_CFG_INT, "200000", 1, 1000000000, NULL,           \
+  {"HL_PARSER_MAX_DOWNSTREAM_LAG", HL_CFG_INT, "100000", 1, 1000000000, NULL,           \
    "Most messages the downstream group may be behind on the output topic before the "   \
    "parser waits."}
 

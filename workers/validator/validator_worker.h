@@ -32,7 +32,7 @@
   {"HL_VALIDATOR_DOWNSTREAM_GROUP", HL_CFG_STRING, "hl-loader", 0, 255, NULL,           \
    "Consumer group whose lag on the output topic bounds the validator (consumption "    \
    "pauses above HL_VALIDATOR_MAX_DOWNSTREAM_LAG); empty disables."},                    \
-  {"HL_VALIDATOR_MAX_DOWNSTREAM_LAG", HL_CFG_INT, "200000", 1, 1000000000, NULL,        \
+  {"HL_VALIDATOR_MAX_DOWNSTREAM_LAG", HL_CFG_INT, "100000", 1, 1000000000, NULL,        \
    "Most messages the downstream group may be behind on the output topic before the "   \
    "validator pauses."}
 
