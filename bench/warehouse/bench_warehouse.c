@@ -4,12 +4,16 @@
  * same rows, printed as a ratio (DESIGN.md section 8: ~127k rows/s raw,
  * ~94k/s with a curated row, i.e. a ratio near 0.74).
  *
- * usage: bench_warehouse [--raw-only] NDJSON_DIR [ROWS_PER_TXN]
+ * usage: bench_warehouse [--raw-only | --wh-only] NDJSON_DIR [ROWS_PER_TXN]
  *   NDJSON_DIR is hl-synth output (org=ORG/TYPE.ndjson). Both runs use fresh
- *   files in $TMPDIR, WAL mode, synchronous=NORMAL and ROWS_PER_TXN rows per
- *   transaction (5000). --raw-only measures the raw insert alone (best of
- *   three): bench/pipeline/run takes its limit from it. RUNS=n in the
- *   environment takes the best of n runs instead of three.
+ *   files in $TMPDIR, WAL mode and ROWS_PER_TXN rows per transaction (5000);
+ *   the raw insert runs with synchronous=NORMAL, the warehouse with its own
+ *   settings (synchronous=FULL). --raw-only measures the raw insert alone
+ *   (best of three): bench/pipeline/run takes its limit from it; --wh-only
+ *   the warehouse commit alone (for perf). RUNS=n in the environment takes
+ *   the best of n runs instead of three. Each part also prints the bytes it
+ *   wrote (write_bytes of /proc/self/io: WAL, checkpoints and database file).
+ *   KEEP=1 keeps the last warehouse file (to inspect it with sqlite3).
  */
 #include <dirent.h>
 #include <sqlite3.h>
@@ -40,6 +44,20 @@ static double cpu_s(void) {
   getrusage(RUSAGE_SELF, &ru);
   return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Bytes this process caused to be written to storage so far (/proc/self/io), -1 if unknown. */
+static long long io_written(void) {
+  FILE *f = fopen("/proc/self/io", "r");
+  char line[128];
+  long long v = -1;
+  if (!f)
+    return -1;
+  while (fgets(line, sizeof(line), f))
+    if (sscanf(line, "write_bytes: %lld", &v) == 1)
+      break;
+  fclose(f);
+  return v;
 }
 
 static double now_s(void) {
@@ -112,6 +130,7 @@ static void load_dir(const char *dir, const char *org) {
 }
 
 static double cpu_raw, cpu_wh; /* CPU seconds of the best run of each */
+static long long io_raw, io_wh; /* bytes written by the last run of each */
 
 static int raw_insert(const char *path, size_t per_txn, double *secs, double *cpu) {
   sqlite3 *db;
@@ -132,6 +151,7 @@ static int raw_insert(const char *path, size_t per_txn, double *secs, double *cp
                      "?7, '2024-01-02T00:00:00Z')",
                      -1, &st, NULL);
   double t0 = now_s(), c0 = cpu_s();
+  long long w0 = io_written();
   for (size_t i = 0; i < nrecs; i++) {
     if (i % per_txn == 0)
       sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
@@ -152,10 +172,11 @@ static int raw_insert(const char *path, size_t per_txn, double *secs, double *cp
     if (i % per_txn == per_txn - 1 || i + 1 == nrecs)
       sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
   }
-  *secs = now_s() - t0;
-  *cpu = cpu_s() - c0;
   sqlite3_finalize(st);
   sqlite3_close(db);
+  *secs = now_s() - t0;
+  *cpu = cpu_s() - c0;
+  io_raw = io_written() - w0;
   return 0;
 }
 
@@ -170,6 +191,7 @@ static int wh_commit(const char *path, size_t per_txn, double *secs, double *cpu
   }
   hl_wh_batch_new(per_txn, 0, &b);
   double t0 = now_s(), c0 = cpu_s();
+  long long w0 = io_written();
   for (size_t i = 0; i < nrecs; i++) {
     hl_wh_row row = {0};
     hl_wh_row_set_key(&row, recs[i].key, strlen(recs[i].key));
@@ -192,21 +214,23 @@ static int wh_commit(const char *path, size_t per_txn, double *secs, double *cpu
       hl_wh_batch_reset(b);
     }
   }
-  *secs = now_s() - t0;
-  *cpu = cpu_s() - c0;
   hl_wh_batch_free(b);
   hl_wh_free(wh);
+  *secs = now_s() - t0;
+  *cpu = cpu_s() - c0;
+  io_wh = io_written() - w0;
   return 0;
 }
 
 int main(int argc, char **argv) {
   int raw_only = argc > 1 && !strcmp(argv[1], "--raw-only");
-  if (raw_only) {
+  int wh_only = argc > 1 && !strcmp(argv[1], "--wh-only");
+  if (raw_only || wh_only) {
     argv++;
     argc--;
   }
   if (argc < 2) {
-    fprintf(stderr, "usage: bench_warehouse [--raw-only] NDJSON_DIR [ROWS_PER_TXN]\n");
+    fprintf(stderr, "usage: bench_warehouse [--raw-only | --wh-only] NDJSON_DIR [ROWS_PER_TXN]\n");
     return 2;
   }
   size_t per_txn = argc > 2 ? (size_t)atol(argv[2]) : 5000;
@@ -232,7 +256,8 @@ int main(int argc, char **argv) {
     snprintf(cmd0, sizeof(cmd0), "rm -f '%s' '%s' '%s-wal' '%s-shm' '%s-wal' '%s-shm'", a, b, a, a, b, b);
     if (system(cmd0) != 0)
       return 1;
-    rc = raw_insert(a, per_txn, &x, &cx);
+    if (!wh_only)
+      rc = raw_insert(a, per_txn, &x, &cx);
     if (rc == 0 && !raw_only)
       rc = wh_commit(b, per_txn, &y, &cy);
     if (k == 0 || x < ta)
@@ -242,18 +267,24 @@ int main(int argc, char **argv) {
   }
   char cmd[4096];
   snprintf(cmd, sizeof(cmd), "rm -f '%s' '%s' '%s-wal' '%s-shm' '%s-wal' '%s-shm'", a, b, a, a, b, b);
-  if (system(cmd) != 0)
+  if (getenv("KEEP"))
+    fprintf(stderr, "kept %s (KEEP is set)\n", b);
+  else if (system(cmd) != 0)
     fprintf(stderr, "could not remove the bench files\n");
   if (rc < 0)
     return 1;
   printf("rows %zu (%.0f bytes on average), %zu rows per transaction\n", nrecs,
          (double)bytes / (double)nrecs, per_txn);
-  printf("sqlite raw insert      %9.0f rows/s (%.0f rows per CPU second)\n", (double)nrecs / ta,
-         (double)nrecs / cpu_raw);
+  if (!wh_only)
+    printf("sqlite raw insert      %9.0f rows/s (%.0f rows per CPU second, %.0f MB written)\n",
+           (double)nrecs / ta, (double)nrecs / cpu_raw, (double)io_raw / 1e6);
   if (raw_only)
     return 0;
-  printf("warehouse batch commit %9.0f rows/s (RAW + curated + side tables + jobs; %.0f rows per CPU second)\n",
-         (double)nrecs / tb, (double)nrecs / cpu_wh);
+  printf("warehouse batch commit %9.0f rows/s (RAW + curated + side tables + jobs; %.0f rows per CPU "
+         "second, %.0f MB written)\n",
+         (double)nrecs / tb, (double)nrecs / cpu_wh, (double)io_wh / 1e6);
+  if (wh_only)
+    return 0;
   printf("ratio                  %9.2f (DESIGN.md section 8: ~0.74 = 94k/127k; %.2f in CPU time)\n", ta / tb,
          cpu_raw / cpu_wh);
   return 0;

@@ -29,6 +29,12 @@
  */
 #define PAGE_SIZE 32768
 #define WAL_CHECKPOINT_PAGES 2000
+/*
+ * Storage of a curated table (migration 007): the contract's curated_<type>
+ * is a view; its rows, without `resource` (read from RAW by raw_id), are in
+ * curated_<type>_row, whose rowid is raw_id.
+ */
+#define ROW_SUFFIX "_row"
 #define HL__XSTR(x) #x
 #define HL__STR(x) HL__XSTR(x)
 
@@ -228,24 +234,29 @@ static int prep_table(sq *s, sq_table *st, char *err, size_t errlen) {
     return rc;
   hl_buf q;
   hl_buf_init(&q, MAX_SQL);
-  rc = hl_buf_printf(&q, "SELECT version_id, last_updated, raw_id FROM %s WHERE tenant = ?1 AND id = ?2",
+  rc = hl_buf_printf(&q,
+                     "SELECT version_id, last_updated, raw_id FROM %s" ROW_SUFFIX
+                     " WHERE tenant = ?1 AND id = ?2",
                      t->table);
   if (rc == 0)
     rc = prep(s, q.data, &st->cur, err, errlen);
   hl_buf_reset(&q);
+  /* Every column but `resource` (fixed 5), each bound as ?<its contract position>. */
   if (rc == 0)
-    rc = hl_buf_printf(&q, "INSERT INTO %s (", t->table);
-  for (size_t i = 0; rc == 0 && i < t->ncols; i++)
-    rc = hl_buf_printf(&q, "%s%s", i ? ", " : "", t->cols[i].name);
+    rc = hl_buf_printf(&q, "INSERT INTO %s" ROW_SUFFIX " (", t->table);
+  for (size_t i = 0, n = 0; rc == 0 && i < t->ncols; i++)
+    if (st->cols[i].fixed != 5)
+      rc = hl_buf_printf(&q, "%s%s", n++ ? ", " : "", t->cols[i].name);
   if (rc == 0)
     rc = hl_buf_puts(&q, ") VALUES (");
-  for (size_t i = 0; rc == 0 && i < t->ncols; i++)
-    rc = hl_buf_printf(&q, "%s?%zu", i ? ", " : "", i + 1);
+  for (size_t i = 0, n = 0; rc == 0 && i < t->ncols; i++)
+    if (st->cols[i].fixed != 5)
+      rc = hl_buf_printf(&q, "%s?%zu", n++ ? ", " : "", i + 1);
   if (rc == 0)
     rc = hl_buf_puts(&q, ") ON CONFLICT (tenant, id) DO UPDATE SET ");
   for (size_t i = 0, n = 0; rc == 0 && i < t->ncols; i++) {
     const char *name = t->cols[i].name;
-    if (!strcmp(name, "tenant") || !strcmp(name, "id"))
+    if (!strcmp(name, "tenant") || !strcmp(name, "id") || st->cols[i].fixed == 5)
       continue;
     rc = hl_buf_printf(&q, "%s%s = excluded.%s", n++ ? ", " : "", name, name);
   }
@@ -319,44 +330,63 @@ static int migrate_once(sq *s, void *ud) {
   return rc;
 }
 
-/* Checks one table's columns (name, type, NOT NULL, order) against the contract. */
-static int check_table(sq *s, const char *table, const hl__wh_col *cols, size_t ncols, char *err,
-                       size_t errlen) {
+/*
+ * Checks one table's or view's columns (name, type, order, and NOT NULL
+ * when notnull) against the contract's, leaving out the column named skip.
+ */
+static int check_table(sq *s, const char *table, const hl__wh_col *cols, size_t ncols, const char *skip,
+                       bool notnull, char *err, size_t errlen) {
   char sql[160];
   sqlite3_stmt *st = NULL;
   snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
   int r = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-  size_t i = 0;
+  size_t i = 0, n = 0;
   int rc = r == SQLITE_OK ? 0 : classify(r);
   while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW) {
+    while (i < ncols && skip && !strcmp(cols[i].name, skip))
+      i++;
     const char *name = (const char *)sqlite3_column_text(st, 1);
     const char *type = (const char *)sqlite3_column_text(st, 2);
-    int notnull = sqlite3_column_int(st, 3);
     const char *want = i < ncols ? hl__wh_contract_sql_type(s->c, cols[i].type, "sqlite") : NULL;
     if (i >= ncols || !name || strcmp(name, cols[i].name) || !type || !want || strcmp(type, want) ||
-        notnull != !cols[i].nullable) {
-      snprintf(err, errlen, "table %s column #%zu (%s) does not match the column contract", table, i,
+        (notnull && sqlite3_column_int(st, 3) != !cols[i].nullable)) {
+      snprintf(err, errlen, "table %s column #%zu (%s) does not match the column contract", table, n,
                name ? name : "?");
       rc = HL_WH_ESCHEMA;
     }
     i++;
+    n++;
   }
   sqlite3_finalize(st);
   if (rc == 0 && r != SQLITE_DONE)
     rc = classify(r);
+  while (i < ncols && skip && !strcmp(cols[i].name, skip))
+    i++;
   if (rc == 0 && i != ncols) {
-    snprintf(err, errlen, "table %s has %zu columns, the contract %zu", table, i, ncols);
+    snprintf(err, errlen, "table %s has %zu columns, the contract %zu", table, n, ncols);
     rc = HL_WH_ESCHEMA;
   }
   return rc;
 }
 
+/*
+ * The curated views have the contract's columns (SQLite reports no NOT NULL
+ * on a view); their _row tables the same without `resource`, NOT NULL
+ * included. The side tables are plain tables.
+ */
 static int check_contract(sq *s, char *err, size_t errlen) {
   int rc = 0;
-  for (size_t i = 0; rc == 0 && i < s->c->ntables; i++)
-    rc = check_table(s, s->c->tables[i].table, s->c->tables[i].cols, s->c->tables[i].ncols, err, errlen);
+  for (size_t i = 0; rc == 0 && i < s->c->ntables; i++) {
+    const hl__wh_table *t = &s->c->tables[i];
+    char row[160];
+    snprintf(row, sizeof(row), "%s" ROW_SUFFIX, t->table);
+    rc = check_table(s, t->table, t->cols, t->ncols, NULL, false, err, errlen);
+    if (rc == 0)
+      rc = check_table(s, row, t->cols, t->ncols, "resource", true, err, errlen);
+  }
   for (size_t i = 0; rc == 0 && i < s->c->nsides; i++)
-    rc = check_table(s, s->c->sides[i].table, s->c->sides[i].cols, s->c->sides[i].ncols, err, errlen);
+    rc = check_table(s, s->c->sides[i].table, s->c->sides[i].cols, s->c->sides[i].ncols, NULL, true, err,
+                     errlen);
   return rc;
 }
 
@@ -854,7 +884,7 @@ static int upsert(sq *s, sq_table *t, hl_wh_batch *b, hl__wh_rec *r, sqlite3_int
     case 2: bind_str(st, k, hl__wh_str(b, r->version_id)); break;
     case 3: bind_str(st, k, hl__wh_str(b, r->last_updated)); break;
     case 4: sqlite3_bind_int64(st, k, raw_id); break;
-    case 5: sqlite3_bind_text(st, k, hl__wh_str(b, r->json), (int)r->json_len, SQLITE_STATIC); break;
+    case 5: break; /* resource: in RAW */
     default: bind_val(s, st, k, &s->vals[i]);
     }
   }

@@ -406,8 +406,13 @@ def main():
                 nid = ("0" if j == 0 else "z") + "-new-%d-%d" % (k, j)
                 r = json.loads(tmpl)
                 r["id"] = nid
-                conn.execute("INSERT INTO curated_patient (tenant, id, version_id, last_updated, raw_id, resource)"
-                             " VALUES (?, ?, '1', '2024-01-01T00:00:00Z', 0, ?)", (o1, nid, json.dumps(r)))
+                # The resource is stored once, in RAW; curated_patient is a view over
+                # curated_patient_row (schemas/warehouse/sqlite/007_resource_once.sql).
+                raw_id = conn.execute("INSERT INTO raw (tenant, type, id, version_id, resource, ingested_at,"
+                                      " batch_id, dedup_key) VALUES (?, 'Patient', ?, '1', ?, 'now', 0,"
+                                      " randomblob(32))", (o1, nid, json.dumps(r))).lastrowid
+                conn.execute("INSERT INTO curated_patient_row (tenant, id, version_id, last_updated, raw_id)"
+                             " VALUES (?, ?, '1', '2024-01-01T00:00:00Z', ?)", (o1, nid, raw_id))
                 inserted.append(nid)
             conn.commit()
             k += 1
@@ -417,7 +422,7 @@ def main():
             url = urllib.parse.urlsplit(n[0]) if n else None
         check(len(seen) == len(set(seen)) and before <= set(seen),
               "paging while rows are committed: every old row once, none repeated")
-        conn.execute("DELETE FROM curated_patient WHERE id LIKE '%-new-%'")
+        conn.execute("DELETE FROM curated_patient_row WHERE id LIKE '%-new-%'")
         conn.commit()
         conn.close()
 

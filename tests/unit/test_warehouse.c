@@ -85,35 +85,69 @@ static long long sql_int(const char *sql) {
 
 /* ---- The contract is the DDL -------------------------------------------------------------- */
 
-static void check_table(sqlite3 *db, json_t *types, const char *table, json_t *cols, json_t *pk) {
+/*
+ * Checks a table's (or view's) columns against the contract's: names, types
+ * and order; NOT NULL and primary-key positions when pk is given (a view has
+ * neither). Columns named skip are left out.
+ */
+static void check_table(sqlite3 *db, json_t *types, const char *table, json_t *cols, json_t *pk,
+                        const char *skip) {
   char sql[200];
   snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
   sqlite3_stmt *st;
   cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-  size_t i = 0;
+  size_t i = 0, n = 0;
   while (sqlite3_step(st) == SQLITE_ROW) {
     json_t *c = json_array_get(cols, i);
+    if (c && skip && !strcmp(json_string_value(json_object_get(c, "name")), skip))
+      c = json_array_get(cols, ++i);
     cr_assert_not_null(c, "%s: more columns in the DDL than in the contract", table);
     const char *name = json_string_value(json_object_get(c, "name"));
     const char *type = json_string_value(
         json_object_get(json_object_get(types, json_string_value(json_object_get(c, "type"))), "sqlite"));
     cr_assert_str_eq((const char *)sqlite3_column_text(st, 1), name, "%s column %zu", table, i);
     cr_assert_str_eq((const char *)sqlite3_column_text(st, 2), type, "%s.%s type", table, name);
-    cr_assert_eq(sqlite3_column_int(st, 3), !json_is_true(json_object_get(c, "nullable")),
-                 "%s.%s NOT NULL", table, name);
-    /* pk: 1-based position in the primary key, 0 when not part of it. */
-    int pkpos = 0;
-    for (size_t k = 0; k < json_array_size(pk); k++)
-      if (!strcmp(json_string_value(json_array_get(pk, k)), name))
-        pkpos = (int)k + 1;
-    cr_assert_eq(sqlite3_column_int(st, 5), pkpos, "%s.%s primary key position", table, name);
+    if (pk) {
+      cr_assert_eq(sqlite3_column_int(st, 3), !json_is_true(json_object_get(c, "nullable")),
+                   "%s.%s NOT NULL", table, name);
+      /* pk: 1-based position in the primary key, 0 when not part of it. */
+      int pkpos = 0;
+      for (size_t k = 0; k < json_array_size(pk); k++)
+        if (!strcmp(json_string_value(json_array_get(pk, k)), name))
+          pkpos = (int)k + 1;
+      cr_assert_eq(sqlite3_column_int(st, 5), pkpos, "%s.%s primary key position", table, name);
+    }
     i++;
+    n++;
   }
   sqlite3_finalize(st);
-  cr_assert_eq(i, json_array_size(cols), "%s: %zu columns in the DDL, %zu in the contract", table, i,
+  json_t *last = json_array_get(cols, i);
+  if (last && skip && !strcmp(json_string_value(json_object_get(last, "name")), skip))
+    i++;
+  cr_assert_eq(i, json_array_size(cols), "%s: %zu columns in the DDL, %zu in the contract", table, n,
                json_array_size(cols));
 }
 
+/* The columns of the UNIQUE index of a table, comma-separated ("" when none). */
+static void unique_key(sqlite3 *db, const char *table, char *out, size_t outlen) {
+  char sql[400];
+  snprintf(sql, sizeof(sql),
+           "SELECT group_concat(c.name, ',') FROM pragma_index_list('%s') l,"
+           " pragma_index_info(l.name) c WHERE l.[unique] AND l.origin = 'u' GROUP BY l.name",
+           table);
+  sqlite3_stmt *st;
+  cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+  snprintf(out, outlen, "%s",
+           sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : "");
+  sqlite3_finalize(st);
+}
+
+/*
+ * A curated table of the contract is a view with exactly its columns
+ * (migration 007); its rows are in <table>_row: the same columns without
+ * `resource`, NOT NULL as the contract says, raw_id as the rowid and
+ * UNIQUE (tenant, id) as the contract's primary key.
+ */
 Test(warehouse, contract_equals_sqlite_ddl) {
   mkdb();
   hl_wh_free(open_wh(0, 0, 0));
@@ -125,24 +159,34 @@ Test(warehouse, contract_equals_sqlite_ddl) {
   json_t *types = json_object_get(c, "types"), *common = json_object_get(c, "common_columns");
   size_t i;
   json_t *t;
+  json_t *rowid_pk = json_pack("[s]", "raw_id");
   json_array_foreach(json_object_get(c, "tables"), i, t) {
     json_t *cols = json_array();
     json_array_extend(cols, common);
     json_array_extend(cols, json_object_get(t, "columns"));
-    check_table(db, types, json_string_value(json_object_get(t, "table")), cols,
-                json_object_get(c, "primary_key"));
-    cr_assert_str_eq(hl_wh_curated_table(json_string_value(json_object_get(t, "resourceType"))),
-                     json_string_value(json_object_get(t, "table")));
+    const char *table = json_string_value(json_object_get(t, "table"));
+    char row[160], key[200], pk[200] = "";
+    check_table(db, types, table, cols, NULL, NULL);
+    snprintf(row, sizeof(row), "%s_row", table);
+    check_table(db, types, row, cols, rowid_pk, "resource");
+    unique_key(db, row, key, sizeof(key));
+    json_t *k;
+    size_t j;
+    json_array_foreach(json_object_get(c, "primary_key"), j, k)
+      snprintf(pk + strlen(pk), sizeof(pk) - strlen(pk), "%s%s", j ? "," : "", json_string_value(k));
+    cr_assert_str_eq(key, pk, "%s: UNIQUE (%s), contract primary key (%s)", row, key, pk);
+    cr_assert_str_eq(hl_wh_curated_table(json_string_value(json_object_get(t, "resourceType"))), table);
     json_decref(cols);
   }
+  json_decref(rowid_pk);
   cr_assert_eq(i, 9);
   json_array_foreach(json_object_get(c, "side_tables"), i, t)
     check_table(db, types, json_string_value(json_object_get(t, "table")), json_object_get(t, "columns"),
-                json_object_get(t, "primary_key"));
+                json_object_get(t, "primary_key"), NULL);
   sqlite3_close(db);
   json_decref(c);
   cr_assert_str_eq(sql_text("PRAGMA journal_mode"), "wal");
-  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 6);
+  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 7);
   rmdb();
 }
 
@@ -150,7 +194,7 @@ Test(warehouse, reopen_does_not_migrate_again_and_newer_schema_is_refused) {
   mkdb();
   hl_wh_free(open_wh(0, 0, 0));
   hl_wh_free(open_wh(0, 0, 0));
-  cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 6);
+  cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 7);
   sqlite3 *db;
   cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
   cr_assert_eq(sqlite3_exec(db, "INSERT INTO schema_version VALUES (999, 'future', 'now')", 0, 0, 0), SQLITE_OK);
@@ -191,6 +235,8 @@ Test(warehouse, migration_6_moves_side_rows_to_raw_id_keys) {
       "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
       " applied_at TEXT NOT NULL);"
       "INSERT INTO schema_version SELECT value, 'v' || value, 'now' FROM json_each('[1,2,3,4,5]');"
+      "INSERT INTO raw (raw_id, tenant, type, id, resource, ingested_at, batch_id, dedup_key)"
+      " VALUES (42, 't', 'Patient', 'p1', '{}', 'now', 1, x'01');"
       "INSERT INTO curated_patient (tenant, id, version_id, last_updated, raw_id, resource, gender,"
       " birthdate) VALUES ('t', 'p1', '1', '2024-01-01T00:00:00Z', 42, '{}', 'female', '1980-02-03');"
       "INSERT INTO curated_token VALUES ('t', 'Patient', 'p1', 'identifier',"
@@ -199,11 +245,113 @@ Test(warehouse, migration_6_moves_side_rows_to_raw_id_keys) {
       NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
   sqlite3_close(db);
   hl_wh_free(open_wh(0, 0, 0));
-  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 6);
+  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 7);
   cr_assert_str_eq(sql_text("SELECT raw_id || '|' || tenant || '|' || type || '|' || id || '|' || code"
                             " FROM curated_token"), "42|t|Patient|p1|7");
   cr_assert_str_eq(sql_text("SELECT raw_id || '|' || value FROM curated_string"), "42|doe");
   cr_assert_str_eq(sql_text("SELECT person_id || '|' || year_of_birth FROM omop_person"), "7|1980");
+  rmdb();
+}
+
+/* Every row of a table or view as text (columns separated by |, rows by newlines), ordered. */
+static char *dump(const char *table) {
+  char sql[300];
+  snprintf(sql, sizeof(sql), "SELECT * FROM %s ORDER BY 1, 2, 3, 4, 5", table);
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  sqlite3_stmt *st;
+  cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+  size_t cap = 1 << 16, len = 0;
+  char *out = calloc(1, cap);
+  cr_assert_not_null(out);
+  while (sqlite3_step(st) == SQLITE_ROW)
+    for (int i = 0; i < sqlite3_column_count(st); i++) {
+      const char *v = (const char *)sqlite3_column_text(st, i);
+      int n = snprintf(out + len, cap - len, "%s%s", v ? v : "NULL",
+                       i + 1 < sqlite3_column_count(st) ? "|" : "\n");
+      cr_assert_lt((size_t)n, cap - len, "%s: more than the test's buffer", table);
+      len += (size_t)n;
+    }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+/*
+ * A database at schema 6, written by the module (curated tables holding the
+ * resource), is migrated to curated views over <table>_row: every curated
+ * view and OMOP view reads the same rows as before, and the migrated
+ * database takes new versions as a new one does.
+ */
+Test(warehouse, migration_7_keeps_rows_and_reads_resources_from_raw) {
+  mkdb();
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+  static const char *const files[] = {"001_raw.sql", "002_jobs.sql", "003_curated.sql",
+                                      "004_omop_concepts.sql", "005_omop_views.sql",
+                                      "006_side_by_raw_id.sql"};
+  for (int i = 0; i < 6; i++)
+    run_sql_file(db, files[i]);
+  /* The rows schema 6's writer would have written for two patients, an encounter and an organization. */
+  cr_assert_eq(sqlite3_exec(db,
+      "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+      " applied_at TEXT NOT NULL);"
+      "INSERT INTO schema_version SELECT value, 'v' || value, 'now' FROM json_each('[1,2,3,4,5,6]');"
+      "CREATE TEMP TABLE src (raw_id, type, id, vid, json);"
+      "INSERT INTO src VALUES"
+      " (3, 'Patient', 'p1', '1', '{\"resourceType\":\"Patient\",\"id\":\"p1\",\"gender\":\"female\","
+      "\"birthDate\":\"1980-02-03\",\"name\":[{\"family\":\"Doe\"}],\"address\":[{\"city\":\"Lyon\"}]}'),"
+      " (5, 'Patient', 'p2', '2', '{\"resourceType\":\"Patient\",\"id\":\"p2\",\"gender\":\"male\","
+      "\"birthDate\":\"1990-05-06\"}'),"
+      " (7, 'Encounter', 'e1', '1', '{\"resourceType\":\"Encounter\",\"id\":\"e1\",\"status\":\"finished\"}'),"
+      " (9, 'Organization', 'o1', '1', '{\"resourceType\":\"Organization\",\"id\":\"o1\",\"name\":\"Clinic\"}');"
+      "INSERT INTO raw (raw_id, tenant, type, id, version_id, resource, ingested_at, batch_id, dedup_key)"
+      " SELECT raw_id, 't', type, id, vid, json, 'now', 1, randomblob(32) FROM src;"
+      "INSERT INTO curated_patient (tenant, id, version_id, last_updated, raw_id, resource, gender, birthdate,"
+      " family) SELECT 't', id, vid, '2024-01-01T00:00:00Z', raw_id, json, json_extract(json, '$.gender'),"
+      " json_extract(json, '$.birthDate'), json_extract(json, '$.name[0].family') FROM src WHERE type = 'Patient';"
+      "INSERT INTO curated_encounter (tenant, id, version_id, raw_id, resource, status)"
+      " SELECT 't', id, vid, raw_id, json, 'finished' FROM src WHERE type = 'Encounter';"
+      "INSERT INTO curated_organization (tenant, id, version_id, raw_id, resource, name, org_type)"
+      " SELECT 't', id, vid, raw_id, json, 'Clinic', 'HOSP' FROM src WHERE type = 'Organization';"
+      "INSERT INTO curated_token VALUES (3, 't', 'Patient', 'p1', 'identifier', 'urn:healthlake:omop:person', '7'),"
+      " (3, 't', 'Patient', 'p1', 'identifier', 'urn:healthlake:omop:location', '70'),"
+      " (5, 't', 'Patient', 'p2', 'identifier', 'urn:healthlake:omop:person', '8'),"
+      " (9, 't', 'Organization', 'o1', 'identifier', 'urn:healthlake:omop:care_site', '90');"
+      "INSERT INTO curated_string VALUES (3, 't', 'Patient', 'p1', 'family', 'doe');",
+      NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+  sqlite3_close(db);
+  static const char *const views[] = {"curated_patient", "curated_encounter", "curated_organization",
+                                      "curated_token", "curated_string", "omop_person", "omop_location",
+                                      "omop_care_site"};
+  char *before[8];
+  for (int i = 0; i < 8; i++)
+    before[i] = dump(views[i]);
+  cr_assert_not_null(strstr(before[0], "Lyon"));
+  hl_wh *wh = open_wh(0, 0, 0);
+  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 7);
+  cr_assert_str_eq(sql_text("SELECT type FROM sqlite_schema WHERE name = 'curated_patient'"), "view");
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_patient_row"), 2);
+  for (int i = 0; i < 8; i++) {
+    char *after = dump(views[i]);
+    cr_assert_str_eq(after, before[i], "%s after migration 7", views[i]);
+    free(after);
+    free(before[i]);
+  }
+  /* A newer version of p1 replaces the migrated row and its side rows. */
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  cr_assert_eq(add(b, "t", "Patient", "p1", patient(0, "p1", "2", "2024-02-01T00:00:00Z", "Later"), 1), 0);
+  hl_wh_result res;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(res.applied, 1);
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  cr_assert_str_eq(sql_text("SELECT family || '|' || version_id || '|' || json_extract(resource, '$.name[0].family')"
+                            " FROM curated_patient WHERE id = 'p1'"), "later|2|Later");
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_token WHERE raw_id = 3"), 0);
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_string WHERE id = 'p1' AND param = 'family' AND value = 'later'"), 1);
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_patient_row"), 2);
   rmdb();
 }
 
