@@ -621,7 +621,11 @@ int hl_wh_batch_new(size_t max_rows, size_t max_bytes, hl_wh_batch **out) {
   b->max_rows = max_rows ? max_rows : DEFAULT_MAX_ROWS;
   hl_buf_init(&b->arena, max_bytes ? max_bytes : DEFAULT_MAX_BYTES);
   b->md = EVP_MD_CTX_new();
-  if (!b->md) {
+  /* Fetched once: EVP_sha256() in EVP_DigestInit_ex looks the algorithm up at every call. */
+  b->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+  if (!b->md || !b->sha256) {
+    EVP_MD_CTX_free(b->md);
+    EVP_MD_free(b->sha256);
     free(b);
     return -ENOMEM;
   }
@@ -634,6 +638,7 @@ hl_wh_batch *hl_wh_batch_free(hl_wh_batch *b) {
     return NULL;
   hl_buf_free(&b->arena);
   EVP_MD_CTX_free(b->md);
+  EVP_MD_free(b->sha256);
   free(b->recs);
   free(b->events);
   free(b->event_lens);
@@ -712,6 +717,11 @@ static int member_string(const char *s, size_t n, const char *want, const char *
   *val = m.val + 1;
   *len = m.len - 2;
   return 1;
+}
+
+/* Two optional strings are equal (both absent, or both present with the same bytes). */
+static bool same(const char *a, const char *b) {
+  return a == b || (a && b && !strcmp(a, b));
 }
 
 static void hash_field(EVP_MD_CTX *md, const char *s) {
@@ -808,16 +818,24 @@ done:;
   EVP_MD_CTX *md = b->md;
   unsigned char d[32];
   unsigned int mdlen = 0;
-  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-  hash_field(md, hl__wh_str(b, r->tenant));
-  hash_field(md, hl__wh_str(b, r->job));
-  hash_field(md, hl__wh_str(b, r->source));
-  EVP_DigestFinal_ex(md, d, &mdlen);
-  memcpy(r->key, d, 8);
+  const char *tenant = hl__wh_str(b, r->tenant), *job = hl__wh_str(b, r->job),
+             *source = hl__wh_str(b, r->source);
+  const hl__wh_rec *p = b->n ? &b->recs[b->n - 1] : NULL;
+  if (p && same(tenant, hl__wh_str(b, p->tenant)) && same(job, hl__wh_str(b, p->job)) &&
+      same(source, hl__wh_str(b, p->source))) {
+    memcpy(r->key, p->key, 8); /* the rows of an object follow each other */
+  } else {
+    EVP_DigestInit_ex(md, b->sha256, NULL);
+    hash_field(md, tenant);
+    hash_field(md, job);
+    hash_field(md, source);
+    EVP_DigestFinal_ex(md, d, &mdlen);
+    memcpy(r->key, d, 8);
+  }
   uint64_t ln = (uint64_t)r->line;
   for (int k = 0; k < 8; k++)
     r->key[8 + k] = (unsigned char)(ln >> (56 - 8 * k));
-  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  EVP_DigestInit_ex(md, b->sha256, NULL);
   hash_field(md, hl__wh_str(b, r->type));
   hash_field(md, hl__wh_str(b, r->id));
   uint64_t n = row->json ? jl : 0;

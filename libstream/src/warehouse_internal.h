@@ -35,6 +35,7 @@ struct hl_wh_batch {
   size_t *event_lens;
   size_t nevents, events_cap;
   void *md;       /* EVP_MD_CTX */
+  void *sha256;   /* EVP_MD, fetched once */
   /* Filled at commit. */
   int64_t batch_id;
   uint64_t events_folded, events_skipped;

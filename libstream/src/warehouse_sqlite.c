@@ -55,7 +55,7 @@ typedef struct sq_param {
 
 typedef struct sq_table {
   const hl__wh_table *t;
-  sqlite3_stmt *cur, *ups;
+  sqlite3_stmt *cur, *ins, *ups; /* current version; insert of a new row; update */
   sq_col *cols;
   sq_param *params;
   size_t nparams;
@@ -252,8 +252,22 @@ static int prep_table(sq *s, sq_table *st, char *err, size_t errlen) {
   for (size_t i = 0, n = 0; rc == 0 && i < t->ncols; i++)
     if (st->cols[i].fixed != 5)
       rc = hl_buf_printf(&q, "%s?%zu", n++ ? ", " : "", i + 1);
+  /*
+   * A new (tenant, id) is the common case: it is inserted first, without
+   * looking up the current version; only when the row exists is the
+   * current version read and, if older, replaced (ups).
+   */
   if (rc == 0)
-    rc = hl_buf_puts(&q, ") ON CONFLICT (tenant, id) DO UPDATE SET ");
+    rc = hl_buf_puts(&q, ")");
+  if (rc == 0)
+    rc = hl_buf_puts(&q, " ON CONFLICT (tenant, id) DO NOTHING");
+  if (rc == 0)
+    rc = prep(s, q.data, &st->ins, err, errlen);
+  if (rc == 0) {
+    q.len -= strlen(" ON CONFLICT (tenant, id) DO NOTHING");
+    q.data[q.len] = 0;
+    rc = hl_buf_puts(&q, " ON CONFLICT (tenant, id) DO UPDATE SET ");
+  }
   for (size_t i = 0, n = 0; rc == 0 && i < t->ncols; i++) {
     const char *name = t->cols[i].name;
     if (!strcmp(name, "tenant") || !strcmp(name, "id") || st->cols[i].fixed == 5)
@@ -417,6 +431,7 @@ static void sq_close(void *state) {
   for (size_t i = 0; i < s->ntables; i++) {
     sq_table *t = &s->tables[i];
     sqlite3_finalize(t->cur);
+    sqlite3_finalize(t->ins);
     sqlite3_finalize(t->ups);
     for (size_t k = 0; t->cols && k < t->t->ncols; k++)
       hl__wh_xpath_free(t->cols[k].x);
@@ -858,12 +873,10 @@ static void bind_val(const sq *s, sqlite3_stmt *st, int i, const sq_val *v) {
   }
 }
 
-/* Writes the curated row: every column extracted from the resource by its contract path. */
-static int upsert(sq *s, sq_table *t, hl_wh_batch *b, hl__wh_rec *r, sqlite3_int64 raw_id) {
-  const hl__wh_table *tt = t->t;
-  sqlite3_stmt *st = t->ups;
+/* Extracts every column of the curated row from the resource (s->doc) by its contract path. */
+static int extract(sq *s, const sq_table *t) {
   hl_buf_reset(&s->scratch);
-  for (size_t i = 0; i < tt->ncols; i++) {
+  for (size_t i = 0; i < t->t->ncols; i++) {
     sq_val *v = &s->vals[i];
     const sq_col *c = &t->cols[i];
     memset(v, 0, sizeof(*v));
@@ -876,7 +889,13 @@ static int upsert(sq *s, sq_table *t, hl_wh_batch *b, hl__wh_rec *r, sqlite3_int
     if (json_val(s, j, n, v) < 0 || transform(s, c->transform, v) < 0)
       return -ENOMEM;
   }
-  for (size_t i = 0; i < tt->ncols; i++) {
+  return 0;
+}
+
+/* Runs the curated row's insert or update st with the values extract() found. */
+static int write_curated(sq *s, const sq_table *t, sqlite3_stmt *st, hl_wh_batch *b, hl__wh_rec *r,
+                         sqlite3_int64 raw_id) {
+  for (size_t i = 0; i < t->t->ncols; i++) {
     int k = (int)i + 1;
     switch (t->cols[i].fixed) {
     case 0: bind_str(st, k, hl__wh_str(b, r->tenant)); break;
@@ -1000,30 +1019,32 @@ static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_
     r->status = HL_WH_ROW_RAW_ONLY;
     return 0;
   }
-  const char *vid = hl__wh_str(b, r->version_id), *lu = hl__wh_str(b, r->last_updated);
-  bind_str(t->cur, 1, tenant);
-  bind_str(t->cur, 2, id);
-  int step = sqlite3_step(t->cur);
-  bool exists = step == SQLITE_ROW;
-  int cmp = 1;
-  sqlite3_int64 old_raw_id = 0;
-  if (exists) {
-    cmp = hl_wh_version_cmp(vid, lu, (const char *)sqlite3_column_text(t->cur, 0),
-                            (const char *)sqlite3_column_text(t->cur, 1));
-    old_raw_id = sqlite3_column_int64(t->cur, 2);
-  }
-  sqlite3_reset(t->cur);
-  if (step != SQLITE_ROW && step != SQLITE_DONE)
-    return classify(step);
-  if (cmp <= 0) {
-    r->status = HL_WH_ROW_STALE;
-    return 0;
-  }
   if (hl__wh_doc_init(&s->doc, hl__wh_str(b, r->json), r->json_len) < 0)
     return HL_EFATAL; /* hl_wh_batch_add checked it is an object */
-  if ((rc = upsert(s, t, b, r, raw_id)) < 0)
+  if ((rc = extract(s, t)) < 0 || (rc = write_curated(s, t, t->ins, b, r, raw_id)) < 0)
     return rc;
-  if (exists) {
+  if (sqlite3_changes(s->db) == 0) {
+    /* (tenant, id) exists: replace it only by a strictly newer version. */
+    const char *vid = hl__wh_str(b, r->version_id), *lu = hl__wh_str(b, r->last_updated);
+    bind_str(t->cur, 1, tenant);
+    bind_str(t->cur, 2, id);
+    int step = sqlite3_step(t->cur);
+    int cmp = 1;
+    sqlite3_int64 old_raw_id = 0;
+    if (step == SQLITE_ROW) {
+      cmp = hl_wh_version_cmp(vid, lu, (const char *)sqlite3_column_text(t->cur, 0),
+                              (const char *)sqlite3_column_text(t->cur, 1));
+      old_raw_id = sqlite3_column_int64(t->cur, 2);
+    }
+    sqlite3_reset(t->cur);
+    if (step != SQLITE_ROW)
+      return step == SQLITE_DONE ? HL_EFATAL : classify(step);
+    if (cmp <= 0) {
+      r->status = HL_WH_ROW_STALE;
+      return 0;
+    }
+    if ((rc = write_curated(s, t, t->ups, b, r, raw_id)) < 0)
+      return rc;
     sqlite3_stmt *del[2] = {t->has_tok ? s->tok_del : NULL, t->has_str ? s->str_del : NULL};
     for (int k = 0; k < 2; k++) {
       if (!del[k])
