@@ -8,6 +8,7 @@
  * \u0000 escape ends the string), objects and arrays come out minified.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,15 +113,40 @@ static const char *ws(const char *p, const char *end) {
   return p;
 }
 
-static const char *skip_string(const char *p, const char *end) {
-  for (p++; p < end; p++) {
-    if (*p == '\\')
-      p++;
-    else if (*p == '"')
-      return p + 1;
-  }
-  return end;
+/* Non-zero when a byte of x equals the byte repeated in b (exact for the word as a whole). */
+static inline uint64_t has_byte(uint64_t x, uint64_t b) {
+  uint64_t y = x ^ b;
+  return (y - 0x0101010101010101ULL) & ~y & 0x8080808080808080ULL;
 }
+
+/*
+ * The end of the string at p (after its closing quote). Half of a
+ * resource's bytes or more are string bodies, and this walk runs over every
+ * resource several times (the top-level index, then each path), so it
+ * looks at 8 bytes at a time for a quote or a backslash.
+ */
+static const char *skip_string(const char *p, const char *end) {
+  p++;
+  for (;;) {
+    while (end - p >= 8) {
+      uint64_t x;
+      memcpy(&x, p, 8);
+      if (has_byte(x, 0x2222222222222222ULL) | has_byte(x, 0x5c5c5c5c5c5c5c5cULL))
+        break;
+      p += 8;
+    }
+    while (p < end && *p != '"' && *p != '\\')
+      p++;
+    if (p >= end)
+      return end;
+    if (*p == '"')
+      return p + 1;
+    p += 2; /* a backslash and the character it escapes */
+  }
+}
+
+/* Bytes that matter inside an object or array: quotes and brackets. */
+static const unsigned char structural[256] = {['"'] = 1, ['{'] = 2, ['['] = 2, ['}'] = 3, [']'] = 3};
 
 /* The end of the value at p (validated JSON; never past end). */
 static const char *skip_value(const char *p, const char *end) {
@@ -131,15 +157,20 @@ static const char *skip_value(const char *p, const char *end) {
   if (*p == '{' || *p == '[') {
     int depth = 0;
     while (p < end) {
-      char c = *p;
-      if (c == '"') {
+      switch (structural[(unsigned char)*p]) {
+      case 0:
+        p++;
+        continue;
+      case 1:
         p = skip_string(p, end);
         continue;
-      }
-      if (c == '{' || c == '[')
+      case 2:
         depth++;
-      else if ((c == '}' || c == ']') && --depth == 0)
-        return p + 1;
+        break;
+      default:
+        if (--depth == 0)
+          return p + 1;
+      }
       p++;
     }
     return end;

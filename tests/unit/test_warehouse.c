@@ -834,6 +834,48 @@ static const char *const tricky[] = {
     "\"code\":{\"coding\":{\"code\":\"obj\"}},\"status\":{ \"x\" : null },\"subject\":{\"reference\":\"#c\"}}",
 };
 
+/*
+ * Strings are skipped 8 bytes at a time (warehouse_extract.c): escaped
+ * quotes and backslashes at every offset of a word, before and inside the
+ * members that are extracted, give the values json_extract gives.
+ */
+Test(warehouse, escapes_at_every_offset_are_skipped_exactly) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  static char json[24][512];
+  static const char *const tails[] = {"\\\"", "\\\\", "\\\\\\\"", "\\\\\\\\\\\"x\\\"", "\\u0022"};
+  for (int i = 0; i < 24; i++) {
+    char pad[32];
+    memset(pad, 'x', (size_t)i % 17);
+    pad[i % 17] = 0;
+    const char *t = tails[i % 5];
+    snprintf(json[i], sizeof(json[i]),
+             "{\"resourceType\":\"Observation\",\"id\":\"e%d\",\"note\":[{\"text\":\"%s%s\"},\"%s%s%s\"],"
+             "\"extension\":{\"a\":\"%s]}\",\"b\":[\"%s[{\"]},\"status\":\"st%s%s\",\"code\":{\"coding\":"
+             "[{\"system\":\"s%s\",\"code\":\"c%s%s\"}]}}",
+             i, pad, t, t, pad, t, t, pad, pad, t, t, pad, t);
+    char id[8];
+    snprintf(id, sizeof(id), "e%d", i);
+    cr_assert_geq(add(b, "a", "Observation", id, json[i], i + 1), 0, "%s", json[i]);
+  }
+  hl_wh_result res;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(res.applied, 24, "applied %llu rejected %llu", (unsigned long long)res.applied,
+               (unsigned long long)res.rejected);
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_observation WHERE status IS json_extract(resource, '$.status')"
+                       " AND code IS json_extract(resource, '$.code.coding[0].code')"
+                       " AND code_system IS json_extract(resource, '$.code.coding[0].system')"),
+               24);
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_token t JOIN curated_observation o ON o.raw_id = t.raw_id"
+                       " WHERE t.param = 'code' AND t.code = o.code AND t.system = o.code_system"),
+               24);
+  rmdb();
+}
+
 Test(warehouse, extracted_values_equal_sqlite_json_functions) {
   mkdb();
   hl_wh *wh = open_wh(0, 0, 0);
