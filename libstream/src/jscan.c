@@ -34,9 +34,56 @@ static int fail(scan *s, hl_jscan_error e, const char *msg) {
   return HL_EPARSE;
 }
 
+/* Whether c is JSON whitespace; the first test lets every byte above ' ' through at once. */
+static inline bool is_ws(unsigned char c) {
+  return c <= ' ' && (c == ' ' || c == '\n' || c == '\r' || c == '\t');
+}
+
 static inline void skip_ws(scan *s) {
-  while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+  while (s->p < s->end && is_ws(*s->p))
     s->p++;
+}
+
+/*
+ * Word-at-a-time string scan (SWAR): eight bytes are tested at once for the
+ * bytes that end a run of plain ASCII inside a string, so the byte loop only
+ * runs near the end of the input. Little-endian only (the first special byte
+ * is the lowest set bit); other machines use the byte loop alone.
+ */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+#define JSCAN_SWAR 1
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/*
+ * Bit 7 of a byte of the result is set where w holds '"', '\\', a control
+ * character (< 0x20) or a byte >= 0x80 (a UTF-8 sequence). Subtraction
+ * borrows only run towards higher bytes and start at a true match, so the
+ * lowest set bit always marks the first special byte (bits above it may be
+ * spurious and are never used).
+ */
+static inline uint64_t swar_special(uint64_t w) {
+  uint64_t q = w ^ (ONES * '"'), b = w ^ (ONES * '\\');
+  return (((q - ONES) & ~q) | ((b - ONES) & ~b) | (w - ONES * 0x20) | w) & HIGHS;
+}
+
+#endif
+
+/* The first byte at or after p that ends a run of plain ASCII in a string, or end. */
+static inline const unsigned char *next_special(const unsigned char *p, const unsigned char *end) {
+#ifdef JSCAN_SWAR
+  while (end - p >= 8) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    uint64_t m = swar_special(w);
+    if (m)
+      return p + (__builtin_ctzll(m) >> 3);
+    p += 8;
+  }
+#endif
+  while (p < end && str_class[*p] == 0)
+    p++;
+  return p;
 }
 
 static int hexval(unsigned char c) {
@@ -97,56 +144,68 @@ static int utf8_seq(scan *s) {
   return 0;
 }
 
-/* s->p is just past the opening quote. On success s->p is past the closing quote. */
-static int string(scan *s, bool *escaped) {
-  *escaped = false;
+/* s->p is at a backslash inside a string: checks the escape and moves past it. */
+static int escape(scan *s) {
+  s->p++;
+  if (s->p >= s->end)
+    return fail(s, HL_JSCAN_ETRUNCATED, "unterminated escape");
+  unsigned char c = *s->p++;
+  switch (c) {
+  case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+    return 0;
+  case 'u': {
+    unsigned u;
+    if (read_u4(s, &u) < 0)
+      return HL_EPARSE;
+    if (u >= 0xdc00 && u <= 0xdfff)
+      return fail(s, HL_JSCAN_EUTF8, "unpaired low surrogate escape");
+    if (u >= 0xd800 && u <= 0xdbff) {
+      if (s->end - s->p < 2 || s->p[0] != '\\' || s->p[1] != 'u')
+        return fail(s, HL_JSCAN_EUTF8, "unpaired high surrogate escape");
+      s->p += 2;
+      unsigned lo;
+      if (read_u4(s, &lo) < 0)
+        return HL_EPARSE;
+      if (lo < 0xdc00 || lo > 0xdfff)
+        return fail(s, HL_JSCAN_EUTF8, "unpaired high surrogate escape");
+    }
+    return 0;
+  }
+  default:
+    s->p--;
+    return fail(s, HL_JSCAN_ESYNTAX, "invalid escape in string");
+  }
+}
+
+/*
+ * s->p is just past the opening quote. On success s->p is past the closing
+ * quote. Plain runs are scanned with a local pointer; escapes and UTF-8
+ * sequences (rarer) go through s.
+ */
+static inline int string(scan *s, bool *escaped) {
+  const unsigned char *p = s->p, *end = s->end;
+  bool esc = false;
   for (;;) {
-    while (s->p < s->end && str_class[*s->p] == 0)
-      s->p++;
-    if (s->p >= s->end)
+    p = next_special(p, end);
+    s->p = p;
+    if (p >= end)
       return fail(s, HL_JSCAN_ETRUNCATED, "unterminated string");
-    unsigned char c = *s->p;
+    unsigned char c = *p;
     if (c == '"') {
-      s->p++;
+      s->p = p + 1;
+      *escaped = esc;
       return 0;
     }
     if (c == '\\') {
-      *escaped = true;
-      s->p++;
-      if (s->p >= s->end)
-        return fail(s, HL_JSCAN_ETRUNCATED, "unterminated escape");
-      c = *s->p++;
-      switch (c) {
-      case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
-        break;
-      case 'u': {
-        unsigned u;
-        if (read_u4(s, &u) < 0)
-          return HL_EPARSE;
-        if (u >= 0xdc00 && u <= 0xdfff)
-          return fail(s, HL_JSCAN_EUTF8, "unpaired low surrogate escape");
-        if (u >= 0xd800 && u <= 0xdbff) {
-          if (s->end - s->p < 2 || s->p[0] != '\\' || s->p[1] != 'u')
-            return fail(s, HL_JSCAN_EUTF8, "unpaired high surrogate escape");
-          s->p += 2;
-          unsigned lo;
-          if (read_u4(s, &lo) < 0)
-            return HL_EPARSE;
-          if (lo < 0xdc00 || lo > 0xdfff)
-            return fail(s, HL_JSCAN_EUTF8, "unpaired high surrogate escape");
-        }
-        break;
-      }
-      default:
-        s->p--;
-        return fail(s, HL_JSCAN_ESYNTAX, "invalid escape in string");
-      }
-      continue;
-    }
-    if (c < 0x20)
+      esc = true;
+      if (escape(s) < 0)
+        return HL_EPARSE;
+    } else if (c < 0x20) {
       return fail(s, HL_JSCAN_ESYNTAX, "control character in string");
-    if (utf8_seq(s) < 0)
+    } else if (utf8_seq(s) < 0) {
       return HL_EPARSE;
+    }
+    p = s->p;
   }
 }
 
@@ -237,7 +296,12 @@ int hl_jscan(const char *str, size_t n, unsigned max_depth, hl_jscan_field *fiel
   scan s = {(const unsigned char *)str, (const unsigned char *)str + n,
             (const unsigned char *)str, res};
   memset(res, 0, sizeof *res);
+  /* Key lengths, measured once per call rather than once per top-level key. */
+  enum { KEYLENS = 8 };
+  size_t keylen[KEYLENS];
   for (size_t i = 0; i < nfields; i++) {
+    if (i < KEYLENS)
+      keylen[i] = strlen(fields[i].key);
     fields[i].kind = HL_JSCAN_NONE;
     fields[i].val = NULL;
     fields[i].len = 0;
@@ -332,7 +396,8 @@ int hl_jscan(const char *str, size_t n, unsigned max_depth, hl_jscan_field *fiel
       size_t kl = (size_t)(s.p - 1 - kb);
       if (depth == 1 && !esc) {
         for (size_t i = 0; i < nfields; i++) {
-          if (strlen(fields[i].key) == kl && memcmp(fields[i].key, kb, kl) == 0) {
+          size_t fl = i < KEYLENS ? keylen[i] : strlen(fields[i].key);
+          if (fl == kl && memcmp(fields[i].key, kb, kl) == 0) {
             want = &fields[i];
             break;
           }

@@ -152,3 +152,120 @@ Test(jscan, agrees_with_jansson) {
   cr_assert_eq(agree, 20000);
   cr_assert(valid > 100 && valid < 19000, "mutations should give a mix (%d valid)", valid);
 }
+
+/*
+ * The word-at-a-time string scan reads eight bytes at a time: every kind of
+ * byte that ends a plain run (closing quote, escape, control character,
+ * UTF-8 sequence, invalid byte) is put at every offset modulo 8 and with
+ * every distance to the end of the input, in an exactly sized heap buffer
+ * (so that ASan sees any read past the end). Each case states its verdict
+ * and the offset of the error, as the byte-at-a-time scan gives them.
+ */
+typedef struct str_case {
+  const char *mid;      /* bytes placed after the plain run */
+  hl_jscan_error error; /* verdict for the whole string */
+  int err_at;           /* error offset from the start of mid; -1: end of input */
+  bool escaped;
+} str_case;
+
+static void check_string_at(const str_case *c, size_t pre, size_t post, bool close) {
+  size_t ml = strlen(c->mid), n = 1 + pre + ml + post + (close ? 1 : 0);
+  char *s = malloc(n);
+  cr_assert_not_null(s);
+  s[0] = '"';
+  memset(s + 1, 'a', pre);
+  memcpy(s + 1 + pre, c->mid, ml);
+  memset(s + 1 + pre + ml, 'z', post);
+  if (close)
+    s[n - 1] = '"';
+  hl_jscan_result r;
+  int rc = hl_jscan(s, n, 0, NULL, 0, &r);
+  hl_jscan_error want = c->error;
+  size_t want_at = c->err_at < 0 ? n : 1 + pre + (size_t)c->err_at;
+  if (want == HL_JSCAN_OK && !close) {
+    want = HL_JSCAN_ETRUNCATED; /* no closing quote: the scan runs to the end */
+    want_at = n;
+  }
+  cr_assert_eq(r.error, want, "mid '%s' pre %zu post %zu close %d: got %s (%s), want %s", c->mid,
+               pre, post, close, hl_jscan_error_name(r.error), r.message ? r.message : "",
+               hl_jscan_error_name(want));
+  cr_assert_eq(rc == 0, want == HL_JSCAN_OK);
+  if (want != HL_JSCAN_OK)
+    cr_assert_eq(r.offset, want_at, "mid '%s' pre %zu post %zu: error at %zu, want %zu", c->mid,
+                 pre, post, r.offset, want_at);
+  /* The same string as the value of a key: its span and escape flag. */
+  if (want == HL_JSCAN_OK) {
+    char *o = malloc(n + 6);
+    cr_assert_not_null(o);
+    memcpy(o, "{\"k\":", 5);
+    memcpy(o + 5, s, n);
+    o[n + 5] = '}';
+    hl_jscan_field f = {.key = "k"};
+    cr_assert_eq(hl_jscan(o, n + 6, 0, &f, 1, &r), 0);
+    cr_assert_eq(f.kind, HL_JSCAN_STRING);
+    cr_assert_eq(f.len, n - 2);
+    cr_assert_eq(f.val, o + 6);
+    cr_assert_eq(f.escaped, c->escaped, "mid '%s': escaped flag", c->mid);
+    free(o);
+  }
+  free(s);
+}
+
+Test(jscan, string_scan_at_every_offset) {
+  const str_case cases[] = {
+      {"", HL_JSCAN_OK, 0, false},
+      {"\\n", HL_JSCAN_OK, 0, true},
+      {"\\\"", HL_JSCAN_OK, 0, true},
+      {"\\\\", HL_JSCAN_OK, 0, true},
+      {"\\u00e9", HL_JSCAN_OK, 0, true},
+      {"\\ud83d\\ude00", HL_JSCAN_OK, 0, true},
+      {"\xc3\xa9", HL_JSCAN_OK, 0, false},
+      {"\xe2\x82\xac", HL_JSCAN_OK, 0, false},
+      {"\xf0\x9f\x98\x80", HL_JSCAN_OK, 0, false},
+      {"\x7f~ !#[]", HL_JSCAN_OK, 0, false}, /* the plain bytes next to the special ones */
+      {"\x01", HL_JSCAN_ESYNTAX, 0, false},
+      {"\x1f", HL_JSCAN_ESYNTAX, 0, false},
+      {"\t", HL_JSCAN_ESYNTAX, 0, false},
+      {"\\x", HL_JSCAN_ESYNTAX, 1, false},
+      {"\\u12g4", HL_JSCAN_ESYNTAX, 2, false},
+      {"\xff", HL_JSCAN_EUTF8, 0, false},
+      {"\x80", HL_JSCAN_EUTF8, 0, false},
+      {"\xc3\x28", HL_JSCAN_EUTF8, 0, false},
+      {"\xe0\x80\xaf", HL_JSCAN_EUTF8, 0, false},
+      {"\xed\xa0\x80", HL_JSCAN_EUTF8, 0, false},
+      {"\\udc00", HL_JSCAN_EUTF8, 6, false},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (size_t pre = 0; pre < 17; pre++)
+      for (size_t post = 0; post < 10; post++) {
+        check_string_at(&cases[i], pre, post, true);
+        check_string_at(&cases[i], pre, post, false);
+      }
+}
+
+/* Input that ends inside an escape or a UTF-8 sequence, at every offset. */
+Test(jscan, string_cut_inside_a_sequence) {
+  const struct {
+    const char *s;
+    hl_jscan_error error;
+  } cuts[] = {
+      {"\\", HL_JSCAN_ETRUNCATED},        {"\\u00", HL_JSCAN_ETRUNCATED},
+      {"\\ud83d", HL_JSCAN_EUTF8},        {"\\ud83d\\u", HL_JSCAN_ETRUNCATED},
+      {"\xc3", HL_JSCAN_EUTF8},           {"\xe2\x82", HL_JSCAN_EUTF8},
+      {"\xf0\x9f\x98", HL_JSCAN_EUTF8},
+  };
+  for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++)
+    for (size_t pre = 0; pre < 17; pre++) {
+      size_t cl = strlen(cuts[i].s), n = 1 + pre + cl;
+      char *s = malloc(n);
+      cr_assert_not_null(s);
+      s[0] = '"';
+      memset(s + 1, 'a', pre);
+      memcpy(s + 1 + pre, cuts[i].s, cl);
+      hl_jscan_result r;
+      cr_assert_eq(hl_jscan(s, n, 0, NULL, 0, &r), HL_EPARSE);
+      cr_assert_eq(r.error, cuts[i].error, "cut '%s' after %zu: got %s (%s)", cuts[i].s, pre,
+                   hl_jscan_error_name(r.error), r.message);
+      free(s);
+    }
+}
