@@ -17,7 +17,7 @@ static int on_record(void *ud, const hl_split_record *r) {
   hl_jscan_result res;
   if (hl_jscan(r->json, r->len, 0, NULL, 0, &res) != 0 || res.top != HL_JSCAN_OBJECT)
     abort();
-  if (!r->type[0] || !r->id[0])
+  if (!r->type[0] || !r->id[0] || r->type_len != strlen(r->type) || r->id_len != strlen(r->id))
     abort();
   return 0;
 }

@@ -18,6 +18,8 @@ typedef struct sink {
 static int on_record(void *ud, const hl_split_record *r) {
   sink *s = ud;
   s->records++;
+  cr_assert_eq(r->type_len, strlen(r->type));
+  cr_assert_eq(r->id_len, strlen(r->id));
   hl_buf_printf(&s->log, "R %s/%s line=%llu entry=%ld %.*s\n", r->type, r->id,
                 (unsigned long long)r->line, r->entry, (int)r->len, r->json);
   return 0;

@@ -285,7 +285,7 @@ static int on_resource(void *ud, const hl_landing_event *ev, const hl_split_reco
   }
   /* org/ResourceType/id: at most 64 + 1 + 64 + 1 + 64 bytes (all three are checked ids). */
   char key[256];
-  size_t tl = strlen(r->type), il = strlen(r->id), kl = pw->org_len + 1 + tl + 1 + il;
+  size_t tl = r->type_len, il = r->id_len, kl = pw->org_len + 1 + tl + 1 + il;
   if (kl >= sizeof key)
     return HL_ELIMIT;
   memcpy(key, ev->org, pw->org_len);

@@ -102,25 +102,39 @@ static int reject(hl_split *sp, const char *code, uint64_t line, long entry, con
   return sp->cbs.reject ? sp->cbs.reject(sp->ud, &r) : 0;
 }
 
+/* Byte classes of ids and resource types: 1 a letter, 2 a digit, '-' or '.'. */
+static const unsigned char id_class[256] = {
+    ['-'] = 2, ['.'] = 2,
+    ['0'] = 2, ['1'] = 2, ['2'] = 2, ['3'] = 2, ['4'] = 2,
+    ['5'] = 2, ['6'] = 2, ['7'] = 2, ['8'] = 2, ['9'] = 2,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+/* A FHIR id: [A-Za-z0-9-.]{1,64}. */
 static bool valid_id(const char *s, size_t n) {
   if (n < 1 || n > 64)
     return false;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-          c == '.'))
-      return false;
-  }
-  return true;
+  unsigned char bad = 0;
+  for (size_t i = 0; i < n; i++)
+    bad |= id_class[(unsigned char)s[i]] == 0;
+  return !bad;
 }
 
+/* A resource type: an upper-case letter then letters, 2 to 64 bytes. */
 static bool valid_type(const char *s, size_t n) {
   if (n < 2 || n > 64 || s[0] < 'A' || s[0] > 'Z')
     return false;
+  unsigned char bad = 0;
   for (size_t i = 1; i < n; i++)
-    if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z')))
-      return false;
-  return true;
+    bad |= id_class[(unsigned char)s[i]] != 1;
+  return !bad;
 }
 
 static const char *kind_name(hl_jscan_kind k) {
@@ -358,7 +372,8 @@ static int expand_bundle(hl_split *sp, const char *s, size_t n, uint64_t line) {
       r = hl_jscan_rewrite_refs(res, rlen, bundle_map, &b, &out);
     if (r < 0)
       goto done;
-    hl_split_record rec = {e->type, e->id, out.data, out.len, eline, (long)i};
+    hl_split_record rec = {e->type, e->id, out.data, out.len, eline, (long)i, strlen(e->type),
+                           strlen(e->id)};
     sp->stats.records++;
     r = sp->cbs.record ? sp->cbs.record(sp->ud, &rec) : 0;
     if (r < 0)
@@ -413,7 +428,7 @@ static int process_value(hl_split *sp, const char *s, size_t n, uint64_t line) {
   }
   memcpy(id, f[1].val, f[1].len);
   id[f[1].len] = '\0';
-  hl_split_record rec = {type, id, s, n, line, -1};
+  hl_split_record rec = {type, id, s, n, line, -1, f[0].len, f[1].len};
   sp->stats.records++;
   return sp->cbs.record ? sp->cbs.record(sp->ud, &rec) : 0;
 }

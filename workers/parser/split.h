@@ -46,6 +46,8 @@ typedef struct hl_split_record {
   size_t len;
   uint64_t line;     /* 1-based line where the resource starts */
   long entry;        /* Bundle entry index, or -1 */
+  size_t type_len;   /* strlen(type) */
+  size_t id_len;     /* strlen(id) */
 } hl_split_record;
 
 typedef struct hl_split_reject {
