@@ -4,6 +4,7 @@
  * splitter's own invariants: every callback's bytes lie inside what it was
  * given, and records + rejects are counted consistently.
  */
+#include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,11 @@ static int on_record(void *ud, const hl_split_record *r) {
   hl_jscan_result res;
   if (hl_jscan(r->json, r->len, 0, NULL, 0, &res) != 0 || res.top != HL_JSCAN_OBJECT)
     abort();
+  /* And jansson agrees (big integers are read as reals, \u0000 is allowed). */
+  json_t *j = json_loadb(r->json, r->len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, NULL);
+  if (!json_is_object(j))
+    abort();
+  json_decref(j);
   if (!r->type[0] || !r->id[0] || r->type_len != strlen(r->type) || r->id_len != strlen(r->id))
     abort();
   return 0;
