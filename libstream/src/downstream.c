@@ -15,6 +15,7 @@ struct hl_downstream {
   int32_t partitions; /* 0 until the topic's metadata was read */
   bool measured, over;
   uint64_t last_ms;
+  int64_t since; /* messages produced since the last measurement (hl_downstream_note) */
   int64_t last;
   hl_series *s_lag, *s_waits;
 };
@@ -118,17 +119,31 @@ int64_t hl_downstream_lag(hl_downstream *d, rd_kafka_t *rk) {
     }
     rd_kafka_topic_partition_list_destroy(got);
   }
+  /*
+   * Messages this client produced that the broker has not acknowledged yet
+   * are not in the watermarks; they will be, so they count (outq_len counts
+   * every topic of the client: an upper bound).
+   */
+  if (lag >= 0)
+    lag += rd_kafka_outq_len(rk);
   d->last = lag;
   if (lag >= 0 && d->s_lag)
     hl_series_set(d->s_lag, (double)lag);
   return lag;
 }
 
+void hl_downstream_note(hl_downstream *d, int64_t n) {
+  if (n > 0)
+    d->since += n;
+}
+
 bool hl_downstream_over(hl_downstream *d, rd_kafka_t *rk, uint64_t now_ms) {
-  if (d->measured && now_ms - d->last_ms < d->interval_ms)
+  /* A quarter of the bound produced since the last measurement also counts as time up. */
+  if (d->measured && now_ms - d->last_ms < d->interval_ms && d->since < d->max_lag / 4 + 1)
     return d->over;
   d->measured = true;
   d->last_ms = now_ms;
+  d->since = 0;
   int64_t lag = hl_downstream_lag(d, rk);
   bool over = lag > d->max_lag;
   if (over && !d->over && d->s_waits)

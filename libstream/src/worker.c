@@ -87,6 +87,7 @@ struct hl_worker {
 
   bool paused, draining_now;
   hl_downstream *down; /* NULL: no downstream bound */
+  uint64_t down_noted;  /* inputs consumed when last noted (each input: about one output) */
   _Atomic bool started, draining, fatal;
   _Atomic int stop;
   char fatal_reason[256]; /* written once before fatal is set */
@@ -556,6 +557,8 @@ bool hl_worker_ready(void *ud, char *reason, size_t len) {
   return hl_consumer_ready(w->consumer, reason, len);
 }
 
+bool hl_worker_stopping(hl_worker *w) { return atomic_load(&w->stop) || atomic_load(&w->fatal); }
+
 void hl_worker_get_stats(hl_worker *w, hl_worker_stats *st) {
   st->consumed = atomic_load(&w->n_consumed);
   st->done = atomic_load(&w->n_done);
@@ -872,8 +875,14 @@ int hl_worker_run(hl_worker *w) {
       atomic_store_explicit(&w->a_inflight_bytes, w->inflight_bytes, memory_order_relaxed);
     }
     bool over = w->inflight >= w->o.max_inflight || w->inflight_bytes >= w->o.max_inflight_bytes;
-    /* Measured at most once a second (hl/downstream.h); an unknown lag never pauses. */
-    bool down_over = w->down && hl_downstream_over(w->down, hl_producer_handle(w->producer), now / 1000000);
+    /* Measured once a second or every quarter of the bound (hl/downstream.h); an unknown lag never pauses. */
+    bool down_over = false;
+    if (w->down) {
+      uint64_t consumed = atomic_load_explicit(&w->n_consumed, memory_order_relaxed);
+      hl_downstream_note(w->down, (int64_t)(consumed - w->down_noted));
+      w->down_noted = consumed;
+      down_over = hl_downstream_over(w->down, hl_producer_handle(w->producer), now / 1000000);
+    }
     if (over || down_over) {
       if (!w->paused) {
         w->paused = true;

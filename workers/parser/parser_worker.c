@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "hl/downstream.h"
 #include "hl/error.h"
 #include "hl/kafka.h"
 #include "hl/log.h"
@@ -16,17 +17,15 @@
 #define LAG_CHECK_EVERY 5000
 /* Delivery reports are served (and the pending bound checked) every this many messages. */
 #define POLL_EVERY 256
-#define LAG_WAIT_MAX_MS 60000
 
 struct hl_parser_worker {
   hl_worker *w;
   hl_parser_opts popts;
   hl_s3 *s3; /* NULL: s3:// objects are refused */
-  char *out_topic, *status_topic, *dlq_topic, *landing_dir, *down_group;
-  int64_t max_lag;
+  char *out_topic, *status_topic, *dlq_topic, *landing_dir;
+  hl_downstream *down; /* NULL: no downstream bound */
   int max_pending;
   uint64_t since_poll, resources_unreported;
-  int32_t out_partitions; /* 0 until known */
   uint64_t since_check;
   /* The input being processed. */
   hl_kafka_msg *msg;
@@ -35,7 +34,7 @@ struct hl_parser_worker {
   size_t org_len, job_len, uri_len, now_len;
   hl_buf buf;
   hl_metric *m_objects, *m_rejects;
-  hl_series *s_resources, *s_bytes, *s_lag, *s_waits;
+  hl_series *s_resources, *s_bytes;
 };
 
 static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
@@ -87,8 +86,6 @@ int hl_parser_worker_new(const hl_config *cfg, hl_metrics *reg, hl_parser_worker
   pw->status_topic = strdup(hl_config_str(cfg, "HL_PARSER_STATUS_TOPIC"));
   pw->dlq_topic = strdup(hl_config_str(cfg, "HL_KAFKA_DLQ_TOPIC"));
   pw->landing_dir = dup_or_null(hl_config_str(cfg, "HL_PARSER_LANDING_DIR"));
-  pw->down_group = dup_or_null(hl_config_str(cfg, "HL_PARSER_DOWNSTREAM_GROUP"));
-  pw->max_lag = hl_config_int(cfg, "HL_PARSER_MAX_DOWNSTREAM_LAG");
   pw->max_pending = (int)hl_config_int(cfg, "HL_PARSER_MAX_PENDING");
   if (!pw->out_topic || !pw->status_topic || !pw->dlq_topic)
     return hl_parser_worker_free(pw), -ENOMEM;
@@ -109,10 +106,17 @@ int hl_parser_worker_new(const hl_config *cfg, hl_metrics *reg, hl_parser_worker
                                                     "FHIR resources emitted to the output topic.", NULL));
   pw->s_bytes = hl_metric_at(hl_metrics_counter(reg, "hl_parser_bytes_total",
                                                 "Object bytes read (compressed size for gzip).", NULL));
-  pw->s_lag = hl_metric_at(hl_metrics_gauge(reg, "hl_parser_downstream_lag_messages",
-                                            "Last measured lag of the downstream group on the output topic.", NULL));
-  pw->s_waits = hl_metric_at(hl_metrics_counter(reg, "hl_parser_lag_waits_total",
-                                                "Times the parser waited for the downstream group to catch up.", NULL));
+  const char *down = hl_config_str(cfg, "HL_PARSER_DOWNSTREAM_GROUP");
+  if (*down) {
+    hl_downstream_opts dopts = {.group = down,
+                                .topic = pw->out_topic,
+                                .max_lag = hl_config_int(cfg, "HL_PARSER_MAX_DOWNSTREAM_LAG"),
+                                .metrics = reg,
+                                .lag_metric = "hl_parser_downstream_lag_messages",
+                                .waits_metric = "hl_parser_lag_waits_total"};
+    if ((r = hl_downstream_new(&dopts, &pw->down)) < 0)
+      return hl_parser_worker_free(pw), r;
+  }
   *out = pw;
   return 0;
 }
@@ -124,7 +128,7 @@ hl_parser_worker *hl_parser_worker_free(hl_parser_worker *pw) {
   free(pw->status_topic);
   free(pw->dlq_topic);
   free(pw->landing_dir);
-  free(pw->down_group);
+  hl_downstream_free(pw->down);
   hl_s3_free(pw->s3);
   hl_buf_free(&pw->buf);
   free(pw);
@@ -135,79 +139,30 @@ void hl_parser_worker_attach(hl_parser_worker *pw, hl_worker *w) { pw->w = w; }
 
 /* ---- downstream lag guard ---- */
 
-/* Sum over partitions of (high watermark - committed offset of the group). */
-static int64_t downstream_lag(hl_parser_worker *pw) {
-  rd_kafka_t *rk = hl_producer_handle(hl_worker_producer(pw->w));
-  if (pw->out_partitions == 0) {
-    const rd_kafka_metadata_t *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, pw->out_topic, NULL);
-    if (rkt && rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        md->topic_cnt == 1)
-      pw->out_partitions = md->topics[0].partition_cnt;
-    if (md)
-      rd_kafka_metadata_destroy(md);
-    if (rkt)
-      rd_kafka_topic_destroy(rkt);
-    if (pw->out_partitions <= 0) {
-      pw->out_partitions = 0;
-      return -1;
-    }
-  }
-  rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(pw->out_partitions);
-  for (int32_t p = 0; p < pw->out_partitions; p++)
-    rd_kafka_topic_partition_list_add(parts, pw->out_topic, p);
-  rd_kafka_ListConsumerGroupOffsets_t *req = rd_kafka_ListConsumerGroupOffsets_new(pw->down_group, parts);
-  rd_kafka_topic_partition_list_destroy(parts);
-  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-  rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, NULL, q);
-  rd_kafka_ListConsumerGroupOffsets_destroy(req);
-  rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 5000);
-  int64_t lag = -1;
-  if (ev && rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    const rd_kafka_ListConsumerGroupOffsets_result_t *res =
-        rd_kafka_event_ListConsumerGroupOffsets_result(ev);
-    size_t ng = 0;
-    const rd_kafka_group_result_t **groups =
-        res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &ng) : NULL;
-    const rd_kafka_topic_partition_list_t *got =
-        ng == 1 ? rd_kafka_group_result_partitions(groups[0]) : NULL;
-    if (got) {
-      lag = 0;
-      for (int i = 0; i < got->cnt; i++) {
-        int64_t lo = 0, hi = 0;
-        if (rd_kafka_query_watermark_offsets(rk, pw->out_topic, got->elems[i].partition, &lo, &hi,
-                                             5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-          lag = -1;
-          break;
-        }
-        int64_t at = got->elems[i].offset < lo ? lo : got->elems[i].offset;
-        lag += hi > at ? hi - at : 0;
-      }
-    }
-  }
-  if (ev)
-    rd_kafka_event_destroy(ev);
-  rd_kafka_queue_destroy(q);
-  if (lag >= 0)
-    hl_series_set(pw->s_lag, (double)lag);
-  return lag;
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Waits while the downstream group is too far behind. 0, or HL_ETIMEOUT. */
+/*
+ * Waits while the downstream group is too far behind (hl/downstream.h:
+ * measured at most once a second), serving delivery reports meanwhile, for
+ * as long as it takes: a slow or stopped validator holds the parser back,
+ * it does not make it fail. 0, or HL_ETIMEOUT when the worker is stopping.
+ */
 static int lag_guard(hl_parser_worker *pw) {
-  if (!pw->down_group || !pw->w)
+  if (!pw->down || !pw->w)
     return 0;
+  hl_downstream_note(pw->down, (int64_t)pw->since_check);
   pw->since_check = 0;
-  int64_t lag = downstream_lag(pw);
-  if (lag < 0 || lag <= pw->max_lag)
-    return 0; /* unknown lag never blocks: the broker may simply be starting */
-  hl_series_inc(pw->s_waits);
-  hl_log_kv(HL_LOG_INFO, "downstream lag over the bound, waiting", "group", pw->down_group,
-            "topic", pw->out_topic, NULL);
-  for (int waited = 0; waited < LAG_WAIT_MAX_MS; waited += 500) {
-    hl_producer_poll(hl_worker_producer(pw->w), 500);
-    lag = downstream_lag(pw);
-    if (lag >= 0 && lag <= pw->max_lag)
+  rd_kafka_t *rk = hl_producer_handle(hl_worker_producer(pw->w));
+  if (!hl_downstream_over(pw->down, rk, mono_ms()))
+    return 0;
+  hl_log_kv(HL_LOG_INFO, "downstream lag over the bound, waiting", "topic", pw->out_topic, NULL);
+  while (!hl_worker_stopping(pw->w)) {
+    hl_producer_poll(hl_worker_producer(pw->w), 250);
+    if (!hl_downstream_over(pw->down, rk, mono_ms()))
       return 0;
   }
   return HL_ETIMEOUT;

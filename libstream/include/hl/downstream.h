@@ -11,7 +11,9 @@
  * The lag is the sum over the topic's partitions of the high watermark
  * minus the group's committed offset (the low watermark when the group has
  * none or an older one), measured with the client's own connections: one
- * OffsetFetch for the group and a watermark query per partition.
+ * OffsetFetch for the group and a watermark query per partition, plus the
+ * messages the client produced and the broker has not acknowledged yet
+ * (rd_kafka_outq_len: with a 50 ms linger, tens of thousands).
  */
 #ifndef HL_DOWNSTREAM_H
 #define HL_DOWNSTREAM_H
@@ -41,12 +43,17 @@ hl_downstream *hl_downstream_free(hl_downstream *d);
 /* Measures the lag now through rk (any client of the cluster); -1 when it cannot be known. */
 int64_t hl_downstream_lag(hl_downstream *d, rd_kafka_t *rk);
 
+/* Counts n messages produced to the topic (they make the next measurement come sooner). */
+void hl_downstream_note(hl_downstream *d, int64_t n);
+
 /*
  * Whether the producer should hold back: the last measured lag is over the
  * bound. Measures again when check_interval_ms passed since the last
- * measurement (now_ms: any monotonic clock in ms). An unknown lag never
- * holds back (the broker may simply be starting). Counts each change from
- * under to over the bound in the waits counter.
+ * measurement (now_ms: any monotonic clock in ms) or a quarter of the bound
+ * was noted as produced since, so a fast producer overshoots the bound by
+ * at most about a quarter. An unknown lag never holds back (the broker may
+ * simply be starting). Counts each change from under to over the bound in
+ * the waits counter.
  */
 bool hl_downstream_over(hl_downstream *d, rd_kafka_t *rk, uint64_t now_ms);
 

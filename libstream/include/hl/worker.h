@@ -137,6 +137,14 @@ int hl_worker_exit_status(int run_result);
 /* Asks the loop to stop. Async-signal-safe; may be called from any thread. */
 void hl_worker_stop(hl_worker *w);
 
+/*
+ * True once the worker was asked to stop or stops on a fatal error: a
+ * processor that waits on something (a downstream bound) gives up and
+ * returns HL_PROC_RETRY, and the input is delivered again after the drain.
+ * Thread-safe.
+ */
+bool hl_worker_stopping(hl_worker *w);
+
 /* Installs SIGTERM and SIGINT handlers that call hl_worker_stop(w) (one worker per process). */
 int hl_worker_handle_signals(hl_worker *w);
 
