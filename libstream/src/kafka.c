@@ -280,6 +280,34 @@ int hl_kafka_header_get(const rd_kafka_message_t *rkm, const char *name, char *b
   return len > INT32_MAX ? HL_ELIMIT : (int)len;
 }
 
+int hl_kafka_header_views(const rd_kafka_message_t *rkm, hl_kafka_hview *views, size_t n) {
+  for (size_t k = 0; k < n; k++) {
+    views[k].val = NULL;
+    views[k].len = 0;
+  }
+  rd_kafka_headers_t *hdrs = NULL;
+  if (!rkm || rd_kafka_message_headers((rd_kafka_message_t *)rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      !hdrs)
+    return 0;
+  int found = 0;
+  const char *name;
+  const void *val;
+  size_t size;
+  /* One pass; a later header of a name replaces an earlier one (the last wins). */
+  for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+       i++) {
+    for (size_t k = 0; k < n; k++) {
+      if (strcmp(name, views[k].name) != 0)
+        continue;
+      found += views[k].val == NULL;
+      views[k].val = val ? val : "";
+      views[k].len = val ? size : 0;
+      break;
+    }
+  }
+  return found;
+}
+
 int hl_kafka_header_set(rd_kafka_headers_t *hdrs, const char *name, const char *value) {
   if (!hdrs || !name || !value)
     return -EINVAL;

@@ -22,6 +22,8 @@
 /* Retry backoff of a failing processor: 50 ms doubling up to 5 s. */
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 5000
+/* Longest single wait for input while a processor holds deferred inputs. */
+#define DEFER_SLICE_MS 10
 /* How long a producer call may wait for room in the local queue. */
 #define ENQUEUE_TIMEOUT_MS 30000
 /* Distinct reason labels of hl_worker_messages_dlq_total; later codes count as "other". */
@@ -38,6 +40,9 @@ typedef struct slot {
   bool in_use;
   bool processed; /* the processor is done with it (the guard was released) */
   bool rejected;  /* hl_worker_reject was called */
+  bool deferred;  /* the processor holds it (HL_PROC_DEFER) until hl_worker_complete */
+  bool early;     /* completed inside the processor call that deferred it */
+  hl_proc_result early_result;
   hl_series *dlq; /* the dead-letter counter (topic, reason) of its rejection */
   int64_t offset;
   int64_t ts_ms;
@@ -88,7 +93,10 @@ struct hl_worker {
   bool paused, draining_now;
   hl_downstream *down; /* NULL: no downstream bound */
   uint64_t down_noted;  /* inputs consumed when last noted (each input: about one output) */
-  _Atomic bool started, draining, fatal;
+  size_t ndeferred;      /* inputs deferred and not completed */
+  bool in_call;          /* inside the processor's process/process_batch */
+  rd_kafka_queue_t *cq;  /* the consumer's queue, to wake a waiting poll */
+  _Atomic bool started, draining, fatal, woken;
   _Atomic int stop;
   char fatal_reason[256]; /* written once before fatal is set */
 
@@ -98,7 +106,7 @@ struct hl_worker {
   hl_series *s_latency, *s_inflight, *s_inflight_bytes, *s_paused, *s_retries;
 
   _Atomic uint64_t n_consumed, n_done, n_dlq, n_retries, n_pauses;
-  _Atomic size_t a_inflight, a_inflight_bytes, a_max_inflight;
+  _Atomic size_t a_inflight, a_inflight_bytes, a_max_inflight, a_deferred;
 };
 
 static uint64_t now_ns(void) {
@@ -287,8 +295,8 @@ static void abandon_part(hl_worker *w, part *p) {
   while (i != NONE) {
     slot *s = &w->slots[i];
     i = s->next;
-    if (s->processed && s->ticket.pending > 0)
-      s->part = NULL;
+    if (s->deferred || (s->processed && s->ticket.pending > 0))
+      s->part = NULL; /* freed when completed, or when its deliveries end */
     else
       slot_free(w, s);
   }
@@ -337,6 +345,9 @@ static void on_assigned(void *ud, const rd_kafka_topic_partition_list_t *parts) 
 
 static void on_revoking(void *ud, const rd_kafka_topic_partition_list_t *parts, bool lost) {
   hl_worker *w = ud;
+  /* Deferred inputs are finished first, so that what they wrote gets its offsets stored. */
+  if (!lost && !w->draining_now && w->ndeferred && w->proc.flush)
+    w->proc.flush(w->proc.ud, w, w->o.drain_timeout_ms, atomic_load(&w->fatal));
   /* Inputs of these partitions not yet processed are dropped (they are not stored). */
   for (size_t i = 0; i < w->nbatch; i++) {
     hl_kafka_msg *m = &w->batch[i];
@@ -463,6 +474,7 @@ int hl_worker_new(const hl_worker_opts *opts, const hl_processor *proc, hl_worke
     goto fail;
   if (hl_consumer_lag(w->consumer))
     hl_lag_set_age_fn(hl_consumer_lag(w->consumer), age_fn, w);
+  w->cq = rd_kafka_queue_get_consumer(hl_consumer_handle(w->consumer));
   *out = w;
   return 0;
 fail:
@@ -495,6 +507,8 @@ hl_worker *hl_worker_free(hl_worker *w) {
     free(t);
   }
   w->nwtopics = 0;
+  if (w->cq)
+    rd_kafka_queue_destroy(w->cq);
   w->consumer = hl_consumer_free(w->consumer);
   w->producer = hl_producer_free(w->producer);
   w->down = hl_downstream_free(w->down);
@@ -517,6 +531,14 @@ hl_producer *hl_worker_producer(hl_worker *w) { return w->producer; }
 hl_consumer *hl_worker_consumer(hl_worker *w) { return w->consumer; }
 
 void hl_worker_stop(hl_worker *w) { atomic_store(&w->stop, 1); }
+
+bool hl_worker_stopping(hl_worker *w) { return atomic_load(&w->stop) || atomic_load(&w->fatal); }
+
+void hl_worker_wake(hl_worker *w) {
+  atomic_store(&w->woken, true);
+  if (w->cq)
+    rd_kafka_queue_yield(w->cq);
+}
 
 static hl_worker *_Atomic signal_worker;
 
@@ -557,8 +579,6 @@ bool hl_worker_ready(void *ud, char *reason, size_t len) {
   return hl_consumer_ready(w->consumer, reason, len);
 }
 
-bool hl_worker_stopping(hl_worker *w) { return atomic_load(&w->stop) || atomic_load(&w->fatal); }
-
 void hl_worker_get_stats(hl_worker *w, hl_worker_stats *st) {
   st->consumed = atomic_load(&w->n_consumed);
   st->done = atomic_load(&w->n_done);
@@ -568,6 +588,7 @@ void hl_worker_get_stats(hl_worker *w, hl_worker_stats *st) {
   st->inflight_bytes = atomic_load(&w->a_inflight_bytes);
   st->max_inflight_seen = atomic_load(&w->a_max_inflight);
   st->pauses = atomic_load(&w->n_pauses);
+  st->deferred = atomic_load(&w->a_deferred);
 }
 
 /* ---- Producing from processors ----------------------------------------------------- */
@@ -694,10 +715,14 @@ static void collect(hl_worker *w, size_t limit) {
     rd_kafka_message_t *rkm = hl_consumer_poll(w->consumer, 0);
     if (!rkm) {
       uint64_t now = now_ns();
-      if (now >= deadline)
+      if (now >= deadline || atomic_load_explicit(&w->woken, memory_order_relaxed))
         return;
       /* Error events and rebalances return early: the loop checks the deadline again. */
-      rkm = hl_consumer_poll(w->consumer, (int)((deadline - now + 999999) / 1000000));
+      int wait_ms = (int)((deadline - now + 999999) / 1000000);
+      /* With deferred inputs the wait is sliced, in case the wake does not cut it short. */
+      if (w->ndeferred && w->proc.poll && wait_ms > DEFER_SLICE_MS)
+        wait_ms = DEFER_SLICE_MS;
+      rkm = hl_consumer_poll(w->consumer, wait_ms);
       if (!rkm)
         continue;
     }
@@ -714,14 +739,16 @@ static void collect(hl_worker *w, size_t limit) {
 }
 
 static void run_processor(hl_worker *w, hl_kafka_msg *msgs, size_t n, hl_proc_result *res) {
+  w->in_call = true;
   if (w->proc.process_batch) {
     for (size_t i = 0; i < n; i++)
       res[i] = HL_PROC_FATAL;
     w->proc.process_batch(w->proc.ud, w, msgs, n, res);
-    return;
+  } else {
+    for (size_t i = 0; i < n; i++)
+      res[i] = w->proc.process(w->proc.ud, w, &msgs[i]);
   }
-  for (size_t i = 0; i < n; i++)
-    res[i] = w->proc.process(w->proc.ud, w, &msgs[i]);
+  w->in_call = false;
 }
 
 /* Finishes one input after the processor: dead letter if needed, then drop the guard. */
@@ -740,6 +767,49 @@ static bool finish(hl_worker *w, hl_kafka_msg *m, hl_proc_result r) {
   return true;
 }
 
+/* Lets the processor complete its finished deferred inputs. */
+static void poll_processor(hl_worker *w) {
+  if (!w->proc.poll)
+    return;
+  atomic_store_explicit(&w->woken, false, memory_order_relaxed);
+  if (w->ndeferred)
+    w->proc.poll(w->proc.ud, w);
+}
+
+int hl_worker_complete(hl_worker *w, hl_kafka_msg *msg, hl_proc_result r) {
+  slot *s = msg ? msg->priv : NULL;
+  if (!s || !msg->rkm || (!s->deferred && (!w->in_call || s->processed || s->early)))
+    return -EINVAL;
+  if (!s->deferred) {
+    /* Completed before the call that defers it returned: applied when it returns. */
+    s->early = true;
+    s->early_result = r == HL_PROC_DEFER ? HL_PROC_RETRY : r;
+    return 0;
+  }
+  s->deferred = false;
+  w->ndeferred--;
+  atomic_store_explicit(&w->a_deferred, w->ndeferred, memory_order_relaxed);
+  if (r == HL_PROC_OK || r == HL_PROC_BAD_INPUT) {
+    if (!finish(w, msg, r))
+      r = HL_PROC_FATAL; /* the dead letter could not be enqueued */
+  } else if (r != HL_PROC_FATAL) {
+    r = HL_PROC_RETRY;
+  }
+  if (r == HL_PROC_FATAL || (r == HL_PROC_RETRY && !hl_worker_stopping(w))) {
+    char why[400];
+    snprintf(why, sizeof why, "deferred processing %s on %s/%d offset %lld",
+             r == HL_PROC_FATAL ? "failed fatally" : "was given up", msg->topic,
+             (int)msg->partition, (long long)msg->offset);
+    set_fatal(w, why);
+  }
+  if (r != HL_PROC_OK && r != HL_PROC_BAD_INPUT && !s->part)
+    hl_kafka_ticket_release(w->producer, &s->ticket); /* orphaned: freed when its deliveries end */
+  rd_kafka_message_destroy(msg->rkm);
+  msg->rkm = NULL;
+  msg->priv = NULL;
+  return 0;
+}
+
 /* Backoff that keeps serving delivery reports; false when a stop was requested. */
 static bool backoff(hl_worker *w, int ms) {
   uint64_t end = now_ns() + (uint64_t)ms * 1000000ull;
@@ -747,6 +817,7 @@ static bool backoff(hl_worker *w, int ms) {
     if (atomic_load(&w->stop))
       return false;
     hl_producer_poll(w->producer, 10);
+    poll_processor(w);
     sweep_dirty(w);
   }
   return true;
@@ -766,6 +837,17 @@ static void process_batch(hl_worker *w) {
     size_t again = 0;
     for (size_t i = 0; i < n; i++) {
       hl_proc_result r = w->results[i];
+      slot *s = w->batch[i].priv;
+      if (s->early) {
+        s->early = false;
+        r = s->early_result; /* completed within the call */
+      }
+      if (r == HL_PROC_DEFER) {
+        /* The processor holds the message now, rkm included. */
+        s->deferred = true;
+        w->ndeferred++;
+        continue;
+      }
       if (r == HL_PROC_OK || r == HL_PROC_BAD_INPUT) {
         if (finish(w, &w->batch[i], r)) {
           rd_kafka_message_destroy(w->batch[i].rkm);
@@ -783,6 +865,7 @@ static void process_batch(hl_worker *w) {
     }
     n = again;
     w->nbatch = n;
+    atomic_store_explicit(&w->a_deferred, w->ndeferred, memory_order_relaxed);
     if (n == 0 || atomic_load(&w->fatal))
       break;
     atomic_fetch_add_explicit(&w->n_retries, n, memory_order_relaxed);
@@ -815,6 +898,15 @@ static void check_clients(hl_worker *w) {
 static int drain(hl_worker *w) {
   atomic_store(&w->draining, true);
   uint64_t deadline = now_ns() + (uint64_t)w->o.drain_timeout_ms * 1000000ull;
+  /* Deferred inputs first: the processor finishes them (or gives them up) by the deadline. */
+  if (w->ndeferred && w->proc.flush)
+    w->proc.flush(w->proc.ud, w, w->o.drain_timeout_ms, atomic_load(&w->fatal));
+  if (w->ndeferred) {
+    char n[24];
+    snprintf(n, sizeof n, "%zu", w->ndeferred);
+    hl_log_kv(HL_LOG_ERROR, "the processor left deferred inputs uncompleted (not committed)",
+              "inputs", n, NULL);
+  }
   /* Finish what was produced: wait for every acknowledgement (or the deadline). */
   while (hl_producer_outq_len(w->producer) > 0 && now_ns() < deadline) {
     hl_producer_poll(w->producer, 10);
@@ -865,6 +957,7 @@ int hl_worker_run(hl_worker *w) {
   uint64_t last_tick = 0;
   while (!atomic_load(&w->stop) && !atomic_load(&w->fatal)) {
     hl_producer_poll(w->producer, 0);
+    poll_processor(w);
     sweep_dirty(w);
     uint64_t now = now_ns();
     if (now - last_tick >= TICK_NS) {

@@ -596,3 +596,168 @@ Test(worker, cooperative_rebalance_between_two_workers_loses_nothing, .timeout =
   hl_worker_free(b.w);
   hl_mock_stop(&m);
 }
+
+/* ---- Deferred inputs (a processor that finishes work in another thread) ------------- */
+
+#define DEFER_MAX 4096
+
+/* Holds every input until released, then forwards and completes it from its poll hook. */
+typedef struct dproc {
+  hl_kafka_msg held[DEFER_MAX];
+  size_t nheld;
+  _Atomic bool release;
+  _Atomic int flushes, aborts;
+  bool inline_complete; /* complete inside the call that defers */
+  const char *out;
+} dproc;
+
+static void defer_batch(void *ud, hl_worker *w, hl_kafka_msg *msgs, size_t n,
+                        hl_proc_result *res) {
+  dproc *d = ud;
+  for (size_t i = 0; i < n; i++) {
+    if (d->nheld == DEFER_MAX) {
+      res[i] = HL_PROC_RETRY;
+      continue;
+    }
+    d->held[d->nheld++] = msgs[i];
+    res[i] = HL_PROC_DEFER;
+  }
+  /* Completing inside the call: the worker applies it when the call returns. */
+  if (d->inline_complete) {
+    for (size_t i = 0; i < d->nheld; i++) {
+      cr_assert_eq(hl_worker_forward(w, &d->held[i], d->out), 0);
+      cr_assert_eq(hl_worker_complete(w, &d->held[i], HL_PROC_OK), 0);
+    }
+    d->nheld = 0;
+  }
+}
+
+static void defer_poll(void *ud, hl_worker *w) {
+  dproc *d = ud;
+  if (!atomic_load(&d->release))
+    return;
+  for (size_t i = 0; i < d->nheld; i++) {
+    cr_assert_eq(hl_worker_forward(w, &d->held[i], d->out), 0);
+    cr_assert_eq(hl_worker_complete(w, &d->held[i], HL_PROC_OK), 0);
+    /* A second completion of the same input is refused. */
+    cr_assert_eq(hl_worker_complete(w, &d->held[i], HL_PROC_OK), -EINVAL);
+  }
+  d->nheld = 0;
+}
+
+static void defer_flush(void *ud, hl_worker *w, long long timeout_ms, bool abort) {
+  dproc *d = ud;
+  (void)timeout_ms;
+  atomic_fetch_add(&d->flushes, 1);
+  atomic_fetch_add(&d->aborts, abort);
+  if (atomic_load(&d->release)) {
+    defer_poll(ud, w);
+    return;
+  }
+  for (size_t i = 0; i < d->nheld; i++)
+    cr_assert_eq(hl_worker_complete(w, &d->held[i], HL_PROC_RETRY), 0);
+  d->nheld = 0;
+}
+
+static hl_worker *defer_worker(hl_mock *m, const char *group, const char **topic, dproc *d) {
+  hl_worker_opts o = wopts(m->bootstraps, group, topic, NULL);
+  hl_processor proc = {.stage = "test",
+                       .ud = d,
+                       .process_batch = defer_batch,
+                       .poll = defer_poll,
+                       .flush = defer_flush};
+  hl_worker *w = NULL;
+  cr_assert_eq(hl_worker_new(&o, &proc, &w, NULL, 0), 0);
+  return w;
+}
+
+static void *release_later(void *arg) {
+  void **a = arg;
+  nanosleep(&(struct timespec){0, 300000000}, NULL);
+  atomic_store(&((dproc *)a[0])->release, true);
+  hl_worker_wake(a[1]);
+  return NULL;
+}
+
+Test(worker, deferred_inputs_are_stored_only_once_completed, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "df.in", 2);
+  hl_mock_topic(&m, "df.out", 1);
+  const int n = 300;
+  hl_test_produce(m.bootstraps, "df.in", 0, n, 64, -1);
+  const char *topic[] = {"df.in"};
+  static dproc d;
+  memset(&d, 0, sizeof d);
+  d.out = "df.out";
+  run r = {.w = defer_worker(&m, "g-df", topic, &d)};
+  run_start(&r);
+  cr_assert(wait_consumed(r.w, n, 60));
+  /* Held by the processor: nothing is done and nothing is committed, however long it takes. */
+  nanosleep(&(struct timespec){1, 0}, NULL);
+  hl_worker_stats s = stats_of(r.w);
+  cr_assert_eq(s.deferred, (size_t)n);
+  cr_assert_eq(s.done, 0);
+  for (int p = 0; p < 2; p++)
+    cr_assert_eq(hl_test_committed(m.bootstraps, "g-df", "df.in", p), RD_KAFKA_OFFSET_INVALID);
+  /* Released from another thread, which wakes the loop. */
+  pthread_t th;
+  void *args[2] = {&d, r.w};
+  cr_assert_eq(pthread_create(&th, NULL, release_later, args), 0);
+  cr_assert(wait_done(r.w, n, 60), "done %llu", (unsigned long long)stats_of(r.w).done);
+  pthread_join(th, NULL);
+  cr_assert_eq(run_stop(&r), 0);
+  s = stats_of(r.w);
+  cr_assert_eq(s.deferred, 0);
+  cr_assert_eq(s.inflight, 0);
+  assert_committed_at_end(&m, "g-df", "df.in", 2);
+  cr_assert_eq(hl_test_read(m.bootstraps, "df.out", 1, n, 30, NULL, NULL), n);
+  hl_worker_free(r.w);
+  hl_mock_stop(&m);
+}
+
+Test(worker, stop_gives_deferred_inputs_up_uncommitted, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "dg.in", 1);
+  hl_test_produce(m.bootstraps, "dg.in", 0, 50, 64, 0);
+  const char *topic[] = {"dg.in"};
+  static dproc d;
+  memset(&d, 0, sizeof d);
+  d.out = "dg.out";
+  run r = {.w = defer_worker(&m, "g-dg", topic, &d)};
+  run_start(&r);
+  cr_assert(wait_consumed(r.w, 50, 60));
+  /* The drain asks the processor to flush; what it gives up is neither done nor committed. */
+  cr_assert_eq(run_stop(&r), 0);
+  cr_assert_eq(atomic_load(&d.flushes), 1);
+  cr_assert_eq(atomic_load(&d.aborts), 0);
+  hl_worker_stats s = stats_of(r.w);
+  cr_assert_eq(s.deferred, 0);
+  cr_assert_eq(s.done, 0);
+  cr_assert_eq(hl_test_committed(m.bootstraps, "g-dg", "dg.in", 0), RD_KAFKA_OFFSET_INVALID);
+  hl_worker_free(r.w);
+  hl_mock_stop(&m);
+}
+
+Test(worker, completion_inside_the_deferring_call_is_applied, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "di.in", 1);
+  hl_mock_topic(&m, "di.out", 1);
+  hl_test_produce(m.bootstraps, "di.in", 0, 200, 64, 0);
+  const char *topic[] = {"di.in"};
+  static dproc d;
+  memset(&d, 0, sizeof d);
+  d.out = "di.out";
+  d.inline_complete = true;
+  run r = {.w = defer_worker(&m, "g-di", topic, &d)};
+  run_start(&r);
+  cr_assert(wait_done(r.w, 200, 60));
+  cr_assert_eq(run_stop(&r), 0);
+  cr_assert_eq(stats_of(r.w).deferred, 0);
+  assert_committed_at_end(&m, "g-di", "di.in", 1);
+  cr_assert_eq(hl_test_read(m.bootstraps, "di.out", 1, 200, 30, NULL, NULL), 200);
+  hl_worker_free(r.w);
+  hl_mock_stop(&m);
+}

@@ -134,6 +134,20 @@ int hl_kafka_header_view(const rd_kafka_headers_t *hdrs, const char *name, const
 int hl_kafka_header_get(const rd_kafka_message_t *rkm, const char *name, char *buf,
                         size_t buflen);
 
+/* A header looked up by name: val points into the message's headers (not NUL-terminated). */
+typedef struct hl_kafka_hview {
+  const char *name; /* set by the caller */
+  const void *val;  /* NULL when absent ("" for a header without a value) */
+  size_t len;
+} hl_kafka_hview;
+
+/*
+ * Looks up n headers of rkm in one pass over them (the last header of a
+ * name wins, as hl_kafka_header_get), for per-message hot paths that need
+ * several. Views stay valid while rkm lives. Returns how many were found.
+ */
+int hl_kafka_header_views(const rd_kafka_message_t *rkm, hl_kafka_hview *views, size_t n);
+
 /* Replaces every header called name by one with the string value. 0 or HL_EKAFKA. */
 int hl_kafka_header_set(rd_kafka_headers_t *hdrs, const char *name, const char *value);
 

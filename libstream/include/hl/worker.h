@@ -59,6 +59,7 @@ typedef enum hl_proc_result {
   HL_PROC_RETRY = 1,     /* transient failure: process it again after a backoff */
   HL_PROC_BAD_INPUT = 2, /* it can never be processed: it goes to the dead-letter topic */
   HL_PROC_FATAL = 3,     /* stop the worker; the input is not committed */
+  HL_PROC_DEFER = 4,     /* the processor keeps it and finishes it later (hl_worker_complete) */
 } hl_proc_result;
 
 typedef struct hl_worker hl_worker;
@@ -70,6 +71,15 @@ typedef struct hl_worker hl_worker;
  * hl_worker_forward / hl_worker_reject, naming the input they belong to.
  * A retried input may have produced outputs in the failed attempt; they
  * are not taken back (sinks are idempotent).
+ *
+ * Deferred inputs (a processor that finishes work in another thread, e.g.
+ * hl-loader's warehouse writer): a result of HL_PROC_DEFER keeps the input
+ * open. The processor keeps a copy of the hl_kafka_msg (it stays valid,
+ * rkm included, until completed) and later calls hl_worker_complete() from
+ * the worker's thread, typically from its poll hook. Until then nothing at
+ * or after the input's offset is stored for its partition. Every deferred
+ * input must be completed before hl_worker_run returns: the worker calls
+ * flush when it drains (and before partitions are revoked).
  */
 typedef struct hl_processor {
   const char *stage; /* hl-error-stage of dead letters, e.g. "parser" */
@@ -78,6 +88,20 @@ typedef struct hl_processor {
   /* Fills results[i] for msgs[i], 0 <= i < n. */
   void (*process_batch)(void *ud, hl_worker *w, hl_kafka_msg *msgs, size_t n,
                         hl_proc_result *results);
+  /*
+   * Optional, for processors that defer: called in the worker's thread on
+   * every turn of the loop (at least every 100 ms, and soon after
+   * hl_worker_wake) to complete the deferred inputs that are finished.
+   */
+  void (*poll)(void *ud, hl_worker *w);
+  /*
+   * Optional, for processors that defer: finish every deferred input within
+   * timeout_ms and complete it; what cannot be finished in time is
+   * completed with HL_PROC_RETRY (given up, not committed). With abort
+   * (after a fatal error) no new work may start: only what is already
+   * running is waited for. Called at drain and before a revocation.
+   */
+  void (*flush)(void *ud, hl_worker *w, long long timeout_ms, bool abort);
 } hl_processor;
 
 typedef struct hl_worker_opts {
@@ -211,6 +235,23 @@ hl_proc_result hl_worker_reject(hl_worker *w, hl_kafka_msg *msg, const char *cod
 hl_proc_result hl_worker_reject_outcome(hl_worker *w, hl_kafka_msg *msg, const char *code,
                                         const char *outcome_json);
 
+/*
+ * Completes an input the processor deferred (msg: the processor's copy of
+ * it). result: HL_PROC_OK (done: stored once its outputs are acknowledged),
+ * HL_PROC_BAD_INPUT (dead-lettered, as from process), HL_PROC_FATAL (the
+ * worker stops; the input is not committed) or HL_PROC_RETRY (given up,
+ * e.g. when stopping: not committed, so delivered again after a restart;
+ * nothing after it is stored for its partition). Releases msg->rkm. Call it
+ * from the worker's thread. 0 or -EINVAL (not a deferred input).
+ */
+int hl_worker_complete(hl_worker *w, hl_kafka_msg *msg, hl_proc_result result);
+
+/*
+ * Asks the loop to call the processor's poll hook soon (it returns from a
+ * wait for input). Thread-safe; for the threads of a deferring processor.
+ */
+void hl_worker_wake(hl_worker *w);
+
 /* The worker's producer (to produce outputs not tied to an input). */
 hl_producer *hl_worker_producer(hl_worker *w);
 hl_consumer *hl_worker_consumer(hl_worker *w);
@@ -225,6 +266,7 @@ typedef struct hl_worker_stats {
   size_t inflight_bytes;
   size_t max_inflight_seen;
   uint64_t pauses;        /* times the bound paused consumption */
+  size_t deferred;        /* inputs the processor deferred and has not completed */
 } hl_worker_stats;
 void hl_worker_get_stats(hl_worker *w, hl_worker_stats *out);
 
