@@ -25,6 +25,7 @@
 /* Counts of one landed object (org, job, uri) within one batch. */
 typedef struct jobagg {
   char org[128], job[256], uri[FIELD_MAX];
+  size_t org_len, job_len, uri_len;
   uint64_t valid, rejected;
   uint64_t hash; /* FNV-1a over the coordinates of the inputs counted */
   int32_t first_part;
@@ -220,9 +221,9 @@ static const char *reject_code(hl_validator_worker *vw) {
 
 /* ---- job aggregation ---- */
 
-static void hdr(const hl_kafka_msg *msg, const char *name, char *buf, size_t len) {
-  if (hl_kafka_header_get(msg->rkm, name, buf, len) < 0)
-    buf[0] = 0;
+/* A header view as a field of cap bytes (NUL included): absent when empty or longer. */
+static size_t field_len(const hl_kafka_hview *v, size_t cap) {
+  return v->val && v->len < cap ? v->len : 0;
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
@@ -233,16 +234,20 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
 }
 
 static jobagg *job_note(hl_validator_worker *vw, const hl_kafka_msg *msg, size_t idx) {
-  char org[128], job[256], uri[FIELD_MAX];
-  hdr(msg, HL_HDR_JOB, job, sizeof job);
-  hdr(msg, HL_HDR_ORG, org, sizeof org);
-  hdr(msg, HL_HDR_SOURCE, uri, sizeof uri);
-  if (!job[0] || !org[0])
+  /* One pass over the headers: this runs for every resource. */
+  hl_kafka_hview v[] = {{.name = HL_HDR_JOB}, {.name = HL_HDR_ORG}, {.name = HL_HDR_SOURCE}};
+  hl_kafka_header_views(msg->rkm, v, sizeof v / sizeof v[0]);
+  size_t jl = field_len(&v[0], sizeof vw->jobs->job), ol = field_len(&v[1], sizeof vw->jobs->org),
+         ul = field_len(&v[2], sizeof vw->jobs->uri);
+  if (!jl || !ol)
     return NULL; /* not part of a job: nothing to report */
   jobagg *a = NULL;
-  for (size_t i = 0; i < vw->njobs && !a; i++)
-    if (!strcmp(vw->jobs[i].uri, uri) && !strcmp(vw->jobs[i].job, job) && !strcmp(vw->jobs[i].org, org))
-      a = &vw->jobs[i];
+  for (size_t i = 0; i < vw->njobs && !a; i++) {
+    jobagg *j = &vw->jobs[i];
+    if (j->uri_len == ul && j->job_len == jl && j->org_len == ol && !memcmp(j->uri, v[2].val, ul) &&
+        !memcmp(j->job, v[0].val, jl) && !memcmp(j->org, v[1].val, ol))
+      a = j;
+  }
   if (!a) {
     if (vw->njobs == vw->jobcap) {
       size_t cap = vw->jobcap ? vw->jobcap * 2 : 16;
@@ -254,9 +259,13 @@ static jobagg *job_note(hl_validator_worker *vw, const hl_kafka_msg *msg, size_t
     }
     a = &vw->jobs[vw->njobs++];
     memset(a, 0, sizeof *a);
-    snprintf(a->org, sizeof a->org, "%s", org);
-    snprintf(a->job, sizeof a->job, "%s", job);
-    snprintf(a->uri, sizeof a->uri, "%s", uri);
+    memcpy(a->org, v[1].val, ol);
+    memcpy(a->job, v[0].val, jl);
+    if (ul)
+      memcpy(a->uri, v[2].val, ul);
+    a->org_len = ol;
+    a->job_len = jl;
+    a->uri_len = ul;
     a->hash = 1469598103934665603ull;
     a->first_part = msg->partition;
     a->first_off = msg->offset;
