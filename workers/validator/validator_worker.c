@@ -244,7 +244,7 @@ static jobagg *job_note(hl_validator_worker *vw, const hl_kafka_msg *msg, size_t
   jobagg *a = NULL;
   for (size_t i = 0; i < vw->njobs && !a; i++) {
     jobagg *j = &vw->jobs[i];
-    if (j->uri_len == ul && j->job_len == jl && j->org_len == ol && !memcmp(j->uri, v[2].val, ul) &&
+    if (j->uri_len == ul && j->job_len == jl && j->org_len == ol && (!ul || !memcmp(j->uri, v[2].val, ul)) &&
         !memcmp(j->job, v[0].val, jl) && !memcmp(j->org, v[1].val, ol))
       a = j;
   }
