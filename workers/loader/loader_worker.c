@@ -79,7 +79,7 @@ struct hl_loader_worker {
   pthread_mutex_t mu;
   pthread_cond_t cv_work, cv_done;
   lbatch *inflight; /* handed to the writer, not yet completed */
-  bool inflight_done, quit, detached;
+  bool inflight_done, quit, detached, waking;
   _Atomic bool giveup; /* stop retrying a busy warehouse */
 
   _Atomic bool storage_failed;
@@ -165,9 +165,20 @@ static void *writer_main(void *arg) {
     pthread_mutex_lock(&lw->mu);
     lw->inflight_done = true;
     pthread_cond_broadcast(&lw->cv_done);
-    /* The worker's loop completes the batch on its next turn. */
-    if (!lw->detached && lw->w)
-      hl_worker_wake(lw->w);
+    /*
+     * The worker's loop completes the batch on its next turn. The wake runs
+     * outside the lock (it takes librdkafka's queue lock); waking keeps a
+     * drain from detaching (and the worker from going away) meanwhile.
+     */
+    hl_worker *w = lw->detached ? NULL : lw->w;
+    if (w) {
+      lw->waking = true;
+      pthread_mutex_unlock(&lw->mu);
+      hl_worker_wake(w);
+      pthread_mutex_lock(&lw->mu);
+      lw->waking = false;
+      pthread_cond_broadcast(&lw->cv_done);
+    }
   }
   pthread_mutex_unlock(&lw->mu);
   return NULL;
@@ -845,6 +856,8 @@ static void flush_batches(void *ud, hl_worker *w, long long timeout_ms, bool abo
     /* The worker goes away after its drain: the writer must not wake it any more. */
     pthread_mutex_lock(&lw->mu);
     lw->detached = true;
+    while (lw->waking)
+      pthread_cond_wait(&lw->cv_done, &lw->mu);
     pthread_mutex_unlock(&lw->mu);
   }
 }
