@@ -659,16 +659,34 @@ static void defer_flush(void *ud, hl_worker *w, long long timeout_ms, bool abort
   d->nheld = 0;
 }
 
-static hl_worker *defer_worker(hl_mock *m, const char *group, const char **topic, dproc *d) {
-  hl_worker_opts o = wopts(m->bootstraps, group, topic, NULL);
+/* A deferring worker on a fresh mock cluster, n inputs waiting on in (parts partitions). */
+typedef struct dcase {
+  hl_mock m;
+  dproc d;
+  run r;
+  const char *topic[1];
+} dcase;
+
+static dcase *defer_start(const char *in, int parts, const char *out, const char *group, int n,
+                          bool inline_complete) {
+  static dcase c; /* one per test (criterion runs each test in its own process) */
+  memset(&c, 0, sizeof c);
+  hl_mock_start(&c.m, 1);
+  hl_mock_topic(&c.m, in, parts);
+  hl_mock_topic(&c.m, out, 1);
+  hl_test_produce(c.m.bootstraps, in, 0, n, 64, parts > 1 ? -1 : 0);
+  c.topic[0] = in;
+  c.d.out = out;
+  c.d.inline_complete = inline_complete;
+  hl_worker_opts o = wopts(c.m.bootstraps, group, c.topic, NULL);
   hl_processor proc = {.stage = "test",
-                       .ud = d,
+                       .ud = &c.d,
                        .process_batch = defer_batch,
                        .poll = defer_poll,
                        .flush = defer_flush};
-  hl_worker *w = NULL;
-  cr_assert_eq(hl_worker_new(&o, &proc, &w, NULL, 0), 0);
-  return w;
+  cr_assert_eq(hl_worker_new(&o, &proc, &c.r.w, NULL, 0), 0);
+  run_start(&c.r);
+  return &c;
 }
 
 static void *release_later(void *arg) {
@@ -680,84 +698,58 @@ static void *release_later(void *arg) {
 }
 
 Test(worker, deferred_inputs_are_stored_only_once_completed, .timeout = 120) {
-  hl_mock m;
-  hl_mock_start(&m, 1);
-  hl_mock_topic(&m, "df.in", 2);
-  hl_mock_topic(&m, "df.out", 1);
   const int n = 300;
-  hl_test_produce(m.bootstraps, "df.in", 0, n, 64, -1);
-  const char *topic[] = {"df.in"};
-  static dproc d;
-  memset(&d, 0, sizeof d);
-  d.out = "df.out";
-  run r = {.w = defer_worker(&m, "g-df", topic, &d)};
-  run_start(&r);
-  cr_assert(wait_consumed(r.w, n, 60));
+  dcase *c = defer_start("df.in", 2, "df.out", "g-df", n, false);
+  hl_worker *w = c->r.w;
+  cr_assert(wait_consumed(w, n, 60));
   /* Held by the processor: nothing is done and nothing is committed, however long it takes. */
   nanosleep(&(struct timespec){1, 0}, NULL);
-  hl_worker_stats s = stats_of(r.w);
+  hl_worker_stats s = stats_of(w);
   cr_assert_eq(s.deferred, (size_t)n);
   cr_assert_eq(s.done, 0);
   for (int p = 0; p < 2; p++)
-    cr_assert_eq(hl_test_committed(m.bootstraps, "g-df", "df.in", p), RD_KAFKA_OFFSET_INVALID);
+    cr_assert_eq(hl_test_committed(c->m.bootstraps, "g-df", "df.in", p), RD_KAFKA_OFFSET_INVALID);
   /* Released from another thread, which wakes the loop. */
   pthread_t th;
-  void *args[2] = {&d, r.w};
+  void *args[2] = {&c->d, w};
   cr_assert_eq(pthread_create(&th, NULL, release_later, args), 0);
-  cr_assert(wait_done(r.w, n, 60), "done %llu", (unsigned long long)stats_of(r.w).done);
+  cr_assert(wait_done(w, n, 60), "done %llu", (unsigned long long)stats_of(w).done);
   pthread_join(th, NULL);
-  cr_assert_eq(run_stop(&r), 0);
-  s = stats_of(r.w);
+  cr_assert_eq(run_stop(&c->r), 0);
+  s = stats_of(w);
   cr_assert_eq(s.deferred, 0);
   cr_assert_eq(s.inflight, 0);
-  assert_committed_at_end(&m, "g-df", "df.in", 2);
-  cr_assert_eq(hl_test_read(m.bootstraps, "df.out", 1, n, 30, NULL, NULL), n);
-  hl_worker_free(r.w);
-  hl_mock_stop(&m);
+  assert_committed_at_end(&c->m, "g-df", "df.in", 2);
+  cr_assert_eq(hl_test_read(c->m.bootstraps, "df.out", 1, n, 30, NULL, NULL), n);
+  hl_worker_free(c->r.w);
+  hl_mock_stop(&c->m);
 }
 
 Test(worker, stop_gives_deferred_inputs_up_uncommitted, .timeout = 120) {
-  hl_mock m;
-  hl_mock_start(&m, 1);
-  hl_mock_topic(&m, "dg.in", 1);
-  hl_test_produce(m.bootstraps, "dg.in", 0, 50, 64, 0);
-  const char *topic[] = {"dg.in"};
-  static dproc d;
-  memset(&d, 0, sizeof d);
-  d.out = "dg.out";
-  run r = {.w = defer_worker(&m, "g-dg", topic, &d)};
-  run_start(&r);
-  cr_assert(wait_consumed(r.w, 50, 60));
+  dcase *c = defer_start("dg.in", 1, "dg.out", "g-dg", 50, false);
+  hl_worker *w = c->r.w;
+  dproc *d = &c->d;
+  cr_assert(wait_consumed(w, 50, 60));
   /* The drain asks the processor to flush; what it gives up is neither done nor committed. */
-  cr_assert_eq(run_stop(&r), 0);
-  cr_assert_eq(atomic_load(&d.flushes), 1);
-  cr_assert_eq(atomic_load(&d.aborts), 0);
-  hl_worker_stats s = stats_of(r.w);
+  cr_assert_eq(run_stop(&c->r), 0);
+  cr_assert_eq(atomic_load(&d->flushes), 1);
+  cr_assert_eq(atomic_load(&d->aborts), 0);
+  hl_worker_stats s = stats_of(w);
   cr_assert_eq(s.deferred, 0);
   cr_assert_eq(s.done, 0);
-  cr_assert_eq(hl_test_committed(m.bootstraps, "g-dg", "dg.in", 0), RD_KAFKA_OFFSET_INVALID);
-  hl_worker_free(r.w);
-  hl_mock_stop(&m);
+  cr_assert_eq(hl_test_committed(c->m.bootstraps, "g-dg", "dg.in", 0), RD_KAFKA_OFFSET_INVALID);
+  hl_worker_free(c->r.w);
+  hl_mock_stop(&c->m);
 }
 
 Test(worker, completion_inside_the_deferring_call_is_applied, .timeout = 120) {
-  hl_mock m;
-  hl_mock_start(&m, 1);
-  hl_mock_topic(&m, "di.in", 1);
-  hl_mock_topic(&m, "di.out", 1);
-  hl_test_produce(m.bootstraps, "di.in", 0, 200, 64, 0);
-  const char *topic[] = {"di.in"};
-  static dproc d;
-  memset(&d, 0, sizeof d);
-  d.out = "di.out";
-  d.inline_complete = true;
-  run r = {.w = defer_worker(&m, "g-di", topic, &d)};
-  run_start(&r);
-  cr_assert(wait_done(r.w, 200, 60));
-  cr_assert_eq(run_stop(&r), 0);
-  cr_assert_eq(stats_of(r.w).deferred, 0);
-  assert_committed_at_end(&m, "g-di", "di.in", 1);
-  cr_assert_eq(hl_test_read(m.bootstraps, "di.out", 1, 200, 30, NULL, NULL), 200);
-  hl_worker_free(r.w);
-  hl_mock_stop(&m);
+  dcase *c = defer_start("di.in", 1, "di.out", "g-di", 200, true);
+  hl_worker *w = c->r.w;
+  cr_assert(wait_done(w, 200, 60));
+  cr_assert_eq(run_stop(&c->r), 0);
+  cr_assert_eq(stats_of(w).deferred, 0);
+  assert_committed_at_end(&c->m, "g-di", "di.in", 1);
+  cr_assert_eq(hl_test_read(c->m.bootstraps, "di.out", 1, 200, 30, NULL, NULL), 200);
+  hl_worker_free(c->r.w);
+  hl_mock_stop(&c->m);
 }
