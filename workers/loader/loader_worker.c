@@ -59,7 +59,6 @@ typedef struct lbatch {
   bool abandoned; /* a stop or a deadline cut its busy retries */
   hl_wh_result out;
   double secs;
-  uint64_t busy, busy_total;
 } lbatch;
 
 struct hl_loader_worker {
@@ -85,7 +84,7 @@ struct hl_loader_worker {
   _Atomic bool storage_failed;
   char storage_reason[256];
   hl_metric *m_rows, *m_commits, *m_events;
-  hl_series *s_commit_seconds, *s_batch_rows, *s_busy;
+  hl_series *s_commit_seconds, *s_batch_rows, *s_busy, *s_busy_commits;
 };
 
 static void now_rfc3339(char *out, size_t n) {
@@ -120,14 +119,14 @@ static void sleep_ms(long ms) {
 static void commit_batch(hl_loader_worker *lw, lbatch *lb) {
   double first = mono_s();
   long delay = BACKOFF_MIN_MS;
-  lb->busy = 0;
   lb->abandoned = false;
   for (;;) {
     double t0 = mono_s();
     lb->rc = hl_wh_batch_commit(lw->wh, lb->b, &lb->out);
     lb->secs = mono_s() - t0;
     if (lb->rc == HL_WH_EBUSY) {
-      lb->busy++;
+      /* Metrics are thread-safe: a retrying writer shows on /metrics at once. */
+      hl_series_inc(lw->s_busy_commits);
       hl_log_kv(HL_LOG_WARN, "warehouse busy; the batch is retried", NULL);
     } else if (lb->rc < 0) {
       bool storage = hl_wh_is_fatal(lb->rc);
@@ -148,7 +147,7 @@ static void commit_batch(hl_loader_worker *lw, lbatch *lb) {
   }
   hl_wh_stats st;
   hl_wh_get_stats(lw->wh, &st);
-  lb->busy_total = st.busy_retries;
+  hl_series_set(lw->s_busy, (double)st.busy_retries);
 }
 
 static void *writer_main(void *arg) {
@@ -232,6 +231,7 @@ int hl_loader_worker_new(const hl_config *cfg, hl_metrics *reg, hl_loader_worker
                                              "Warehouse attempts that met a busy or locked database "
                                              "and were retried (since start).",
                                              NULL));
+  lw->s_busy_commits = hl_metric_at(lw->m_commits, "busy");
   if ((r = -pthread_create(&lw->writer, NULL, writer_main, lw)) < 0) {
     if (err)
       snprintf(err, errlen, "cannot start the warehouse writer thread");
@@ -613,9 +613,6 @@ static void count_rows(hl_loader_worker *lw, const hl_wh_result *res) {
  * that its offset is stored once those events are acknowledged.
  */
 static void complete_batch(hl_loader_worker *lw, hl_worker *w, lbatch *lb) {
-  if (lb->busy)
-    hl_series_add(hl_metric_at(lw->m_commits, "busy"), (double)lb->busy);
-  hl_series_set(lw->s_busy, (double)lb->busy_total);
   if (lb->nmsgs == 0) { /* its inputs were given up by a deadline */
     lb_reset(lb);
     return;
