@@ -159,6 +159,17 @@ stop_without_broker() { # name pid log drain_s close_s [or-0]
   fi
 }
 
+# Writes $LANDING/org=<org>/<name>.ndjson with n Patients (ids <name>-NNNNNN)
+# and announces it on hl.landing.objects as hl-s3-notifier would (job <name>).
+announce_patients() { # org name n
+  local f=$LANDING/org=$1/$2.ndjson
+  mkdir -p "$LANDING/org=$1"
+  seq 1 "$3" | awk -v p="$2" '{ printf "{\"resourceType\":\"Patient\",\"id\":\"%s-%06d\",\"gender\":\"female\"}\n", p, $1 }' >"$f"
+  printf 'landing/org=%s/%s.ndjson\t{"uri":"file://%s","bucket":"landing","key":"org=%s/%s.ndjson","size":%s,"event_time":"2026-11-25T00:00:00.000Z","org":"%s","job":"%s"}\n' \
+    "$1" "$2" "$f" "$1" "$2" "$(stat -c %s "$f")" "$1" "$2" |
+    kcat -b "$BOOTSTRAP" -P -t hl.landing.objects -K $'\t' 2>>"$TMP/kcat.err"
+}
+
 # The value of one metric series (exact name{labels}) on an admin server, or empty.
 metric() { # admin series
   curl -sf "http://$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'

@@ -11,19 +11,10 @@ source "$(dirname "$0")/lib.sh"
 PARSER=$BUILD/workers/parser/hl-parser
 [ -x "$PARSER" ] || skip_all "hl-parser is not built"
 LANDING=$TMP/landing
-mkdir -p "$LANDING/org=ds"
-N=30000
+N=12000
 BOUND=2000
 start_devbroker HL_DEVBROKER_BROKERS=1
 
-# Writes an NDJSON object of n Patients and announces it on hl.landing.objects.
-announce() { # name n
-  local f=$LANDING/org=ds/$1.ndjson
-  seq 1 "$2" | awk -v p="$1" '{ printf "{\"resourceType\":\"Patient\",\"id\":\"%s-%06d\",\"gender\":\"female\"}\n", p, $1 }' >"$f"
-  printf 'landing/org=ds/%s.ndjson\t{"uri":"file://%s","bucket":"landing","key":"org=ds/%s.ndjson","size":%s,"event_time":"2026-11-25T00:00:00.000Z","org":"ds","job":"%s"}\n' \
-    "$1" "$f" "$1" "$(stat -c %s "$f")" "$1" |
-    kcat -b "$BOOTSTRAP" -P -t hl.landing.objects -K $'\t' 2>>"$TMP/kcat.err"
-}
 A=127.0.0.1:$(free_port)
 env HL_KAFKA_BROKERS="$BOOTSTRAP" HL_ADMIN_ADDR="$A" HL_PARSER_LANDING_DIR="$LANDING" \
   HL_PARSER_DOWNSTREAM_GROUP=it-slow HL_PARSER_MAX_DOWNSTREAM_LAG=$BOUND HL_DRAIN_TIMEOUT=5s \
@@ -33,7 +24,7 @@ PIDS+=("$PARSER_PID")
 wait_for 60 admin_ready "$A" || fail "hl-parser becomes ready"
 
 # 1. Nobody reads: the parser stops near the bound (a check every 5,000 resources).
-announce first $N
+announce_patients ds first $N
 waits() { [ "$(metric "$A" hl_parser_lag_waits_total)" -ge "${1:-1}" ] 2>/dev/null; }
 wait_for 60 waits || fail "the parser waits for the downstream group"
 sleep 2
@@ -57,7 +48,7 @@ forget_pid "$READER"
 
 # 3. A second object while nobody reads, then SIGTERM during the wait: a prompt, clean stop.
 before=$(metric "$A" hl_parser_lag_waits_total)
-announce second $N
+announce_patients ds second $N
 wait_for 60 waits $((before + 1)) || fail "the parser waits again"
 stop_within "$PARSER_PID" 60
 [ "$RC" != hung ] && [ "$ELAPSED_MS" -le 20000 ] || fail "SIGTERM during the wait stops hl-parser within 20 s (took ${ELAPSED_MS} ms, status $RC)"

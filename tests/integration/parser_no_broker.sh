@@ -11,19 +11,10 @@ source "$(dirname "$0")/lib.sh"
 PARSER=$BUILD/workers/parser/hl-parser
 [ -x "$PARSER" ] || skip_all "hl-parser is not built"
 LANDING=$TMP/landing
-mkdir -p "$LANDING/org=nb"
 DRAIN_S=2
 CLOSE_S=3
 start_devbroker HL_DEVBROKER_BROKERS=1
 
-# Writes an NDJSON object of n Patients and announces it on hl.landing.objects.
-announce() { # name n
-  local f=$LANDING/org=nb/$1.ndjson
-  seq 1 "$2" | awk -v p="$1" '{ printf "{\"resourceType\":\"Patient\",\"id\":\"%s-%06d\",\"gender\":\"female\"}\n", p, $1 }' >"$f"
-  printf 'landing/org=nb/%s.ndjson\t{"uri":"file://%s","bucket":"landing","key":"org=nb/%s.ndjson","size":%s,"event_time":"2026-11-25T00:00:00.000Z","org":"nb","job":"%s"}\n' \
-    "$1" "$f" "$1" "$(stat -c %s "$f")" "$1" |
-    kcat -b "$BOOTSTRAP" -P -t hl.landing.objects -K $'\t' 2>>"$TMP/kcat.err"
-}
 run_parser() { # group admin
   env HL_KAFKA_BROKERS="$BOOTSTRAP" HL_KAFKA_GROUP="$1" HL_ADMIN_ADDR="$2" \
     HL_PARSER_LANDING_DIR="$LANDING" HL_PARSER_DOWNSTREAM_GROUP= HL_DRAIN_TIMEOUT=${DRAIN_S}s \
@@ -37,7 +28,7 @@ run_parser() { # group admin
 A1=127.0.0.1:$(free_port)
 run_parser it-pnb-a "$A1"
 wait_for 60 admin_ready "$A1" || fail "hl-parser becomes ready"
-announce first 200
+announce_patients nb first 200
 wait_for 60 topic_has hl.fhir.raw 200 || fail "the 200 resources are parsed"
 stop_within "$PARSER_PID" 60
 [ "$RC" = 0 ] || fail "with the broker up, SIGTERM stops hl-parser cleanly (status $RC)"
@@ -47,7 +38,7 @@ ok "control: broker up, SIGTERM -> status 0 in ${ELAPSED_MS} ms"
 A2=127.0.0.1:$(free_port)
 run_parser it-pnb-b "$A2"
 wait_for 60 admin_ready "$A2" || fail "a second hl-parser becomes ready"
-announce second 200
+announce_patients nb second 200
 wait_for 60 topic_has hl.fhir.raw 600 || fail "both objects are parsed by the second parser"
 stop_without_broker hl-parser "$PARSER_PID" "$TMP/parser.err" "$DRAIN_S" "$CLOSE_S"
 done_testing
