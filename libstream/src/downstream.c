@@ -7,6 +7,8 @@
 
 /* Timeout of each broker request of one measurement. */
 #define REQUEST_TIMEOUT_MS 2000
+/* Intervals to wait after a measurement that failed. */
+#define FAILED_BACKOFF 5
 
 struct hl_downstream {
   char *group, *topic;
@@ -138,9 +140,18 @@ void hl_downstream_note(hl_downstream *d, int64_t n) {
 }
 
 bool hl_downstream_over(hl_downstream *d, rd_kafka_t *rk, uint64_t now_ms) {
-  /* A quarter of the bound produced since the last measurement also counts as time up. */
-  if (d->measured && now_ms - d->last_ms < d->interval_ms && d->since < d->max_lag / 4 + 1)
-    return d->over;
+  if (d->measured) {
+    /*
+     * A quarter of the bound produced since the last measurement also counts
+     * as time up. After a failed measurement (brokers unreachable: each try
+     * blocks the caller for up to REQUEST_TIMEOUT_MS per request) the next
+     * waits FAILED_BACKOFF intervals, whatever was produced meanwhile.
+     */
+    bool failed = d->last < 0;
+    uint64_t wait = failed ? d->interval_ms * FAILED_BACKOFF : d->interval_ms;
+    if (now_ms - d->last_ms < wait && (failed || d->since < d->max_lag / 4 + 1))
+      return d->over;
+  }
   d->measured = true;
   d->last_ms = now_ms;
   d->since = 0;

@@ -11,28 +11,9 @@
 #include "hl/metrics.h"
 #include "hl/worker.h"
 #include "hl_kafka_test.h"
+#include "hl_worker_test.h"
 
 HL_TEST_SUITE(worker);
-
-typedef struct run {
-  hl_worker *w;
-  pthread_t th;
-  int rc;
-} run;
-
-static void *runner(void *arg) {
-  run *r = arg;
-  r->rc = hl_worker_run(r->w);
-  return NULL;
-}
-
-static void run_start(run *r) { cr_assert_eq(pthread_create(&r->th, NULL, runner, r), 0); }
-
-static int run_stop(run *r) {
-  hl_worker_stop(r->w);
-  pthread_join(r->th, NULL);
-  return r->rc;
-}
 
 static hl_worker_stats stats_of(hl_worker *w) {
   hl_worker_stats s;
@@ -82,11 +63,6 @@ static hl_worker_opts wopts(const char *bs, const char *group, const char **topi
   return o;
 }
 
-static hl_proc_result forward(void *ud, hl_worker *w, hl_kafka_msg *msg) {
-  int r = hl_worker_forward(w, msg, ud);
-  return r == 0 ? HL_PROC_OK : r == HL_EFATAL ? HL_PROC_FATAL : HL_PROC_RETRY;
-}
-
 static int key_number(const void *key, size_t len) {
   char buf[16];
   snprintf(buf, sizeof buf, "%.*s", (int)len, (const char *)key);
@@ -128,16 +104,6 @@ static void assert_committed_at_end(hl_mock *m, const char *group, const char *t
     cr_assert_eq(c, end, "partition %d: committed %lld, end %lld", p, (long long)c,
                  (long long)end);
   }
-}
-
-static double metric_value(hl_metrics *reg, const char *needle) {
-  hl_buf b;
-  hl_buf_init(&b, 0);
-  hl_metrics_render(reg, &b);
-  char *at = strstr(b.data, needle);
-  double v = at ? strtod(at + strlen(needle), NULL) : -1;
-  hl_buf_free(&b);
-  return v;
 }
 
 Test(worker, passes_messages_through_and_commits_end_offsets, .timeout = 120) {

@@ -52,7 +52,8 @@ void hl_downstream_note(hl_downstream *d, int64_t n);
  * measurement (now_ms: any monotonic clock in ms) or a quarter of the bound
  * was noted as produced since, so a fast producer overshoots the bound by
  * at most about a quarter. An unknown lag never holds back (the broker may
- * simply be starting). Counts each change from under to over the bound in
+ * simply be starting); after a failed measurement, which blocks for up to
+ * a few seconds, the next waits five intervals. Counts each change from under to over the bound in
  * the waits counter.
  */
 bool hl_downstream_over(hl_downstream *d, rd_kafka_t *rk, uint64_t now_ms);
