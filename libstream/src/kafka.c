@@ -666,6 +666,7 @@ struct hl_consumer {
   bool closed;
   bool bounded;   /* closing under a deadline: commits on revoke do not wait */
   bool abandoned; /* the close deadline passed: destroy without closing */
+  bool paused;    /* the application's pause state, applied to partitions as they arrive */
   _Atomic bool connected, joined, fatal, oor;
   _Atomic long n_oor, n_rebalances;
   char fatal_reason[256]; /* written once before fatal is set */
@@ -721,6 +722,15 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     start_new_partitions(c, parts);
     e = rd_kafka_incremental_assign(rk, parts);
     if (!e) {
+      /*
+       * librdkafka keeps a partition's pause flag while it is away: one that
+       * left paused and comes back after a resume would stay paused for ever.
+       * Arriving partitions take the consumer's state, whatever they carry.
+       */
+      if (c->paused)
+        rd_kafka_pause_partitions(rk, parts);
+      else
+        rd_kafka_resume_partitions(rk, parts);
       atomic_store(&c->connected, true);
       atomic_store(&c->joined, true);
       if (c->hooks.assigned)
@@ -1015,6 +1025,7 @@ out:
 int hl_consumer_pause(hl_consumer *c, bool pause) {
   if (c->closed)
     return HL_ECLOSED;
+  c->paused = pause;
   rd_kafka_topic_partition_list_t *l = NULL;
   if (rd_kafka_assignment(c->rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR)
     return HL_EKAFKA;

@@ -334,8 +334,7 @@ static void on_assigned(void *ud, const rd_kafka_topic_partition_list_t *parts) 
     if (p)
       p->blocked = false;
   }
-  if (w->paused)
-    hl_consumer_pause(w->consumer, true); /* new partitions start paused too */
+  /* New partitions start paused while the worker is (hl_consumer_pause holds the state). */
   if (hl_log_enabled(HL_LOG_INFO)) {
     char n[16];
     snprintf(n, sizeof n, "%d", parts->cnt);

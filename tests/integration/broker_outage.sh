@@ -46,8 +46,11 @@ sleep 2 # the outage lasts a little while the worker keeps retrying
 [ "$(http_status POST "http://$ADMIN/control/reset")" = 200 ] || fail "bring the brokers back"
 wait_for 90 ready_is 200 || fail "/readyz turns 200 again after the outage"
 ok "ready again after the brokers came back"
-wait_all_keys it.outage.out "$N" 120 ||
+if ! wait_all_keys it.outage.out "$N" 120; then
+  # The worker's own view (paused, in flight, deliveries) goes with the failure.
+  curl -s "http://$PT_ADMIN/metrics" | grep -E '^hl_(worker|consumer_lag)' >"$TMP/worker-metrics.log"
   fail "the copy finishes (worker lag $(worker_lag "$PT_ADMIN" it.outage.in))"
+fi
 kill -TERM "$PT_PID"
 wait "$PT_PID"
 rc=$?

@@ -301,7 +301,10 @@ int hl_consumer_commit(hl_consumer *c);
  * delivered again to the next owner of the partitions.
  */
 int hl_consumer_commit_within(hl_consumer *c, long long timeout_ms);
-/* Pauses (true) or resumes (false) every assigned partition. 0 or HL_EKAFKA. */
+/*
+ * Pauses (true) or resumes (false) every assigned partition, and every
+ * partition assigned later until the next call. 0 or HL_EKAFKA.
+ */
 int hl_consumer_pause(hl_consumer *c, bool pause);
 /* Leaves the group (the revoking hook runs) and closes. Idempotent. */
 int hl_consumer_close(hl_consumer *c);
