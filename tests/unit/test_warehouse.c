@@ -19,6 +19,9 @@
 
 HL_TEST_SUITE(warehouse);
 
+/* The number of the newest migration in schemas/warehouse/sqlite (one line to change with a new one). */
+#define LATEST_MIGRATION 8
+
 static char dir[256], dbpath[300];
 
 static void mkdb(void) {
@@ -186,7 +189,7 @@ Test(warehouse, contract_equals_sqlite_ddl) {
   sqlite3_close(db);
   json_decref(c);
   cr_assert_str_eq(sql_text("PRAGMA journal_mode"), "wal");
-  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 7);
+  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), LATEST_MIGRATION);
   rmdb();
 }
 
@@ -194,7 +197,7 @@ Test(warehouse, reopen_does_not_migrate_again_and_newer_schema_is_refused) {
   mkdb();
   hl_wh_free(open_wh(0, 0, 0));
   hl_wh_free(open_wh(0, 0, 0));
-  cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), 7);
+  cr_assert_eq(sql_int("SELECT count(*) FROM schema_version"), LATEST_MIGRATION);
   sqlite3 *db;
   cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
   cr_assert_eq(sqlite3_exec(db, "INSERT INTO schema_version VALUES (999, 'future', 'now')", 0, 0, 0), SQLITE_OK);
@@ -258,7 +261,7 @@ Test(warehouse, migration_6_moves_side_rows_to_raw_id_keys) {
       NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
   sqlite3_close(db);
   hl_wh_free(open_wh(0, 0, 0));
-  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 7);
+  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), LATEST_MIGRATION);
   cr_assert_str_eq(sql_text("SELECT raw_id || '|' || tenant || '|' || type || '|' || id || '|' || code"
                             " FROM curated_token"), "42|t|Patient|p1|7");
   cr_assert_str_eq(sql_text("SELECT raw_id || '|' || value FROM curated_string"), "42|doe");
@@ -332,7 +335,7 @@ Test(warehouse, migration_7_keeps_rows_and_reads_resources_from_raw) {
     before[i] = dump(views[i]);
   cr_assert_not_null(strstr(before[0], "Lyon"));
   hl_wh *wh = open_wh(0, 0, 0);
-  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), 7);
+  cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), LATEST_MIGRATION);
   cr_assert_str_eq(sql_text("SELECT type FROM sqlite_schema WHERE name = 'curated_patient'"), "view");
   cr_assert_eq(sql_int("SELECT count(*) FROM curated_patient_row"), 2);
   for (int i = 0; i < 8; i++) {
