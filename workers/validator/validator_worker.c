@@ -38,7 +38,7 @@ struct hl_validator_worker {
   hl_profile *profile;
   hl_validator *v;
   char *schema_path, *profile_path;
-  char *out_topic, *status_topic, *dlq_topic;
+  char *out_topic, *status_topic;
   hl_buf oo;
   jobagg *jobs;
   size_t njobs, jobcap;
@@ -77,8 +77,7 @@ int hl_validator_worker_new(const hl_config *cfg, hl_metrics *reg, hl_validator_
   int r = -ENOMEM;
   vw->out_topic = strdup(hl_config_str(cfg, "HL_VALIDATOR_OUTPUT_TOPIC"));
   vw->status_topic = strdup(hl_config_str(cfg, "HL_VALIDATOR_STATUS_TOPIC"));
-  vw->dlq_topic = strdup(hl_config_str(cfg, "HL_KAFKA_DLQ_TOPIC"));
-  if (!vw->out_topic || !vw->status_topic || !vw->dlq_topic)
+  if (!vw->out_topic || !vw->status_topic)
     goto fail;
   hl_buf_init(&vw->oo, 1 << 20);
   vw->schema_path = resolve(hl_config_str(cfg, "HL_VALIDATOR_SCHEMA"), "fhir.schema.json", SCHEMA_REL);
@@ -139,7 +138,6 @@ hl_validator_worker *hl_validator_worker_free(hl_validator_worker *vw) {
   free(vw->profile_path);
   free(vw->out_topic);
   free(vw->status_topic);
-  free(vw->dlq_topic);
   hl_buf_free(&vw->oo);
   free(vw->jobs);
   free(vw);
