@@ -15,6 +15,7 @@
  *   wrote (write_bytes of /proc/self/io: WAL, checkpoints and database file).
  *   KEEP=1 keeps the last warehouse file (to inspect it with sqlite3).
  */
+#define _GNU_SOURCE /* RUSAGE_THREAD */
 #include <dirent.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -38,10 +39,10 @@ typedef struct rec {
 static rec *recs;
 static size_t nrecs, caprecs;
 
-/* CPU seconds (user + system) of this process so far. */
-static double cpu_s(void) {
+/* CPU seconds (user + system) of this process (or of the calling thread) so far. */
+static double cpu_of(int who) {
   struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
+  getrusage(who, &ru);
   return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
@@ -58,6 +59,10 @@ static long long io_written(void) {
       break;
   fclose(f);
   return v;
+}
+
+static double cpu_s(void) {
+  return cpu_of(RUSAGE_SELF);
 }
 
 static double now_s(void) {
@@ -130,6 +135,7 @@ static void load_dir(const char *dir, const char *org) {
 }
 
 static double cpu_raw, cpu_wh; /* CPU seconds of the best run of each */
+static double cpu_wh_thread;    /* of which the calling thread (the writer), best run */
 static long long io_raw, io_wh; /* bytes written by the last run of each */
 
 static int raw_insert(const char *path, size_t per_txn, double *secs, double *cpu) {
@@ -180,7 +186,7 @@ static int raw_insert(const char *path, size_t per_txn, double *secs, double *cp
   return 0;
 }
 
-static int wh_commit(const char *path, size_t per_txn, double *secs, double *cpu) {
+static int wh_commit(const char *path, size_t per_txn, double *secs, double *cpu, double *tcpu) {
   hl_wh_opts o = {.path = path, .create = true};
   hl_wh *wh;
   hl_wh_batch *b;
@@ -190,7 +196,7 @@ static int wh_commit(const char *path, size_t per_txn, double *secs, double *cpu
     return -1;
   }
   hl_wh_batch_new(per_txn, 0, &b);
-  double t0 = now_s(), c0 = cpu_s();
+  double t0 = now_s(), c0 = cpu_s(), tc0 = cpu_of(RUSAGE_THREAD);
   long long w0 = io_written();
   for (size_t i = 0; i < nrecs; i++) {
     hl_wh_row row = {0};
@@ -215,6 +221,7 @@ static int wh_commit(const char *path, size_t per_txn, double *secs, double *cpu
     }
   }
   hl_wh_batch_free(b);
+  *tcpu = cpu_of(RUSAGE_THREAD) - tc0; /* before hl_wh_free: its final checkpoint is the writer's */
   hl_wh_free(wh);
   *secs = now_s() - t0;
   *cpu = cpu_s() - c0;
@@ -251,7 +258,7 @@ int main(int argc, char **argv) {
   int rc = 0;
   int runs = getenv("RUNS") ? atoi(getenv("RUNS")) : 3;
   for (int k = 0; k < (runs > 0 ? runs : 3) && rc == 0; k++) {
-    double x = 0, y = 0, cx = 0, cy = 0;
+    double x = 0, y = 0, cx = 0, cy = 0, ty = 0;
     char cmd0[4096];
     snprintf(cmd0, sizeof(cmd0), "rm -f '%s' '%s' '%s-wal' '%s-shm' '%s-wal' '%s-shm'", a, b, a, a, b, b);
     if (system(cmd0) != 0)
@@ -259,7 +266,7 @@ int main(int argc, char **argv) {
     if (!wh_only)
       rc = raw_insert(a, per_txn, &x, &cx);
     if (rc == 0 && !raw_only)
-      rc = wh_commit(b, per_txn, &y, &cy);
+      rc = wh_commit(b, per_txn, &y, &cy, &ty);
     /* Best wall time and, separately, least CPU time: each is noisy in its own way. */
     if (k == 0 || x < ta)
       ta = x;
@@ -269,6 +276,8 @@ int main(int argc, char **argv) {
       tb = y;
     if (k == 0 || cy < cpu_wh)
       cpu_wh = cy;
+    if (k == 0 || ty < cpu_wh_thread)
+      cpu_wh_thread = ty;
   }
   char cmd[4096];
   snprintf(cmd, sizeof(cmd), "rm -f '%s' '%s' '%s-wal' '%s-shm' '%s-wal' '%s-shm'", a, b, a, a, b, b);
@@ -288,6 +297,9 @@ int main(int argc, char **argv) {
   printf("warehouse batch commit %9.0f rows/s (RAW + curated + side tables + jobs; %.0f rows per CPU "
          "second, %.0f MB written)\n",
          (double)nrecs / tb, (double)nrecs / cpu_wh, (double)io_wh / 1e6);
+  printf("  writer thread        %9.0f rows per CPU second of the thread that adds and commits (the rest: "
+         "the backend's checkpointer)\n",
+         (double)nrecs / cpu_wh_thread);
   if (wh_only)
     return 0;
   printf("ratio                  %9.2f (DESIGN.md section 8: ~0.74 = 94k/127k; %.2f in CPU time)\n", ta / tb,

@@ -1075,4 +1075,6 @@ int hl_wh_count_rows(hl_wh *wh, const char *table, int64_t *n) {
 
 void hl_wh_get_stats(const hl_wh *wh, hl_wh_stats *out) {
   *out = wh->stats;
+  /* Counted by the sqlite backend's checkpointer thread too. */
+  out->checkpoints = __atomic_load_n(&wh->stats.checkpoints, __ATOMIC_RELAXED);
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -798,6 +799,60 @@ Test(warehouse, a_full_database_is_fatal_and_loses_nothing, .timeout = 120) {
   cr_assert_eq(hl_wh_batch_commit(wh, b, NULL), 0);
   cr_assert_eq(sql_int("SELECT count(*) FROM curated_observation"), 2100);
   hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  rmdb();
+}
+
+/* Polls the warehouse's checkpoint count until it reaches want (at most ~30 s). */
+static uint64_t wait_checkpoints(hl_wh *wh, uint64_t want) {
+  hl_wh_stats st;
+  for (int i = 0; i < 3000; i++) {
+    hl_wh_get_stats(wh, &st);
+    if (st.checkpoints >= want)
+      break;
+    usleep(10000);
+  }
+  return st.checkpoints;
+}
+
+/*
+ * The WAL is checkpointed by the backend's own thread: once a commit leaves
+ * more pages in the WAL than the threshold, a checkpoint happens while the
+ * writer does nothing; commits go on beside it, every row stays readable
+ * by another connection, and closing joins the thread (the leak check).
+ */
+Test(warehouse, the_wal_is_checkpointed_by_a_background_thread, .timeout = 120) {
+  mkdb();
+  hl_wh_opts o = {.path = dbpath, .create = true, .wal_checkpoint_pages = 32};
+  hl_wh *wh = NULL;
+  char err[256] = "";
+  cr_assert_eq(hl_wh_new(&o, &wh, err, sizeof(err)), 0, "%s", err);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  /* The migrations and 600 rows leave more than 32 pages (32 KiB) in the WAL, fewer than 4 x 32. */
+  fill(b, 0, 600);
+  cr_assert_eq(hl_wh_batch_commit(wh, b, NULL), 0);
+  /* The WAL's size after that commit: between the threshold and the writer's own checkpoint (4 x). */
+  char wal[320];
+  snprintf(wal, sizeof(wal), "%s-wal", dbpath);
+  struct stat sb;
+  cr_assert_eq(stat(wal, &sb), 0);
+  long long frames = ((long long)sb.st_size - 32) / (32768 + 24);
+  cr_assert(frames >= 32 && frames < 4 * 32, "%lld WAL frames after the first commit", frames);
+  cr_assert_geq(wait_checkpoints(wh, 1), 1, "no background checkpoint while the writer was idle");
+  for (int i = 0; i < 30; i++) {
+    hl_wh_batch_reset(b);
+    fill(b, 600 + i * 100, 100);
+    cr_assert_eq(hl_wh_batch_commit(wh, b, NULL), 0);
+  }
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_observation"), 3600);
+  cr_assert_eq(sql_int("SELECT count(*) FROM raw"), 3600);
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  /* Reopened (no thread until a checkpoint is due): the rows are whole. */
+  wh = open_wh(0, 0, 0);
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_token WHERE param = 'code'"), 3600);
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_token WHERE tenant IS NULL OR id IS NULL"), 0);
   hl_wh_free(wh);
   rmdb();
 }

@@ -78,6 +78,7 @@ typedef struct hl_wh_opts {
   long long busy_timeout_ms; /* one attempt's wait for the lock (0: 1000) */
   long long retry_budget_ms; /* total retry time on busy/locked (0: 30000; <0: no retry) */
   long long max_pages;       /* PRAGMA max_page_count, a size quota (0: none) */
+  long long wal_checkpoint_pages; /* sqlite: WAL pages that call for a background checkpoint (0: 2000) */
   /* snowflake: the client settings (strings borrowed), the pipe and the commit wait. */
   hl_snowflake_config snowflake;
   const char *sf_pipe;             /* NULL: "FHIR_RESOURCES_STREAM" */
@@ -233,6 +234,7 @@ typedef struct hl_wh_stats {
   uint64_t busy_retries; /* attempts that met SQLITE_BUSY/LOCKED and were retried */
   uint64_t busy_failures;/* commits given up with HL_WH_EBUSY */
   uint64_t storage_errors;
+  uint64_t checkpoints;  /* sqlite: WAL checkpoints run (by the background checkpointer or the writer) */
 } hl_wh_stats;
 void hl_wh_get_stats(const hl_wh *wh, hl_wh_stats *out);
 
