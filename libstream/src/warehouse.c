@@ -633,9 +633,19 @@ int hl_wh_batch_new(size_t max_rows, size_t max_bytes, hl_wh_batch **out) {
   return 0;
 }
 
+int hl_wh_batch_use(hl_wh_batch *b, const hl_wh *wh) {
+  if (wh->be->prep_row) {
+    b->prep_be = wh->be;
+    b->prep_state = wh->state;
+  }
+  return 0;
+}
+
 hl_wh_batch *hl_wh_batch_free(hl_wh_batch *b) {
   if (!b)
     return NULL;
+  if (b->prep)
+    b->prep_be->prep_free(b->prep);
   hl_buf_free(&b->arena);
   EVP_MD_CTX_free(b->md);
   EVP_MD_free(b->sha256);
@@ -649,6 +659,8 @@ hl_wh_batch *hl_wh_batch_free(hl_wh_batch *b) {
 
 void hl_wh_batch_reset(hl_wh_batch *b) {
   hl_buf_reset(&b->arena);
+  if (b->prep)
+    b->prep_be->prep_reset(b->prep);
   b->n = 0;
   b->nevents = 0;
   b->ncounts = 0;
@@ -844,6 +856,8 @@ done:;
     EVP_DigestUpdate(md, row->json, jl);
   EVP_DigestFinal_ex(md, d, &mdlen);
   memcpy(r->key + 16, d, 16);
+  if (b->prep_be && r->status != HL_WH_ROW_REJECTED)
+    (void)b->prep_be->prep_row(b->prep_state, b, b->n); /* on failure the commit extracts the row */
   return (int)b->n++;
 undo:
   b->arena.len = mark;

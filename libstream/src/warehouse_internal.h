@@ -27,8 +27,16 @@ typedef struct hl__wh_rec {
   unsigned char key[32];
 } hl__wh_rec;
 
+/* Values a backend extracted from rows as they were added (hl_wh_batch_use); its own layout. */
+typedef struct hl__wh_prep hl__wh_prep;
+struct hl__wh_backend;
+
 struct hl_wh_batch {
   hl_buf arena;
+  /* hl_wh_batch_use: the backend that extracts each added row, and its state. */
+  const struct hl__wh_backend *prep_be;
+  void *prep_state;
+  hl__wh_prep *prep;
   hl__wh_rec *recs;
   size_t n, cap, max_rows;
   size_t *events; /* arena offsets of event JSON */
@@ -167,6 +175,16 @@ typedef struct hl__wh_backend {
              size_t *len, char *version, size_t version_len);
   int (*checksum)(void *state, const char *table, char hex[65]);
   int (*count_rows)(void *state, const char *table, int64_t *n);
+  /*
+   * Optional: extracts what the commit will need from row i of b, just
+   * added, into b->prep (created on first use), in the adding thread: it
+   * may read only what open() set up, never what a commit changes. A
+   * failure leaves the row to be extracted at commit. prep_reset empties
+   * b->prep for the next batch; prep_free frees it.
+   */
+  int (*prep_row)(void *state, hl_wh_batch *b, size_t i);
+  void (*prep_reset)(hl__wh_prep *p);
+  void (*prep_free)(hl__wh_prep *p);
 } hl__wh_backend;
 
 extern const hl__wh_backend hl__wh_sqlite;

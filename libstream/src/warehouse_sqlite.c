@@ -860,7 +860,7 @@ static int fold_event(sq *s, const hl__wh_event *ev) {
 /* ---- Values extracted in C -------------------------------------------------------- */
 
 /* Fills v with json_extract's result for the JSON value j[0..n); text may go to the scratch. */
-static int json_val(sq *s, const char *j, size_t n, sq_val *v) {
+static int json_val(hl_buf *sc, const char *j, size_t n, sq_val *v) {
   memset(v, 0, sizeof(*v));
   switch (j[0]) {
   case '"':
@@ -871,10 +871,10 @@ static int json_val(sq *s, const char *j, size_t n, sq_val *v) {
       return 0;
     }
     v->scratch = true;
-    v->off = s->scratch.len;
-    if (hl__wh_unescape(j + 1, n - 2, &s->scratch) < 0)
+    v->off = sc->len;
+    if (hl__wh_unescape(j + 1, n - 2, sc) < 0)
       return -ENOMEM;
-    v->len = s->scratch.len - v->off;
+    v->len = sc->len - v->off;
     return 0;
   case 't':
   case 'f':
@@ -888,10 +888,10 @@ static int json_val(sq *s, const char *j, size_t n, sq_val *v) {
   case '[':
     v->kind = SQLITE_TEXT;
     v->scratch = true;
-    v->off = s->scratch.len;
-    if (hl__wh_minify(j, n, &s->scratch) < 0)
+    v->off = sc->len;
+    if (hl__wh_minify(j, n, sc) < 0)
       return -ENOMEM;
-    v->len = s->scratch.len - v->off;
+    v->len = sc->len - v->off;
     return 0;
   default: {
     char num[64];
@@ -923,12 +923,12 @@ static int json_val(sq *s, const char *j, size_t n, sq_val *v) {
   }
 }
 
-static const char *val_ptr(const sq *s, const sq_val *v) {
-  return v->scratch ? s->scratch.data + v->off : v->p;
+static const char *val_ptr(const hl_buf *sc, const sq_val *v) {
+  return v->scratch ? sc->data + v->off : v->p;
 }
 
 /* Turns a number into its SQL text form (as sqlite3_value_text renders it), for transforms. */
-static int val_to_text(sq *s, sq_val *v) {
+static int val_to_text(hl_buf *sc, sq_val *v) {
   char t[64];
   if (v->kind == SQLITE_INTEGER)
     sqlite3_snprintf(sizeof(t), t, "%lld", (long long)v->i);
@@ -938,18 +938,18 @@ static int val_to_text(sq *s, sq_val *v) {
     return 0;
   v->kind = SQLITE_TEXT;
   v->scratch = true;
-  v->off = s->scratch.len;
+  v->off = sc->len;
   v->len = strlen(t);
-  return hl_buf_append(&s->scratch, t, v->len) < 0 ? -ENOMEM : 0;
+  return hl_buf_append(sc, t, v->len) < 0 ? -ENOMEM : 0;
 }
 
 /* Applies a column transform: hl_wh_reference_id or hl_wh_normalize (NULL stays NULL). */
-static int transform(sq *s, int xf, sq_val *v) {
+static int transform(hl_buf *sc, int xf, sq_val *v) {
   if (xf == XF_NONE || v->kind == SQLITE_NULL)
     return 0;
-  if (val_to_text(s, v) < 0)
+  if (val_to_text(sc, v) < 0)
     return -ENOMEM;
-  const char *t = val_ptr(s, v);
+  const char *t = val_ptr(sc, v);
   if (xf == XF_REFERENCE) {
     const char *id;
     size_t n;
@@ -968,14 +968,14 @@ static int transform(sq *s, int xf, sq_val *v) {
   if (!norm)
     return -ENOMEM;
   v->scratch = true;
-  v->off = s->scratch.len;
+  v->off = sc->len;
   v->len = strlen(norm);
-  int rc = hl_buf_append(&s->scratch, norm, v->len);
+  int rc = hl_buf_append(sc, norm, v->len);
   free(norm);
   return rc < 0 ? -ENOMEM : 0;
 }
 
-static void bind_val(const sq *s, sqlite3_stmt *st, int i, const sq_val *v) {
+static void bind_val(const hl_buf *sc, sqlite3_stmt *st, int i, const sq_val *v) {
   switch (v->kind) {
   case SQLITE_INTEGER:
     sqlite3_bind_int64(st, i, v->i);
@@ -984,35 +984,39 @@ static void bind_val(const sq *s, sqlite3_stmt *st, int i, const sq_val *v) {
     sqlite3_bind_double(st, i, v->r);
     break;
   case SQLITE_TEXT:
-    sqlite3_bind_text(st, i, val_ptr(s, v), (int)v->len, SQLITE_STATIC);
+    sqlite3_bind_text(st, i, val_ptr(sc, v), (int)v->len, SQLITE_STATIC);
     break;
   default:
     sqlite3_bind_null(st, i);
   }
 }
 
-/* Extracts every column of the curated row from the resource (s->doc) by its contract path. */
-static int extract(sq *s, const sq_table *t) {
-  hl_buf_reset(&s->scratch);
+/*
+ * Extracts every column of the curated row from the resource doc by its
+ * contract path into vals (one per column; text in sc, which is emptied
+ * first, or in the resource).
+ */
+static int extract(hl_buf *sc, const hl__wh_doc *doc, sq_val *vals, const sq_table *t) {
+  hl_buf_reset(sc);
   for (size_t i = 0; i < t->t->ncols; i++) {
-    sq_val *v = &s->vals[i];
+    sq_val *v = &vals[i];
     const sq_col *c = &t->cols[i];
     memset(v, 0, sizeof(*v));
     if (c->fixed >= 0)
       continue;
     const char *j;
     size_t n;
-    if (!hl__wh_xpath_first(c->x, &s->doc, &j, &n))
+    if (!hl__wh_xpath_first(c->x, doc, &j, &n))
       continue; /* NULL */
-    if (json_val(s, j, n, v) < 0 || transform(s, c->transform, v) < 0)
+    if (json_val(sc, j, n, v) < 0 || transform(sc, c->transform, v) < 0)
       return -ENOMEM;
   }
   return 0;
 }
 
-/* Runs the curated row's insert or update st with the values extract() found. */
-static int write_curated(sq *s, const sq_table *t, sqlite3_stmt *st, hl_wh_batch *b, hl__wh_rec *r,
-                         sqlite3_int64 raw_id) {
+/* Runs the curated row's insert or update st with the values vals (text in sc) of extract(). */
+static int write_curated(const sq_table *t, sqlite3_stmt *st, hl_wh_batch *b, hl__wh_rec *r,
+                         sqlite3_int64 raw_id, const sq_val *vals, const hl_buf *sc) {
   for (size_t i = 0; i < t->t->ncols; i++) {
     int k = (int)i + 1;
     switch (t->cols[i].fixed) {
@@ -1022,12 +1026,52 @@ static int write_curated(sq *s, const sq_table *t, sqlite3_stmt *st, hl_wh_batch
     case 3: bind_str(st, k, hl__wh_str(b, r->last_updated)); break;
     case 4: sqlite3_bind_int64(st, k, raw_id); break;
     case 5: break; /* resource: in RAW */
-    default: bind_val(s, st, k, &s->vals[i]);
+    default: bind_val(sc, st, k, &vals[i]);
     }
   }
   int rc = step_done(st);
   sqlite3_clear_bindings(st);
   return rc;
+}
+
+/*
+ * The row of a search parameter's value j[0..n): a token (object with
+ * code, and system or ''), or a normalized non-empty string (val). 1 when
+ * there is one, 0 when the value gives no row, -ENOMEM. Text goes to sc.
+ */
+static int side_extract(hl_buf *sc, const sq_param *p, const char *j, size_t n, sq_val *sys,
+                        sq_val *val) {
+  const char *x;
+  size_t xn;
+  memset(sys, 0, sizeof(*sys));
+  if (p->token) {
+    if (j[0] != '{' || !hl__wh_xpath_sub(p->code, j, n, &x, &xn))
+      return 0;
+    if (json_val(sc, x, xn, val) < 0)
+      return -ENOMEM;
+    sys->kind = SQLITE_TEXT;
+    sys->p = "";
+    if (hl__wh_xpath_sub(p->sys, j, n, &x, &xn) && json_val(sc, x, xn, sys) < 0)
+      return -ENOMEM;
+    return 1;
+  }
+  if (j[0] != '"')
+    return 0;
+  if (json_val(sc, j, n, val) < 0 || transform(sc, XF_NORMALIZE, val) < 0)
+    return -ENOMEM;
+  return val->len > 0;
+}
+
+/* Binds a side row's values (system and code, or value) to the parameter's insert. */
+static sqlite3_stmt *bind_side(sq *s, const sq_param *p, const sq_val *sys, const sq_val *val,
+                               const hl_buf *sc) {
+  if (p->token) {
+    bind_val(sc, s->tok_ins, 5, sys);
+    bind_val(sc, s->tok_ins, 6, val);
+    return s->tok_ins;
+  }
+  bind_val(sc, s->str_ins, 5, val);
+  return s->str_ins;
 }
 
 typedef struct side_ctx {
@@ -1036,46 +1080,181 @@ typedef struct side_ctx {
   int rc;
 } side_ctx;
 
-/* One value of a search parameter: a token (object with system/code) or a string. */
+/* One value of a search parameter, extracted and written at once. */
 static int side_value(void *ud, const char *j, size_t n) {
   side_ctx *c = ud;
   sq *s = c->s;
-  const sq_param *p = c->p;
-  sqlite3_stmt *st;
-  sq_val a, v;
-  const char *x;
-  size_t xn;
+  sq_val sys, val;
   hl_buf_reset(&s->scratch);
-  if (p->token) {
-    if (j[0] != '{' || !hl__wh_xpath_sub(p->code, j, n, &x, &xn))
-      return 0;
-    if (json_val(s, x, xn, &v) < 0)
-      goto nomem;
-    memset(&a, 0, sizeof(a));
-    a.kind = SQLITE_TEXT;
-    a.p = "";
-    if (hl__wh_xpath_sub(p->sys, j, n, &x, &xn) && json_val(s, x, xn, &a) < 0)
-      goto nomem;
-    st = s->tok_ins;
-    bind_val(s, st, 5, &a);
-    bind_val(s, st, 6, &v);
-  } else {
-    if (j[0] != '"')
-      return 0;
-    if (json_val(s, j, n, &v) < 0 || transform(s, XF_NORMALIZE, &v) < 0)
-      goto nomem;
-    if (v.len == 0)
-      return 0;
-    st = s->str_ins;
-    bind_val(s, st, 5, &v);
+  int k = side_extract(&s->scratch, c->p, j, n, &sys, &val);
+  if (k <= 0) {
+    c->rc = k;
+    return k < 0;
   }
   /* tenant, type, id, param and raw_id are bound once per parameter (write_row). */
-  if ((c->rc = step_done(st)) < 0)
+  if ((c->rc = step_done(bind_side(s, c->p, &sys, &val, &s->scratch))) < 0)
     return 1;
   return 0;
+}
+
+/* ---- Values extracted as rows are added (hl_wh_batch_use) ------------------------ */
+
+/* A search value of a row: its parameter (index in the table's params) and values. */
+typedef struct prep_side {
+  size_t param;
+  sq_val sys, val;
+} prep_side;
+
+typedef struct prep_row {
+  const sq_table *t; /* NULL: not extracted (the commit extracts it) */
+  size_t v0, s0, nside;
+} prep_row;
+
+/* Every sq_val here has its text in text (scratch = true, off into text). */
+struct hl__wh_prep {
+  hl_buf text;
+  sq_val *vals;
+  size_t nvals, cvals;
+  prep_side *side;
+  size_t nside, cside;
+  prep_row *rows;
+  size_t nrows, crows;
+  /* The adding thread's extraction state. */
+  hl__wh_doc doc;
+  hl_buf scratch;
+  sq_val *tmp;
+  size_t ntmp;
+};
+
+static void sq_prep_free(hl__wh_prep *p) {
+  if (!p)
+    return;
+  hl_buf_free(&p->text);
+  hl_buf_free(&p->scratch);
+  free(p->vals);
+  free(p->side);
+  free(p->rows);
+  free(p->tmp);
+  free(p);
+}
+
+static void sq_prep_reset(hl__wh_prep *p) {
+  hl_buf_reset(&p->text);
+  p->nvals = p->nside = p->nrows = 0;
+}
+
+/* Makes room for n more elements of size sz in *a (count *len, capacity *cap). */
+static int grow(void **a, size_t *cap, size_t len, size_t n, size_t sz) {
+  if (len + n <= *cap)
+    return 0;
+  size_t c = *cap ? *cap : 256;
+  while (c < len + n)
+    c *= 2;
+  void *x = realloc(*a, c * sz);
+  if (!x)
+    return -ENOMEM;
+  *a = x;
+  *cap = c;
+  return 0;
+}
+
+/* Copies v's text (in sc or in the resource) to p->text, so that v outlives both. */
+static int keep_val(hl__wh_prep *p, const hl_buf *sc, sq_val *v) {
+  if (v->kind != SQLITE_TEXT)
+    return 0;
+  size_t off = p->text.len;
+  /* With a NUL after it: an empty text is "" at a real address (a NULL pointer would bind NULL). */
+  if ((v->len && hl_buf_append(&p->text, val_ptr(sc, v), v->len) < 0) || hl_buf_putc(&p->text, 0) < 0)
+    return -ENOMEM;
+  v->scratch = true;
+  v->off = off;
+  v->p = NULL;
+  return 0;
+}
+
+typedef struct prep_ctx {
+  hl__wh_prep *p;
+  size_t param;
+  const sq_param *sp;
+  int rc;
+} prep_ctx;
+
+static int prep_side_value(void *ud, const char *j, size_t n) {
+  prep_ctx *c = ud;
+  hl__wh_prep *p = c->p;
+  sq_val sys, val;
+  hl_buf_reset(&p->scratch);
+  int k = side_extract(&p->scratch, c->sp, j, n, &sys, &val);
+  if (k == 0)
+    return 0;
+  if (k < 0 || grow((void **)&p->side, &p->cside, p->nside, 1, sizeof(*p->side)) < 0 ||
+      keep_val(p, &p->scratch, &sys) < 0 || keep_val(p, &p->scratch, &val) < 0) {
+    c->rc = -ENOMEM;
+    return 1;
+  }
+  p->side[p->nside++] = (prep_side){c->param, sys, val};
+  return 0;
+}
+
+/* Extracts row i's curated columns and search values into b->prep (the adding thread). */
+static int sq_prep_row(void *state, hl_wh_batch *b, size_t i) {
+  sq *s = state;
+  hl__wh_prep *p = b->prep;
+  if (!p) {
+    if (!(p = calloc(1, sizeof(*p))))
+      return -ENOMEM;
+    hl_buf_init(&p->text, (size_t)1 << 30);
+    hl_buf_init(&p->scratch, (size_t)1 << 30);
+    b->prep = p;
+  }
+  if (grow((void **)&p->rows, &p->crows, 0, i + 1, sizeof(*p->rows)) < 0)
+    return -ENOMEM;
+  for (; p->nrows <= i; p->nrows++)
+    p->rows[p->nrows] = (prep_row){0};
+  const hl__wh_rec *r = &b->recs[i];
+  const sq_table *t = table_of(s, hl__wh_str(b, r->type));
+  if (!t || hl__wh_doc_init(&p->doc, hl__wh_str(b, r->json), r->json_len) < 0)
+    return 0;
+  if (p->ntmp < t->t->ncols) {
+    free(p->tmp);
+    if (!(p->tmp = calloc(t->t->ncols, sizeof(*p->tmp))))
+      return p->ntmp = 0, -ENOMEM;
+    p->ntmp = t->t->ncols;
+  }
+  size_t text0 = p->text.len, v0 = p->nvals, s0 = p->nside;
+  prep_ctx c = {p, 0, NULL, 0};
+  if (extract(&p->scratch, &p->doc, p->tmp, t) < 0 ||
+      grow((void **)&p->vals, &p->cvals, p->nvals, t->t->ncols, sizeof(*p->vals)) < 0)
+    goto nomem;
+  for (size_t k = 0; k < t->t->ncols; k++) {
+    sq_val v = p->tmp[k];
+    if (keep_val(p, &p->scratch, &v) < 0)
+      goto nomem;
+    p->vals[p->nvals++] = v;
+  }
+  for (size_t k = 0; k < t->nparams && c.rc == 0; k++) {
+    c.param = k;
+    c.sp = &t->params[k];
+    hl__wh_xpath_each(c.sp->x, &p->doc, prep_side_value, &c);
+  }
+  if (c.rc < 0)
+    goto nomem;
+  p->rows[i] = (prep_row){t, v0, s0, p->nside - s0};
+  return 0;
 nomem:
-  c->rc = -ENOMEM;
-  return 1;
+  p->text.len = text0;
+  p->nvals = v0;
+  p->nside = s0;
+  return -ENOMEM;
+}
+
+/* The values extracted for row r when it was added, if they were and for this store. */
+static const prep_row *prep_row_of(const sq *s, const hl_wh_batch *b, const hl__wh_rec *r,
+                                   const sq_table *t) {
+  size_t i = (size_t)(r - b->recs);
+  if (!b->prep || b->prep_state != s || i >= b->prep->nrows || b->prep->rows[i].t != t)
+    return NULL;
+  return &b->prep->rows[i];
 }
 
 static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_t *njobs,
@@ -1131,9 +1310,20 @@ static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_
     r->status = HL_WH_ROW_RAW_ONLY;
     return 0;
   }
-  if (hl__wh_doc_init(&s->doc, hl__wh_str(b, r->json), r->json_len) < 0)
-    return HL_EFATAL; /* hl_wh_batch_add checked it is an object */
-  if ((rc = extract(s, t)) < 0 || (rc = write_curated(s, t, t->ins, b, r, raw_id)) < 0)
+  /* The values hl_wh_batch_add extracted (prep_row), else extracted here. */
+  const prep_row *pr = prep_row_of(s, b, r, t);
+  const sq_val *vals = s->vals;
+  const hl_buf *sc = &s->scratch;
+  if (pr) {
+    vals = b->prep->vals + pr->v0;
+    sc = &b->prep->text;
+  } else {
+    if (hl__wh_doc_init(&s->doc, hl__wh_str(b, r->json), r->json_len) < 0)
+      return HL_EFATAL; /* hl_wh_batch_add checked it is an object */
+    if ((rc = extract(&s->scratch, &s->doc, s->vals, t)) < 0)
+      return rc;
+  }
+  if ((rc = write_curated(t, t->ins, b, r, raw_id, vals, sc)) < 0)
     return rc;
   if (sqlite3_changes(s->db) == 0) {
     /* (tenant, id) exists: replace it only by a strictly newer version. */
@@ -1155,7 +1345,7 @@ static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_
       r->status = HL_WH_ROW_STALE;
       return 0;
     }
-    if ((rc = write_curated(s, t, t->ups, b, r, raw_id)) < 0)
+    if ((rc = write_curated(t, t->ups, b, r, raw_id, vals, sc)) < 0)
       return rc;
     sqlite3_stmt *del[2] = {t->has_tok ? s->tok_del : NULL, t->has_str ? s->str_del : NULL};
     for (int k = 0; k < 2; k++) {
@@ -1166,7 +1356,7 @@ static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_
         return rc;
     }
   }
-  side_ctx sc = {s, NULL, 0};
+  side_ctx sv = {s, NULL, 0};
   hl__wh_doc *doc = &s->doc;
   /*
    * The values of one resource share tenant, type, id and raw_id, and those
@@ -1182,12 +1372,26 @@ static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_
     bind_str(side[k], 3, id);
     sqlite3_bind_int64(side[k], 7, raw_id); /* the curated row's raw_id: the side tables' key */
   }
+  if (pr) {
+    const sq_param *last = NULL;
+    for (size_t k = 0; k < pr->nside; k++) {
+      const prep_side *e = &b->prep->side[pr->s0 + k];
+      const sq_param *p = &t->params[e->param];
+      if (p != last)
+        bind_str(p->token ? s->tok_ins : s->str_ins, 4, p->param);
+      last = p;
+      if ((rc = step_done(bind_side(s, p, &e->sys, &e->val, &b->prep->text))) < 0)
+        return rc;
+    }
+    r->status = HL_WH_ROW_APPLIED;
+    return 0;
+  }
   for (size_t k = 0; k < t->nparams; k++) {
-    sc.p = &t->params[k];
-    bind_str(sc.p->token ? s->tok_ins : s->str_ins, 4, sc.p->param);
-    hl__wh_xpath_each(sc.p->x, doc, side_value, &sc);
-    if (sc.rc < 0)
-      return sc.rc;
+    sv.p = &t->params[k];
+    bind_str(sv.p->token ? s->tok_ins : s->str_ins, 4, sv.p->param);
+    hl__wh_xpath_each(sv.p->x, doc, side_value, &sv);
+    if (sv.rc < 0)
+      return sv.rc;
   }
   r->status = HL_WH_ROW_APPLIED;
   return 0;
@@ -1418,4 +1622,7 @@ const hl__wh_backend hl__wh_sqlite = {
     .get = sq_get,
     .checksum = sq_checksum,
     .count_rows = sq_count_rows,
+    .prep_row = sq_prep_row,
+    .prep_reset = sq_prep_reset,
+    .prep_free = sq_prep_free,
 };

@@ -209,6 +209,9 @@ int hl_loader_worker_new(const hl_config *cfg, hl_metrics *reg, hl_loader_worker
   hl_wh_opts_from_config(cfg, &wo);
   if ((r = hl_wh_new(&wo, &lw->wh, err, errlen)) < 0)
     goto fail;
+  /* Rows are extracted as they are added, in the worker's thread: the writer only binds them. */
+  for (int i = 0; i < 2; i++)
+    hl_wh_batch_use(lw->lb[i].b, lw->wh);
   lw->m_rows = hl_metrics_counter(reg, "hl_loader_rows_total",
                                   "Resources written to the warehouse, by type and row status "
                                   "(applied, stale, raw_only, duplicate, rejected).",

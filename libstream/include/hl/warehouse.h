@@ -127,6 +127,16 @@ int hl_wh_row_set_key(hl_wh_row *row, const char *key, size_t key_len);
 /* Most rows and bytes a batch holds (0: 100000 rows, 256 MiB). */
 int hl_wh_batch_new(size_t max_rows, size_t max_bytes, hl_wh_batch **out);
 hl_wh_batch *hl_wh_batch_free(hl_wh_batch *b);
+/*
+ * Optional: lets hl_wh_batch_add extract each row's curated columns and
+ * search values as it is added, in the adding thread (sqlite backend; a
+ * no-op for others), so that hl_wh_batch_commit with the same wh only binds
+ * them. Adding to b while another thread commits another batch with wh is
+ * safe: the extraction reads only what hl_wh_new set up. wh must outlive
+ * the batch's commits; committed with another hl_wh, the rows are
+ * extracted at commit as without this call. 0 (always).
+ */
+int hl_wh_batch_use(hl_wh_batch *b, const hl_wh *wh);
 /* Empties the batch (keeps its memory). */
 void hl_wh_batch_reset(hl_wh_batch *b);
 size_t hl_wh_batch_len(const hl_wh_batch *b);
