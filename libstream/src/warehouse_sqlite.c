@@ -94,6 +94,7 @@ typedef struct ckpt {
   sqlite3 *db;     /* its own connection, used by its thread only */
   bool started, want, stop;
   int threshold;   /* WAL pages that call for a checkpoint */
+  int woken_at;    /* WAL pages when the thread was last woken (the writer's) */
   char *path;
 } ckpt;
 
@@ -539,15 +540,20 @@ static void ckpt_stop(sq *s) {
 
 /*
  * The writer's WAL hook (in place of SQLite's auto-checkpoint), called
- * after each commit with the WAL's page count: past the threshold the
- * checkpointer is woken; far past it (the checkpointer could not keep up
- * or could not start) the writer checkpoints itself.
+ * after each commit with the WAL's page count: each time it grew by the
+ * threshold the checkpointer is woken (not after every commit: a page
+ * changed by several commits is then copied once, not once per commit);
+ * far past it (the checkpointer could not keep up or could not start) the
+ * writer checkpoints itself.
  */
 static int wal_hook(void *ud, sqlite3 *db, const char *name, int pages) {
   sq *s = ud;
   ckpt *c = &s->ck;
-  if (pages < c->threshold)
+  if (pages < c->woken_at)
+    c->woken_at = 0; /* the WAL started over */
+  if (pages - c->woken_at < c->threshold)
     return SQLITE_OK;
+  c->woken_at = pages;
   if (pages >= c->threshold * WAL_SELF_CHECKPOINT_FACTOR || (!c->started && ckpt_start(s) < 0)) {
     if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK)
       __atomic_fetch_add(&s->stats->checkpoints, 1, __ATOMIC_RELAXED);
