@@ -12,8 +12,11 @@
  *   (best of three): bench/pipeline/run takes its limit from it; --wh-only
  *   the warehouse commit alone (for perf). RUNS=n in the environment takes
  *   the best of n runs instead of three. Each part also prints the bytes it
- *   wrote (write_bytes of /proc/self/io: WAL, checkpoints and database file).
- *   KEEP=1 keeps the last warehouse file (to inspect it with sqlite3).
+ *   wrote (write_bytes of /proc/self/io: WAL, checkpoints and database file),
+ *   and the warehouse part the CPU spent inside hl_wh_batch_commit alone
+ *   (hl-loader's writer thread; the batch is bound with hl_wh_batch_use as
+ *   hl-loader's are). KEEP=1 keeps the last warehouse file (to inspect it
+ *   with sqlite3).
  */
 #define _GNU_SOURCE /* RUSAGE_THREAD */
 #include <dirent.h>

@@ -1080,27 +1080,35 @@ static sqlite3_stmt *bind_side(sq *s, const sq_param *p, const sq_val *sys, cons
   return s->str_ins;
 }
 
+/*
+ * Walking a search parameter's values (hl__wh_xpath_each): each value that
+ * gives a row is extracted into sc and handed to emit (written at once, or
+ * kept for the commit).
+ */
 typedef struct side_ctx {
-  sq *s;
+  hl_buf *sc;
   const sq_param *p;
+  size_t param; /* index of p in its table */
+  int (*emit)(struct side_ctx *c, sq_val *sys, sq_val *val);
+  void *ud;
   int rc;
 } side_ctx;
 
-/* One value of a search parameter, extracted and written at once. */
 static int side_value(void *ud, const char *j, size_t n) {
   side_ctx *c = ud;
-  sq *s = c->s;
   sq_val sys, val;
-  hl_buf_reset(&s->scratch);
-  int k = side_extract(&s->scratch, c->p, j, n, &sys, &val);
-  if (k <= 0) {
-    c->rc = k;
-    return k < 0;
-  }
-  /* tenant, type, id, param and raw_id are bound once per parameter (write_row). */
-  if ((c->rc = step_done(bind_side(s, c->p, &sys, &val, &s->scratch))) < 0)
-    return 1;
-  return 0;
+  hl_buf_reset(c->sc);
+  int k = side_extract(c->sc, c->p, j, n, &sys, &val);
+  if (k > 0)
+    k = c->emit(c, &sys, &val);
+  c->rc = k < 0 ? k : 0;
+  return k < 0;
+}
+
+/* Writes a value at once: tenant, type, id, param and raw_id are bound (write_row). */
+static int side_write(side_ctx *c, sq_val *sys, sq_val *val) {
+  sq *s = c->ud;
+  return step_done(bind_side(s, c->p, sys, val, c->sc));
 }
 
 /* ---- Values extracted as rows are added (hl_wh_batch_use) ------------------------ */
@@ -1178,27 +1186,13 @@ static int keep_val(hl__wh_prep *p, const hl_buf *sc, sq_val *v) {
   return 0;
 }
 
-typedef struct prep_ctx {
-  hl__wh_prep *p;
-  size_t param;
-  const sq_param *sp;
-  int rc;
-} prep_ctx;
-
-static int prep_side_value(void *ud, const char *j, size_t n) {
-  prep_ctx *c = ud;
-  hl__wh_prep *p = c->p;
-  sq_val sys, val;
-  hl_buf_reset(&p->scratch);
-  int k = side_extract(&p->scratch, c->sp, j, n, &sys, &val);
-  if (k == 0)
-    return 0;
-  if (k < 0 || grow((void **)&p->side, &p->cside, p->nside, 1, sizeof(*p->side)) < 0 ||
-      keep_val(p, &p->scratch, &sys) < 0 || keep_val(p, &p->scratch, &val) < 0) {
-    c->rc = -ENOMEM;
-    return 1;
-  }
-  p->side[p->nside++] = (prep_side){c->param, sys, val};
+/* Keeps a value for the commit (hl_wh_batch_use). */
+static int side_keep(side_ctx *c, sq_val *sys, sq_val *val) {
+  hl__wh_prep *p = c->ud;
+  if (grow((void **)&p->side, &p->cside, p->nside, 1, sizeof(*p->side)) < 0 ||
+      keep_val(p, c->sc, sys) < 0 || keep_val(p, c->sc, val) < 0)
+    return -ENOMEM;
+  p->side[p->nside++] = (prep_side){c->param, *sys, *val};
   return 0;
 }
 
@@ -1228,7 +1222,7 @@ static int sq_prep_row(void *state, hl_wh_batch *b, size_t i) {
     p->ntmp = t->t->ncols;
   }
   size_t text0 = p->text.len, v0 = p->nvals, s0 = p->nside;
-  prep_ctx c = {p, 0, NULL, 0};
+  side_ctx c = {&p->scratch, NULL, 0, side_keep, p, 0};
   if (extract(&p->scratch, &p->doc, p->tmp, t) < 0 ||
       grow((void **)&p->vals, &p->cvals, p->nvals, t->t->ncols, sizeof(*p->vals)) < 0)
     goto nomem;
@@ -1240,8 +1234,8 @@ static int sq_prep_row(void *state, hl_wh_batch *b, size_t i) {
   }
   for (size_t k = 0; k < t->nparams && c.rc == 0; k++) {
     c.param = k;
-    c.sp = &t->params[k];
-    hl__wh_xpath_each(c.sp->x, &p->doc, prep_side_value, &c);
+    c.p = &t->params[k];
+    hl__wh_xpath_each(c.p->x, &p->doc, side_value, &c);
   }
   if (c.rc < 0)
     goto nomem;
@@ -1362,7 +1356,7 @@ static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_
         return rc;
     }
   }
-  side_ctx sv = {s, NULL, 0};
+  side_ctx sv = {&s->scratch, NULL, 0, side_write, s, 0};
   hl__wh_doc *doc = &s->doc;
   /*
    * The values of one resource share tenant, type, id and raw_id, and those

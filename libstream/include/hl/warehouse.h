@@ -23,7 +23,10 @@
  *   read-only or unopenable file give HL_WH_ESTORAGE (nothing written; the
  *   loader stops consuming and turns readiness down until an operator acts).
  *
- * A hl_wh and its batches are used by one thread at a time. Other processes
+ * A hl_wh and its batches are used by one thread at a time, except that a
+ * batch bound with hl_wh_batch_use may be filled in one thread while
+ * another commits a different batch (the sqlite backend also runs its own
+ * WAL checkpointer thread, stopped by hl_wh_free). Other processes
  * may read the SQLite file at any time (WAL mode): readers never block the
  * writer and see whole batches only.
  */
