@@ -593,7 +593,10 @@ static int sq_open(const hl_wh_opts *o, const hl__wh_contract *c, hl_wh_stats *s
   hl_buf_init(&s->scratch, (size_t)1 << 30);
   pthread_mutex_init(&s->ck.mu, NULL);
   pthread_cond_init(&s->ck.cv, NULL);
-  s->ck.threshold = o->wal_checkpoint_pages > 0 ? (int)o->wal_checkpoint_pages : WAL_CHECKPOINT_PAGES;
+  /* At most 2^20 pages (32 GiB of WAL): the hook's arithmetic stays in an int. */
+  s->ck.threshold = o->wal_checkpoint_pages <= 0         ? WAL_CHECKPOINT_PAGES
+                    : o->wal_checkpoint_pages > (1 << 20) ? (1 << 20)
+                                                          : (int)o->wal_checkpoint_pages;
   s->c = c;
   s->stats = stats;
   s->read_only = o->read_only;

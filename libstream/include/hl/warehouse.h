@@ -81,7 +81,7 @@ typedef struct hl_wh_opts {
   long long busy_timeout_ms; /* one attempt's wait for the lock (0: 1000) */
   long long retry_budget_ms; /* total retry time on busy/locked (0: 30000; <0: no retry) */
   long long max_pages;       /* PRAGMA max_page_count, a size quota (0: none) */
-  long long wal_checkpoint_pages; /* sqlite: WAL pages that call for a background checkpoint (0: 2000) */
+  long long wal_checkpoint_pages; /* sqlite: WAL growth (pages) that calls for a background checkpoint (0: 2000; at most 2^20) */
   /* snowflake: the client settings (strings borrowed), the pipe and the commit wait. */
   hl_snowflake_config snowflake;
   const char *sf_pipe;             /* NULL: "FHIR_RESOURCES_STREAM" */
