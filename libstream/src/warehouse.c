@@ -634,10 +634,13 @@ int hl_wh_batch_new(size_t max_rows, size_t max_bytes, hl_wh_batch **out) {
 }
 
 int hl_wh_batch_use(hl_wh_batch *b, const hl_wh *wh) {
-  if (wh->be->prep_row) {
-    b->prep_be = wh->be;
-    b->prep_state = wh->state;
+  /* Values kept for another backend are its own layout: dropped (rows of another store are not used). */
+  if (b->prep && b->prep_be != wh->be) {
+    b->prep_be->prep_free(b->prep);
+    b->prep = NULL;
   }
+  b->prep_be = wh->be->prep_row ? wh->be : NULL;
+  b->prep_state = wh->state;
   return 0;
 }
 
