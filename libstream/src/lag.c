@@ -170,6 +170,30 @@ static void update_brokers(hl_lag *lag, json_t *brokers, hl_lag_summary *sum) {
   }
 }
 
+/*
+ * The lag of a partition from this member's fetch position, when librdkafka
+ * gives none. librdkafka 2.0.2 knows the committed offset only once this
+ * member has committed itself (it does not report the one it fetched from the
+ * group at assignment), so a restarted worker with nothing left to read would
+ * report no lag at all for as long as nothing arrives. A member that has
+ * handed nothing of the partition to the application and holds nothing of it
+ * in the fetch queue is still at the offset it started from, the group's
+ * committed offset: the lag is the end of the partition (the last stable
+ * offset, else the high watermark) minus the next offset to fetch. -1 when
+ * that does not hold (unknown).
+ */
+static int64_t lag_from_position(json_t *p) {
+  const char *state = json_string_value(json_object_get(p, "fetch_state"));
+  int64_t next = int_member(p, "next_offset", -1);
+  int64_t end = int_member(p, "ls_offset", -1);
+  if (end < 0)
+    end = int_member(p, "hi_offset", -1);
+  if (!state || strcmp(state, "active") != 0 || next < 0 || end < 0 || next > end ||
+      int_member(p, "app_offset", -1) >= 0 || int_member(p, "fetchq_cnt", -1) != 0)
+    return -1;
+  return end - next;
+}
+
 static void update_partition(hl_lag *lag, const char *topic, json_t *p, int64_t now_ms,
                              hl_lag_summary *sum) {
   int64_t partition = int_member(p, "partition", -1);
@@ -185,6 +209,8 @@ static void update_partition(hl_lag *lag, const char *topic, json_t *p, int64_t 
   int64_t msgs = int_member(p, "consumer_lag_stored", -1);
   if (msgs < 0)
     msgs = int_member(p, "consumer_lag", -1);
+  if (msgs < 0)
+    msgs = lag_from_position(p);
   char pbuf[16];
   snprintf(pbuf, sizeof pbuf, "%d", (int)partition);
   const char *labels[] = {lag->group, topic, pbuf};

@@ -1,3 +1,4 @@
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,4 +135,81 @@ Test(lag, malformed_statistics_are_refused_and_change_nothing) {
   free(json);
   hl_lag_free(lag);
   hl_metrics_free(reg);
+}
+
+/*
+ * stats_consumer_restarted.json was captured from hl-loader (librdkafka
+ * 2.0.2, group it-lag) restarted against hl-devbroker after its group had
+ * committed every offset of hl.fhir.valid, with nothing new to read; trimmed
+ * to partitions 0-2. librdkafka reports committed_offset and consumer_lag as
+ * unknown until the member commits itself, so such a worker showed no lag
+ * series at all (loader_snowflake_kill's last run waited for one in vain).
+ */
+#define RLAG(p) "hl_consumer_lag_messages{group=\"it-lag\",topic=\"hl.fhir.valid\",partition=\"" p "\"} "
+#define RSECS(p) "hl_consumer_lag_seconds{group=\"it-lag\",topic=\"hl.fhir.valid\",partition=\"" p "\"} "
+
+/* Sets an integer member of partition p of hl.fhir.valid in doc. */
+static void set_part(json_t *doc, const char *p, const char *key, json_int_t v) {
+  json_t *part = json_object_get(
+      json_object_get(json_object_get(json_object_get(doc, "topics"), "hl.fhir.valid"), "partitions"), p);
+  cr_assert_not_null(part, "partition %s", p);
+  cr_assert_eq(json_object_set_new(part, key, json_integer(v)), 0);
+}
+
+/* hl_lag_update on a fresh registry; returns the registry (the caller frees it). */
+static hl_metrics *update_fresh(json_t *doc, hl_lag_summary *sum) {
+  hl_metrics *reg = NULL;
+  hl_metrics_new(&reg);
+  hl_lag *lag = NULL;
+  cr_assert_eq(hl_lag_new(reg, "it-lag", &lag), 0);
+  char *s = json_dumps(doc, JSON_COMPACT);
+  cr_assert_not_null(s);
+  cr_assert_eq(hl_lag_update(lag, s, strlen(s), 1800000000000, sum), 0);
+  free(s);
+  hl_lag_free(lag);
+  return reg;
+}
+
+Test(lag, restarted_member_with_nothing_to_read_reports_its_position) {
+  size_t len;
+  char *text = load("stats_consumer_restarted.json", &len);
+  json_t *doc = json_loadb(text, len, 0, NULL);
+  free(text);
+  cr_assert_not_null(doc);
+  hl_lag_summary sum;
+  hl_metrics *reg = update_fresh(doc, &sum);
+  cr_assert_eq(sum.assigned, 3);
+  for (int p = 0; p < 3; p++) {
+    char needle[160];
+    snprintf(needle, sizeof needle, RLAG("%d"), p);
+    cr_assert_eq(value_of(reg, needle), 0, "partition %d: at the end, lag 0", p);
+  }
+  cr_assert_eq(value_of(reg, RSECS("0")), 0);
+  cr_assert_eq(sum.lag_total, 0);
+  hl_metrics_free(reg);
+
+  /*
+   * Behind the end with nothing fetched yet: the end minus the next offset.
+   * Something handed to the application, or fetched and queued, leaves the
+   * start unknown: no series, as before.
+   */
+  set_part(doc, "0", "next_offset", 2); /* hi_offset and ls_offset are 6 */
+  set_part(doc, "1", "app_offset", 6);
+  set_part(doc, "2", "fetchq_cnt", 3);
+  reg = update_fresh(doc, &sum);
+  cr_assert_eq(value_of(reg, RLAG("0")), 4);
+  cr_assert_eq(value_of(reg, RLAG("1")), -1);
+  cr_assert_eq(value_of(reg, RLAG("2")), -1);
+  hl_metrics_free(reg);
+  /* The last stable offset is the end when it is known (read_committed). */
+  set_part(doc, "0", "ls_offset", 5);
+  reg = update_fresh(doc, &sum);
+  cr_assert_eq(value_of(reg, RLAG("0")), 3);
+  hl_metrics_free(reg);
+  /* A position past the end says nothing. */
+  set_part(doc, "0", "next_offset", 7);
+  reg = update_fresh(doc, &sum);
+  cr_assert_eq(value_of(reg, RLAG("0")), -1);
+  hl_metrics_free(reg);
+  json_decref(doc);
 }
