@@ -16,6 +16,7 @@
 
 #include "embedded.h"
 #include "hl/buf.h"
+#include "hl/log.h"
 #include "warehouse_internal.h"
 
 #define NOW "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
@@ -1456,6 +1457,13 @@ static int commit_once(sq *s, void *ud) {
   free(jobs);
   return 0;
 fail:
+  /* SQLite's own words (e.g. "database or disk is full") name what the error code only classifies. */
+  if (rc != HL_WH_EBUSY && hl_log_enabled(HL_LOG_ERROR)) {
+    char code[16];
+    snprintf(code, sizeof code, "%d", sqlite3_extended_errcode(s->db));
+    hl_log_kv(HL_LOG_ERROR, "warehouse transaction failed", "sqlite", sqlite3_errmsg(s->db), "code",
+              code, NULL);
+  }
   rollback(s);
   free(jobs);
   return rc;

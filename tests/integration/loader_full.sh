@@ -53,9 +53,10 @@ RC=$?
 forget_pid "$LD_PID"
 [ "$RC" != 0 ] || fail "hl-loader exits non-zero on a full disk"
 grep -q 'warehouse storage unavailable' "$TMP/loader-1.log" || fail "the log names the storage error"
+grep -q '"sqlite":"database or disk is full"' "$TMP/loader-1.log" || fail "the log gives SQLite's reason"
 loaded=$(raw_count)
 [ -n "$loaded" ] && [ "$loaded" -lt "$N" ] || fail "the disk filled before every record was loaded (RAW $loaded)"
-ok "disk full after $loaded of $N records: status $RC, the log names the storage error"
+ok "disk full after $loaded of $N records: status $RC, the log names the storage error and SQLite's reason (disk full)"
 
 # The same again with the disk still full: the next run fails the same way and loses nothing.
 HL_ADMIN_ADDR=127.0.0.1:$PORT "$LOADER" 2>"$TMP/loader-2.log" &
