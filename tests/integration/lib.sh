@@ -9,17 +9,23 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/hl-it.XXXXXX")
 DEVBROKER=$BUILD/tools/devbroker/hl-devbroker
 TOPICS_FILE=$SRC/schemas/topics/topics.json
 PIDS=()
+# Commands hl_cleanup runs once every process has stopped and before the
+# temporary directory goes (e.g. unmounting a file system under $TMP).
+AFTER_STOP=()
 T=0
 
 echo "TAP version 13"
 
 # Stops the processes in reverse order of start (workers before the broker
-# they drain to), then removes the temporary directory.
+# they drain to), runs AFTER_STOP, then removes the temporary directory.
 hl_cleanup() {
   local i
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     kill -TERM "${PIDS[i]}" 2>/dev/null
     wait "${PIDS[i]}" 2>/dev/null
+  done
+  for i in "${!AFTER_STOP[@]}"; do
+    eval "${AFTER_STOP[i]}"
   done
   if [ "${HL_IT_KEEP:-0}" = 1 ]; then
     echo "# kept $TMP"

@@ -13,18 +13,8 @@ MNT=$TMP/small
 mkdir -p "$MNT"
 mount -t tmpfs -o size=3m,mode=0700 hl-it-full "$MNT" 2>/dev/null ||
   skip_all "cannot mount a small tmpfs (needs root)"
-# Workers stop before the file system goes; then the usual cleanup.
-full_cleanup() {
-  local i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${PIDS[i]}" 2>/dev/null
-    wait "${PIDS[i]}" 2>/dev/null
-  done
-  PIDS=()
-  umount "$MNT" 2>/dev/null
-  hl_cleanup
-}
-trap full_cleanup EXIT
+# Unmounted once the workers have stopped, before the temporary directory goes.
+AFTER_STOP+=("umount '$MNT' 2>/dev/null")
 
 N=1500
 DB=$MNT/wh.db
