@@ -16,7 +16,9 @@
  *   and the warehouse part the CPU spent inside hl_wh_batch_commit alone
  *   (hl-loader's writer thread; the batch is bound with hl_wh_batch_use as
  *   hl-loader's are). KEEP=1 keeps the last warehouse file (to inspect it
- *   with sqlite3).
+ *   with sqlite3). SHUFFLE=1 adds the rows in a fixed pseudo-random order
+ *   (every type and patient mixed) instead of file by file: the worst case
+ *   for the warehouse's indexes (hl-loader's batches lie between the two).
  */
 #define _GNU_SOURCE /* RUSAGE_THREAD */
 #include <dirent.h>
@@ -251,6 +253,18 @@ int main(int argc, char **argv) {
   if (nrecs == 0) {
     fprintf(stderr, "no NDJSON rows under %s\n", argv[1]);
     return 1;
+  }
+  if (getenv("SHUFFLE") && strcmp(getenv("SHUFFLE"), "0") && *getenv("SHUFFLE")) {
+    /* Rows in a fixed pseudo-random order (xorshift), types and patients
+       mixed as hl-loader's batches are, not file by file. */
+    unsigned long long x = 88172645463325252ULL;
+    for (size_t i = nrecs - 1; i > 0; i--) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      size_t j = (size_t)(x % (i + 1));
+      rec t = recs[i];
+      recs[i] = recs[j];
+      recs[j] = t;
+    }
   }
   size_t bytes = 0;
   for (size_t i = 0; i < nrecs; i++)
