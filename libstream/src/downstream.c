@@ -13,18 +13,20 @@
 struct hl_downstream {
   char *group, *topic;
   int64_t max_lag;
+  int64_t max_part_lag; /* 0: derived from max_lag once the partition count is known */
   uint64_t interval_ms;
   int32_t partitions; /* 0 until the topic's metadata was read */
   bool measured, over;
   uint64_t last_ms;
   int64_t since; /* messages produced since the last measurement (hl_downstream_note) */
-  int64_t last;
+  int64_t last, last_part;
   hl_series *s_lag, *s_waits;
 };
 
 int hl_downstream_new(const hl_downstream_opts *o, hl_downstream **out) {
   *out = NULL;
-  if (!o || !o->group || !*o->group || !o->topic || !*o->topic || o->max_lag < 1)
+  if (!o || !o->group || !*o->group || !o->topic || !*o->topic || o->max_lag < 1 ||
+      o->max_partition_lag < 0)
     return -EINVAL;
   hl_downstream *d = calloc(1, sizeof *d);
   if (!d)
@@ -36,8 +38,9 @@ int hl_downstream_new(const hl_downstream_opts *o, hl_downstream **out) {
     return -ENOMEM;
   }
   d->max_lag = o->max_lag;
+  d->max_part_lag = o->max_partition_lag;
   d->interval_ms = o->check_interval_ms > 0 ? (uint64_t)o->check_interval_ms : 1000;
-  d->last = -1;
+  d->last = d->last_part = -1;
   if (o->metrics) {
     d->s_lag = hl_metric_at(hl_metrics_gauge(
         o->metrics, o->lag_metric ? o->lag_metric : "hl_downstream_lag_messages",
@@ -104,10 +107,10 @@ static rd_kafka_topic_partition_list_t *committed(hl_downstream *d, rd_kafka_t *
 
 int64_t hl_downstream_lag(hl_downstream *d, rd_kafka_t *rk) {
   int32_t n = partitions(d, rk);
-  int64_t lag = -1;
+  int64_t lag = -1, part = -1;
   rd_kafka_topic_partition_list_t *got = n > 0 ? committed(d, rk, n) : NULL;
   if (got) {
-    lag = 0;
+    lag = part = 0;
     for (int i = 0; i < got->cnt; i++) {
       int64_t lo = 0, hi = 0;
       if (rd_kafka_query_watermark_offsets(rk, d->topic, got->elems[i].partition, &lo, &hi,
@@ -117,7 +120,9 @@ int64_t hl_downstream_lag(hl_downstream *d, rd_kafka_t *rk) {
       }
       /* No commit yet (a negative offset) or one older than the log counts from its start. */
       int64_t at = got->elems[i].offset < lo ? lo : got->elems[i].offset;
-      lag += hi > at ? hi - at : 0;
+      int64_t behind = hi > at ? hi - at : 0;
+      lag += behind;
+      part = behind > part ? behind : part;
     }
     rd_kafka_topic_partition_list_destroy(got);
   }
@@ -128,7 +133,10 @@ int64_t hl_downstream_lag(hl_downstream *d, rd_kafka_t *rk) {
    */
   if (lag >= 0)
     lag += rd_kafka_outq_len(rk);
+  else
+    part = -1;
   d->last = lag;
+  d->last_part = part;
   if (lag >= 0 && d->s_lag)
     hl_series_set(d->s_lag, (double)lag);
   return lag;
@@ -156,7 +164,12 @@ bool hl_downstream_over(hl_downstream *d, rd_kafka_t *rk, uint64_t now_ms) {
   d->last_ms = now_ms;
   d->since = 0;
   int64_t lag = hl_downstream_lag(d, rk);
-  bool over = lag > d->max_lag;
+  int64_t part_bound = d->max_part_lag;
+  if (part_bound == 0 && d->partitions > 0)
+    part_bound = 2 * d->max_lag / d->partitions;
+  if (part_bound < 1)
+    part_bound = 1;
+  bool over = lag > d->max_lag || (lag >= 0 && d->partitions > 0 && d->last_part > part_bound);
   if (over && !d->over && d->s_waits)
     hl_series_inc(d->s_waits);
   d->over = over;
@@ -164,3 +177,5 @@ bool hl_downstream_over(hl_downstream *d, rd_kafka_t *rk, uint64_t now_ms) {
 }
 
 int64_t hl_downstream_last(const hl_downstream *d) { return d->last; }
+
+int64_t hl_downstream_last_partition(const hl_downstream *d) { return d->last_part; }

@@ -51,6 +51,22 @@ start_pipeline() {
   for n in notifier parser validator loader; do start_worker $n "$@"; done
 }
 
+# Copies every file under src to the same path under dest the way a producer
+# must land objects in a watched directory: under a temporary name
+# (".part", which hl-s3-notifier ignores) and renamed once complete. A plain
+# `cp -r` lets the notifier announce a file half written whenever the copy
+# stalls for HL_NOTIFIER_STABLE_FOR (300 ms here), as it did under load for
+# the 1.2 GB files of the long soak: the object was parsed up to three
+# times, as different jobs.
+land_tree() { # src dest
+  local src=$1 dest=$2 f rel
+  while IFS= read -r -d '' f; do
+    rel=${f#"$src"/}
+    mkdir -p "$dest/$(dirname "$rel")" &&
+      cp "$f" "$dest/$rel.part" && mv "$dest/$rel.part" "$dest/$rel" || return 1
+  done < <(find "$src" -type f ! -name '.*' -print0 | sort -z)
+}
+
 # Waits until a worker's /readyz answers 200.
 worker_ready() { # name
   local a

@@ -35,7 +35,7 @@ nbad=6
 ngood=3
 
 # Good files first, then the mixed file, all in one landing batch.
-cp -r "$TMP/gen/org=org-1" "$LANDING/"
+land_tree "$TMP/gen/org=org-1" "$LANDING/org=org-1" || fail "land org-1's files"
 mkdir -p "$LANDING/org=org-2"
 cp "$B" "$LANDING/org=org-2/mixed.ndjson.tmp" && mv "$LANDING/org=org-2/mixed.ndjson.tmp" "$LANDING/org=org-2/mixed.ndjson"
 ok "landed $good good resources in 9 files and a mixed file ($ngood good, $nbad bad records)"

@@ -47,7 +47,7 @@ run() { # name kills
   for w in notifier parser validator loader; do
     wait_for 60 worker_ready $w || fail "$1: $w becomes ready"
   done
-  cp -r "$TMP/gen/." "$LANDING/"
+  land_tree "$TMP/gen" "$LANDING" || fail "$1: land the generated files"
   local t0=$SECONDS
   if [ "$2" = 1 ]; then
     local plan=() i k

@@ -49,8 +49,7 @@ jobs_done() { # expected number of jobs
 # Lands one generated directory under landing/<pass>/ (the path keeps its
 # org=<id> segment, so the tenant is the same; the object uris are new).
 land() { # pass dir
-  mkdir -p "$LANDING/$1"
-  cp -r "$2/." "$LANDING/$1/"
+  land_tree "$2" "$LANDING/$1" || fail "land $2"
 }
 
 # The checks after a pass: every curated table holds one row per resource,
