@@ -166,7 +166,7 @@ bool hl_downstream_over(hl_downstream *d, rd_kafka_t *rk, uint64_t now_ms) {
   int64_t lag = hl_downstream_lag(d, rk);
   int64_t part_bound = d->max_part_lag;
   if (part_bound == 0 && d->partitions > 0)
-    part_bound = 2 * d->max_lag / d->partitions;
+    part_bound = d->max_lag / d->partitions;
   if (part_bound < 1)
     part_bound = 1;
   bool over = lag > d->max_lag || (lag >= 0 && d->partitions > 0 && d->last_part > part_bound);

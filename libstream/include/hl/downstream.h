@@ -18,11 +18,11 @@
  * The broker's limit is per partition, so one partition far behind loses
  * data while the sum is well under the bound: a consumer does not drain its
  * partitions evenly (in the long soak, 12 of hl.fhir.raw's 64 partitions
- * reached the mock's limit, ~4,700 messages each, while the sum stayed
- * under 100,000). The stage therefore also holds back while any one
- * partition is more than max_partition_lag behind (by default twice its
- * share of the bound: 2 * max_lag / partitions; an even spread reaches the
- * sum's bound first).
+ * ran past the mock's limit while the sum stayed
+ * under 100,000; the mock held ~3,150 of those messages per partition).
+ * The stage therefore also holds back while any one partition is more than
+ * max_partition_lag behind (by default its share of the bound:
+ * max_lag / partitions).
  */
 #ifndef HL_DOWNSTREAM_H
 #define HL_DOWNSTREAM_H
@@ -39,7 +39,7 @@ typedef struct hl_downstream_opts {
   const char *group;       /* the downstream consumer group; required */
   const char *topic;       /* the topic it consumes and this process produces to; required */
   int64_t max_lag;         /* most messages it may be behind; >= 1 */
-  int64_t max_partition_lag; /* most on any one partition; 0: 2 * max_lag / partitions (at least 1) */
+  int64_t max_partition_lag; /* most on any one partition; 0: max_lag / partitions (at least 1) */
   int check_interval_ms;   /* how often hl_downstream_over measures again; 0: 1000 */
   hl_metrics *metrics;     /* may be NULL */
   const char *lag_metric;  /* gauge of the last measured lag; NULL: hl_downstream_lag_messages */
