@@ -598,21 +598,24 @@ int hl_worker_produce(hl_worker *w, hl_kafka_msg *msg, const hl_kafka_out *out) 
 }
 
 int hl_worker_forward(hl_worker *w, hl_kafka_msg *msg, const char *topic) {
-  rd_kafka_headers_t *h = NULL, *copy = NULL;
-  if (rd_kafka_message_headers(msg->rkm, &h) == RD_KAFKA_RESP_ERR_NO_ERROR && h) {
-    copy = rd_kafka_headers_copy(h);
-    if (!copy)
-      return -ENOMEM;
-  }
+  /*
+   * The input's parsed headers move to the output instead of being copied
+   * (a copy is one allocation per header, and so is its destruction). A
+   * consumed message keeps its headers' wire form: a later read of them
+   * parses that again, so the input still shows the same headers.
+   */
+  rd_kafka_headers_t *h = NULL;
+  if (rd_kafka_message_detach_headers(msg->rkm, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    h = NULL;
   hl_kafka_out out = {.topic = topic,
                       .key = msg->key,
                       .key_len = msg->key_len,
                       .value = msg->value,
                       .len = msg->len,
-                      .headers = copy};
+                      .headers = h};
   int r = hl_worker_produce(w, msg, &out);
-  if (r && copy)
-    rd_kafka_headers_destroy(copy);
+  if (r && h)
+    rd_kafka_message_set_headers(msg->rkm, h); /* not enqueued: the list is still ours */
   return r;
 }
 

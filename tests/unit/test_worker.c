@@ -166,6 +166,55 @@ Test(worker, passes_messages_through_and_commits_end_offsets, .timeout = 120) {
   hl_mock_stop(&m);
 }
 
+/*
+ * Forwards each input to two topics, reading its headers before, between
+ * and after: the forward moves the parsed headers to the output, and the
+ * input must still show the same headers (parsed again) for the second.
+ */
+static _Atomic int header_mismatch;
+static hl_proc_result forward_twice(void *ud, hl_worker *w, hl_kafka_msg *msg) {
+  (void)ud;
+  char before[16], between[16], after[16];
+  if (hl_kafka_header_get(msg->rkm, HL_HDR_LINE, before, sizeof before) < 0)
+    atomic_fetch_add(&header_mismatch, 1);
+  int r = hl_worker_forward(w, msg, "ft.a");
+  if (r == 0 && (hl_kafka_header_get(msg->rkm, HL_HDR_LINE, between, sizeof between) < 0 ||
+                 strcmp(before, between) != 0))
+    atomic_fetch_add(&header_mismatch, 1);
+  r = r ? r : hl_worker_forward(w, msg, "ft.b");
+  if (r == 0 && (hl_kafka_header_get(msg->rkm, HL_HDR_LINE, after, sizeof after) < 0 ||
+                 strcmp(before, after) != 0))
+    atomic_fetch_add(&header_mismatch, 1);
+  return r == 0 ? HL_PROC_OK : r == HL_EFATAL ? HL_PROC_FATAL : HL_PROC_RETRY;
+}
+
+Test(worker, forward_keeps_the_input_headers_readable, .timeout = 120) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "ft.in", 2);
+  hl_mock_topic(&m, "ft.a", 2);
+  hl_mock_topic(&m, "ft.b", 1);
+  const int n = 500;
+  hl_test_produce(m.bootstraps, "ft.in", 0, n, 128, -1);
+  const char *topic[] = {"ft.in"};
+  hl_worker_opts o = wopts(m.bootstraps, "g-ft", topic, NULL);
+  hl_processor proc = {.stage = "test", .process = forward_twice};
+  run r = {0};
+  char err[256] = "";
+  atomic_store(&header_mismatch, 0);
+  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, err, sizeof err), 0, "%s", err);
+  run_start(&r);
+  cr_assert(wait_done(r.w, n, 60), "done %llu of %d", (unsigned long long)stats_of(r.w).done, n);
+  cr_assert_eq(run_stop(&r), 0);
+  cr_assert_eq(atomic_load(&header_mismatch), 0);
+  copies a = {0}, b = {0};
+  cr_assert_eq(hl_test_read(m.bootstraps, "ft.a", 2, n, 30, check_copy, &a), n);
+  cr_assert_eq(hl_test_read(m.bootstraps, "ft.b", 1, n, 30, check_copy, &b), n);
+  cr_assert_eq(a.bad + a.dups + b.bad + b.dups, 0);
+  hl_worker_free(r.w);
+  hl_mock_stop(&m);
+}
+
 Test(worker, offsets_wait_for_output_acknowledgement, .timeout = 120) {
   hl_mock m;
   hl_mock_start(&m, 1);

@@ -231,7 +231,13 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
   return h;
 }
 
-static jobagg *job_note(hl_validator_worker *vw, const hl_kafka_msg *msg, size_t idx) {
+/*
+ * The aggregate of msg's object (found or added), or NULL when msg is not
+ * part of a job. Called before the input is forwarded: the forward moves
+ * the parsed headers to the output, so reading them afterwards would parse
+ * them again. The input counts only once job_count says so.
+ */
+static jobagg *job_of(hl_validator_worker *vw, const hl_kafka_msg *msg) {
   /* One pass over the headers: this runs for every resource. */
   hl_kafka_hview v[] = {{.name = HL_HDR_JOB}, {.name = HL_HDR_ORG}, {.name = HL_HDR_SOURCE}};
   hl_kafka_header_views(msg->rkm, v, sizeof v / sizeof v[0]);
@@ -239,39 +245,46 @@ static jobagg *job_note(hl_validator_worker *vw, const hl_kafka_msg *msg, size_t
          ul = field_len(&v[2], sizeof vw->jobs->uri);
   if (!jl || !ol)
     return NULL; /* not part of a job: nothing to report */
-  jobagg *a = NULL;
-  for (size_t i = 0; i < vw->njobs && !a; i++) {
+  for (size_t i = 0; i < vw->njobs; i++) {
     jobagg *j = &vw->jobs[i];
     if (j->uri_len == ul && j->job_len == jl && j->org_len == ol && (!ul || !memcmp(j->uri, v[2].val, ul)) &&
         !memcmp(j->job, v[0].val, jl) && !memcmp(j->org, v[1].val, ol))
-      a = j;
+      return j;
   }
-  if (!a) {
-    if (vw->njobs == vw->jobcap) {
-      size_t cap = vw->jobcap ? vw->jobcap * 2 : 16;
-      jobagg *j = realloc(vw->jobs, cap * sizeof *j);
-      if (!j)
-        return NULL;
-      vw->jobs = j;
-      vw->jobcap = cap;
-    }
-    a = &vw->jobs[vw->njobs++];
-    memset(a, 0, sizeof *a);
-    memcpy(a->org, v[1].val, ol);
-    memcpy(a->job, v[0].val, jl);
-    if (ul)
-      memcpy(a->uri, v[2].val, ul);
-    a->org_len = ol;
-    a->job_len = jl;
-    a->uri_len = ul;
-    a->hash = 1469598103934665603ull;
+  if (vw->njobs == vw->jobcap) {
+    size_t cap = vw->jobcap ? vw->jobcap * 2 : 16;
+    jobagg *j = realloc(vw->jobs, cap * sizeof *j);
+    if (!j)
+      return NULL;
+    vw->jobs = j;
+    vw->jobcap = cap;
+  }
+  jobagg *a = &vw->jobs[vw->njobs++];
+  memset(a, 0, sizeof *a);
+  memcpy(a->org, v[1].val, ol);
+  memcpy(a->job, v[0].val, jl);
+  if (ul)
+    memcpy(a->uri, v[2].val, ul);
+  a->org_len = ol;
+  a->job_len = jl;
+  a->uri_len = ul;
+  a->hash = 1469598103934665603ull;
+  return a;
+}
+
+/* Counts msg (input idx of the batch, done) in its object's aggregate. */
+static void job_count(jobagg *a, const hl_kafka_msg *msg, size_t idx, bool valid) {
+  if (a->valid + a->rejected == 0) {
     a->first_part = msg->partition;
     a->first_off = msg->offset;
   }
   a->hash = fnv(a->hash, &msg->partition, sizeof msg->partition);
   a->hash = fnv(a->hash, &msg->offset, sizeof msg->offset);
   a->carrier = idx;
-  return a;
+  if (valid)
+    a->valid++;
+  else
+    a->rejected++;
 }
 
 /* One validate event per object of the batch, produced on behalf of its last input. */
@@ -284,6 +297,8 @@ static int publish_jobs(hl_validator_worker *vw, hl_worker *w, hl_kafka_msg *msg
   hl_buf_init(&ev, 64 * 1024);
   for (size_t i = 0; i < vw->njobs; i++) {
     jobagg *a = &vw->jobs[i];
+    if (a->valid + a->rejected == 0)
+      continue; /* its inputs all failed: they are processed again */
     hl_kafka_msg *carrier = &msgs[a->carrier];
     hl_buf_reset(&ev);
     int r = hl_buf_puts(&ev, "{\"job\":\"");
@@ -342,6 +357,7 @@ static void process_batch(void *ud, hl_worker *w, hl_kafka_msg *msgs, size_t n,
                                                       strlen(res.resource_type))
                            ? res.resource_type
                            : "unknown";
+    jobagg *a = job_of(vw, msg);
     if (res.valid) {
       r = hl_worker_forward(w, msg, vw->out_topic);
       if (r) {
@@ -367,13 +383,8 @@ static void process_batch(void *ud, hl_worker *w, hl_kafka_msg *msgs, size_t n,
     }
     results[i] = res.valid ? HL_PROC_OK : HL_PROC_BAD_INPUT;
     hl_series_inc(hl_metric_at(vw->m_resources, type, res.valid ? "valid" : "invalid"));
-    jobagg *a = job_note(vw, msg, i);
-    if (a) {
-      if (res.valid)
-        a->valid++;
-      else
-        a->rejected++;
-    }
+    if (a)
+      job_count(a, msg, i, res.valid);
   }
   publish_jobs(vw, w, msgs, results);
 }

@@ -216,7 +216,12 @@ int hl_worker_main(const hl_worker_spec *spec);
 
 /* Produces out on behalf of msg. Returns as hl_producer_send. */
 int hl_worker_produce(hl_worker *w, hl_kafka_msg *msg, const hl_kafka_out *out);
-/* Copies msg (key, value, headers) unchanged to topic. */
+/*
+ * Copies msg (key, value, headers) unchanged to topic. The parsed header
+ * list of msg->rkm moves to the output (no copy): header values read
+ * from it before the call must not be used after it, and a later read
+ * parses the input's headers again, as they came from the broker.
+ */
 int hl_worker_forward(hl_worker *w, hl_kafka_msg *msg, const char *topic);
 /*
  * Sends msg to the dead-letter topic (hl_kafka_dlq with the processor's
