@@ -372,8 +372,8 @@ uint32_t hl__fschema_resource(const hl_fschema *fs, const char *s, size_t n) {
   for (;;) {
     uint32_t e = fs->rtab[h];
     if (e == 0) return HL__FNONE;
-    const char *name = fs->defs[e - 1].name;
-    if (strlen(name) == n && memcmp(name, s, n) == 0) return e - 1;
+    const hl__fdef *d = &fs->defs[e - 1];
+    if (d->name_len == n && memcmp(d->name, s, n) == 0) return e - 1;
     h = (h + 1) & fs->rmask;
   }
 }
@@ -436,6 +436,7 @@ int hl_fschema_compile(const json_t *doc, hl_fschema **out, char *err, size_t er
     json_object_foreach((json_t *)c.defs, k, v) {
       fs->defs[i].name = pool_dup(&c, k, strlen(k));
       if (!fs->defs[i].name) goto fail;
+      fs->defs[i].name_len = (uint32_t)strlen(k);
       i++;
     }
   }

@@ -943,8 +943,8 @@ static void run_rule(hl_validator *v, const hl__prule *r, uint32_t def, const ui
     }
     if (!type) return;
     for (uint32_t i = 0; i < r->ntargets; i++) {
-      const char *tn = fs->defs[r->targets[i]].name;
-      if (strlen(tn) == tlen && memcmp(tn, type, tlen) == 0) return;
+      const hl__fdef *td = &fs->defs[r->targets[i]];
+      if (td->name_len == tlen && memcmp(td->name, type, tlen) == 0) return;
     }
     add_issue(v, (hl_vsev)r->severity, r->code, r->id, "reference", 9, "%s (found %.*s)", r->message,
               shown(type, tlen), type);
