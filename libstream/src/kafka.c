@@ -483,7 +483,7 @@ int hl_producer_send(hl_producer *p, const hl_kafka_out *m, hl_kafka_ticket *t,
   vu[n].vtype = RD_KAFKA_VTYPE_RKT;
   vu[n++].u.rkt = ot->rkt;
   vu[n].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
-  vu[n++].u.i = RD_KAFKA_MSG_F_COPY;
+  vu[n++].u.i = m->borrowed ? 0 : RD_KAFKA_MSG_F_COPY;
   vu[n].vtype = RD_KAFKA_VTYPE_KEY;
   vu[n].u.mem.ptr = (void *)m->key;
   vu[n++].u.mem.size = m->key ? m->key_len : 0;

@@ -17,6 +17,13 @@
 #define NONE UINT32_MAX
 /* Highest partition number a worker tracks (Kafka's practical limits are far below). */
 #define PARTITION_MAX 100000
+/*
+ * Largest value hl_worker_forward lends to the producer instead of copying:
+ * librdkafka's message.copy.max.bytes default, below which it copies the
+ * value into the produce request when it builds it, so that only
+ * building the request reads the lent bytes.
+ */
+#define LEND_MAX 65535
 /* How often the loop refreshes its gauges and, when paused, serves group events. */
 #define TICK_NS 100000000ull
 /* Retry backoff of a failing processor: 50 ms doubling up to 5 s. */
@@ -44,6 +51,9 @@ typedef struct slot {
   bool early;     /* completed inside the processor call that deferred it */
   hl_proc_result early_result;
   hl_series *dlq; /* the dead-letter counter (topic, reason) of its rejection */
+  bool lent;      /* an output points at the input's value (hl_worker_forward) */
+  bool zombie;    /* freed while lent with outputs pending: kept until hl_worker_free */
+  rd_kafka_message_t *held; /* the input, kept while lent; destroyed with the slot */
   int64_t offset;
   int64_t ts_ms;
   uint64_t recv_ns;
@@ -157,13 +167,40 @@ static slot *slot_alloc(hl_worker *w) {
   return s;
 }
 
+static void slot_link_free(hl_worker *w, slot *s) {
+  s->next = w->free_head;
+  w->free_head = (uint32_t)(s - w->slots);
+}
+
 static void slot_free(hl_worker *w, slot *s) {
   w->inflight--;
   w->inflight_bytes -= s->bytes;
   s->in_use = false;
   s->part = NULL;
-  s->next = w->free_head;
-  w->free_head = (uint32_t)(s - w->slots);
+  if (s->held) {
+    if (s->ticket.pending > 0) {
+      /* An output may still read the input's value: neither may go before the producer. */
+      s->zombie = true;
+      return;
+    }
+    rd_kafka_message_destroy(s->held);
+    s->held = NULL;
+  }
+  slot_link_free(w, s);
+}
+
+/*
+ * Lets go of an input's message: destroyed now, or, when an output still
+ * points at its value, kept with its slot until the outputs are delivered
+ * (slot_free). A slot already freed had its outputs delivered.
+ */
+static void input_drop(hl_kafka_msg *m) {
+  slot *s = m->priv;
+  if (s && s->lent && s->in_use && !s->held)
+    s->held = m->rkm;
+  else
+    rd_kafka_message_destroy(m->rkm);
+  m->rkm = NULL;
 }
 
 static wtopic *topic_get(hl_worker *w, const char *name) {
@@ -239,6 +276,13 @@ static void mark_dirty(hl_worker *w, part *p) {
 static void ticket_done(void *ud, hl_kafka_ticket *t) {
   hl_worker *w = ud;
   slot *s = (slot *)t;
+  if (s->zombie) {
+    rd_kafka_message_destroy(s->held);
+    s->held = NULL;
+    s->zombie = false;
+    slot_link_free(w, s);
+    return;
+  }
   if (!s->part) {
     slot_free(w, s); /* abandoned by a revoke or drain */
     return;
@@ -354,8 +398,7 @@ static void on_revoking(void *ud, const rd_kafka_topic_partition_list_t *parts, 
       continue;
     for (int j = 0; j < parts->cnt; j++) {
       if (m->partition == parts->elems[j].partition && strcmp(m->topic, parts->elems[j].topic) == 0) {
-        rd_kafka_message_destroy(m->rkm);
-        m->rkm = NULL;
+        input_drop(m);
         break;
       }
     }
@@ -494,7 +537,17 @@ hl_worker *hl_worker_free(hl_worker *w) {
     hl_consumer_close_within(w->consumer, w->o.close_timeout_ms);
   for (size_t i = 0; i < w->nbatch; i++)
     if (w->batch[i].rkm)
-      rd_kafka_message_destroy(w->batch[i].rkm);
+      input_drop(&w->batch[i]);
+  /*
+   * The producer goes next: an output may still point at an input's value,
+   * and every input must be destroyed before the consumer is.
+   */
+  w->producer = hl_producer_free(w->producer);
+  for (uint32_t i = 0; w->slots && i < w->nslots; i++)
+    if (w->slots[i].held) {
+      rd_kafka_message_destroy(w->slots[i].held);
+      w->slots[i].held = NULL;
+    }
   for (size_t i = 0; i < w->nwtopics; i++) {
     wtopic *t = w->wtopics[i];
     for (int32_t j = 0; j < t->nparts; j++)
@@ -509,7 +562,6 @@ hl_worker *hl_worker_free(hl_worker *w) {
   if (w->cq)
     rd_kafka_queue_destroy(w->cq);
   w->consumer = hl_consumer_free(w->consumer);
-  w->producer = hl_producer_free(w->producer);
   w->down = hl_downstream_free(w->down);
   free(w->wtopics);
   free(w->dirty);
@@ -607,15 +659,23 @@ int hl_worker_forward(hl_worker *w, hl_kafka_msg *msg, const char *topic) {
   rd_kafka_headers_t *h = NULL;
   if (rd_kafka_message_detach_headers(msg->rkm, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
     h = NULL;
+  /*
+   * The value is lent rather than copied when the input is the worker's:
+   * its slot then keeps the input until the outputs are delivered.
+   */
+  slot *s = msg->priv;
   hl_kafka_out out = {.topic = topic,
                       .key = msg->key,
                       .key_len = msg->key_len,
                       .value = msg->value,
                       .len = msg->len,
-                      .headers = h};
+                      .headers = h,
+                      .borrowed = s && s->in_use && msg->len <= LEND_MAX};
   int r = hl_worker_produce(w, msg, &out);
   if (r && h)
     rd_kafka_message_set_headers(msg->rkm, h); /* not enqueued: the list is still ours */
+  if (!r && out.borrowed)
+    s->lent = true;
   return r;
 }
 
@@ -804,10 +864,10 @@ int hl_worker_complete(hl_worker *w, hl_kafka_msg *msg, hl_proc_result r) {
              (int)msg->partition, (long long)msg->offset);
     set_fatal(w, why);
   }
-  if (r != HL_PROC_OK && r != HL_PROC_BAD_INPUT && !s->part)
+  bool orphaned = r != HL_PROC_OK && r != HL_PROC_BAD_INPUT && !s->part;
+  input_drop(msg); /* before the release below, which may free the slot */
+  if (orphaned)
     hl_kafka_ticket_release(w->producer, &s->ticket); /* orphaned: freed when its deliveries end */
-  rd_kafka_message_destroy(msg->rkm);
-  msg->rkm = NULL;
   msg->priv = NULL;
   return 0;
 }
@@ -852,7 +912,7 @@ static void process_batch(hl_worker *w) {
       }
       if (r == HL_PROC_OK || r == HL_PROC_BAD_INPUT) {
         if (finish(w, &w->batch[i], r)) {
-          rd_kafka_message_destroy(w->batch[i].rkm);
+          input_drop(&w->batch[i]);
           continue;
         }
         r = HL_PROC_RETRY; /* the dead letter could not be enqueued */
@@ -885,7 +945,7 @@ static void process_batch(hl_worker *w) {
   }
   /* Inputs left (fatal or stopping) are never stored; their slots go at drain. */
   for (size_t i = 0; i < w->nbatch; i++)
-    rd_kafka_message_destroy(w->batch[i].rkm);
+    input_drop(&w->batch[i]);
   w->nbatch = 0;
 }
 

@@ -193,6 +193,11 @@ typedef struct hl_kafka_out {
   const void *value;
   size_t len;
   rd_kafka_headers_t *headers; /* may be NULL; owned by the producer on success */
+  /*
+   * The value is not copied: it must stay valid and unchanged until the
+   * message's delivery report has been served (hl_worker_forward uses it).
+   */
+  bool borrowed;
 } hl_kafka_out;
 
 /*
