@@ -287,10 +287,23 @@ static int scalar(scan *s, hl_jscan_kind k, const unsigned char **sval, size_t *
   }
 }
 
-int hl_jscan(const char *str, size_t n, unsigned max_depth, hl_jscan_field *fields, size_t nfields,
-             hl_jscan_result *res) {
+/*
+ * The scanner of hl_jscan() and hl_jscan_tape(): always inlined into both,
+ * so that without a tape (the parser's hot path) the recording compiles
+ * away.
+ */
+static inline __attribute__((always_inline)) int scan_doc(const char *str, size_t n,
+                                                          unsigned max_depth, hl_jscan_field *fields,
+                                                          size_t nfields, hl_jscan_tape *tape,
+                                                          hl_jscan_result *res) {
   enum { MAXD = 512 };
   unsigned char stack[MAXD]; /* '{' or '[' per open container */
+  /* With a tape: the node of each open container, and the key of the value that comes next. */
+  uint32_t open[MAXD];
+  size_t nodes = 0;
+  uint32_t key = 0, klen = 0;
+  if (tape && n > UINT32_MAX)
+    tape = NULL; /* offsets would not fit: no tape (n stays above cap) */
   if (max_depth == 0 || max_depth > MAXD)
     max_depth = MAXD;
   scan s = {(const unsigned char *)str, (const unsigned char *)str + n,
@@ -324,12 +337,21 @@ int hl_jscan(const char *str, size_t n, unsigned max_depth, hl_jscan_field *fiel
     if (s.p >= s.end)
       return fail(&s, HL_JSCAN_ETRUNCATED, "unexpected end of input");
     hl_jscan_kind k = kind_of(*s.p);
+    size_t node = nodes;
+    if (tape) {
+      if (node < tape->cap)
+        tape->nodes[node] = (hl_jscan_node){key, klen, (uint32_t)(s.p - s.start), 0, 0};
+      nodes++;
+      key = klen = 0;
+    }
     if (k == HL_JSCAN_OBJECT || k == HL_JSCAN_ARRAY) {
       if (want)
         want->kind = k;
       want = NULL;
       if (depth == max_depth)
         return fail(&s, HL_JSCAN_EDEPTH, "nesting too deep");
+      if (tape)
+        open[depth] = (uint32_t)node;
       stack[depth++] = *s.p++;
       skip_ws(&s);
       if (s.p >= s.end)
@@ -337,7 +359,7 @@ int hl_jscan(const char *str, size_t n, unsigned max_depth, hl_jscan_field *fiel
       if (*s.p == (k == HL_JSCAN_OBJECT ? '}' : ']')) {
         s.p++;
         depth--;
-        goto after_value;
+        goto closed;
       }
       if (k == HL_JSCAN_ARRAY)
         continue; /* first element */
@@ -356,12 +378,25 @@ int hl_jscan(const char *str, size_t n, unsigned max_depth, hl_jscan_field *fiel
         want->escaped = esc;
         want = NULL;
       }
+      if (tape && node < tape->cap) {
+        tape->nodes[node].end = (uint32_t)(s.p - s.start);
+        tape->nodes[node].next = (uint32_t)(node + 1);
+      }
+    }
+    goto after_value;
+  closed:
+    /* A container just ended (depth is already that of its parent). */
+    if (tape && open[depth] < tape->cap) {
+      tape->nodes[open[depth]].end = (uint32_t)(s.p - s.start);
+      tape->nodes[open[depth]].next = (uint32_t)nodes;
     }
   after_value:
     if (depth == 0) {
       skip_ws(&s);
       if (s.p != s.end)
         return fail(&s, HL_JSCAN_ESYNTAX, "unexpected data after the JSON value");
+      if (tape)
+        tape->n = nodes;
       return 0;
     }
     skip_ws(&s);
@@ -377,7 +412,7 @@ int hl_jscan(const char *str, size_t n, unsigned max_depth, hl_jscan_field *fiel
     if (*s.p == (stack[depth - 1] == '{' ? '}' : ']')) {
       s.p++;
       depth--;
-      goto after_value;
+      goto closed;
     }
     return fail(&s, HL_JSCAN_ESYNTAX,
                 stack[depth - 1] == '{' ? "',' or '}' expected" : "',' or ']' expected");
@@ -394,6 +429,10 @@ int hl_jscan(const char *str, size_t n, unsigned max_depth, hl_jscan_field *fiel
       if (string(&s, &esc) < 0)
         return HL_EPARSE;
       size_t kl = (size_t)(s.p - 1 - kb);
+      if (tape) {
+        key = (uint32_t)(kb - s.start);
+        klen = (uint32_t)kl;
+      }
       if (depth == 1 && !esc) {
         for (size_t i = 0; i < nfields; i++) {
           size_t fl = i < KEYLENS ? keylen[i] : strlen(fields[i].key);
@@ -411,6 +450,17 @@ int hl_jscan(const char *str, size_t n, unsigned max_depth, hl_jscan_field *fiel
       return fail(&s, HL_JSCAN_ESYNTAX, "':' expected");
     s.p++;
   }
+}
+
+int hl_jscan(const char *str, size_t n, unsigned max_depth, hl_jscan_field *fields, size_t nfields,
+             hl_jscan_result *res) {
+  return scan_doc(str, n, max_depth, fields, nfields, NULL, res);
+}
+
+int hl_jscan_build_tape(const char *str, size_t n, unsigned max_depth, hl_jscan_field *fields,
+                        size_t nfields, hl_jscan_tape *tape, hl_jscan_result *res) {
+  tape->n = tape->cap + 1; /* no tape unless the scan says otherwise */
+  return scan_doc(str, n, max_depth, fields, nfields, tape, res);
 }
 
 const char *hl_jscan_error_name(hl_jscan_error e) {

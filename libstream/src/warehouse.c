@@ -23,6 +23,7 @@
 #define DEFAULT_MAX_BYTES (256u * 1024 * 1024)
 #define MAX_FIELD 4096            /* tenant, type, id, job, ... */
 #define MAX_RESOURCE (64u << 20)  /* one resource */
+#define MAX_TAPE (1u << 20)       /* tape nodes kept for a resource (20 MiB); larger ones are walked */
 
 struct hl_wh {
   const hl__wh_backend *be;
@@ -619,6 +620,7 @@ int hl_wh_batch_new(size_t max_rows, size_t max_bytes, hl_wh_batch **out) {
   if (!b)
     return -ENOMEM;
   b->max_rows = max_rows ? max_rows : DEFAULT_MAX_ROWS;
+  b->tape_row = SIZE_MAX;
   hl_buf_init(&b->arena, max_bytes ? max_bytes : DEFAULT_MAX_BYTES);
   b->md = EVP_MD_CTX_new();
   /* Fetched once: EVP_sha256() in EVP_DigestInit_ex looks the algorithm up at every call. */
@@ -650,6 +652,7 @@ hl_wh_batch *hl_wh_batch_free(hl_wh_batch *b) {
   if (b->prep)
     b->prep_be->prep_free(b->prep);
   hl_buf_free(&b->arena);
+  free(b->tape.nodes);
   EVP_MD_CTX_free(b->md);
   EVP_MD_free(b->sha256);
   free(b->recs);
@@ -709,11 +712,12 @@ typedef struct meta_find {
   const char *val;
   size_t len;
   const char *want;
+  size_t wlen;
 } meta_find;
 
 static int find_member(void *ud, const char *key, size_t klen, const char *val, size_t vlen) {
   meta_find *m = ud;
-  if (klen == strlen(m->want) && !memcmp(key, m->want, klen)) {
+  if (klen == m->wlen && !memcmp(key, m->want, klen)) {
     m->val = val;
     m->len = vlen;
     return -1; /* stop */
@@ -723,7 +727,7 @@ static int find_member(void *ud, const char *key, size_t klen, const char *val, 
 
 /* The string value of member want of object s[0..n) (between the quotes), or absent. */
 static int member_string(const char *s, size_t n, const char *want, const char **val, size_t *len) {
-  meta_find m = {NULL, 0, want};
+  meta_find m = {NULL, 0, want, strlen(want)};
   hl_jscan_members(s, n, find_member, &m);
   if (!m.val)
     return 0;
@@ -747,6 +751,45 @@ static void hash_field(EVP_MD_CTX *md, const char *s) {
     EVP_DigestUpdate(md, s, strlen(s));
 }
 
+/*
+ * Checks a resource with hl_jscan_build_tape() into b->tape: a tape too
+ * small for it grows (up to MAX_TAPE nodes) and the resource is scanned
+ * again; past that, or without memory, it has no tape (tape.n > tape.cap).
+ */
+static int scan_resource(hl_wh_batch *b, const char *json, size_t len, hl_jscan_field *f,
+                         size_t nf, hl_jscan_result *res) {
+  hl_jscan_tape *t = &b->tape;
+  int rc = hl_jscan_build_tape(json, len, 0, f, nf, t, res);
+  if (rc < 0 || t->n <= t->cap || t->n > MAX_TAPE)
+    return rc;
+  size_t cap = t->cap ? t->cap : 1024;
+  while (cap < t->n)
+    cap *= 2;
+  hl_jscan_node *nodes = realloc(t->nodes, cap * sizeof(*nodes));
+  if (!nodes)
+    return rc;
+  t->nodes = nodes;
+  t->cap = cap;
+  return hl_jscan_build_tape(json, len, 0, f, nf, t, res);
+}
+
+/* The value of the first member named want of the top-level object (on the tape, else walked). */
+static void top_member(const hl_wh_batch *b, const char *json, size_t len, meta_find *m) {
+  const hl_jscan_tape *t = &b->tape;
+  if (t->n > t->cap) {
+    hl_jscan_members(json, len, find_member, m);
+    return;
+  }
+  for (size_t k = 1; k < t->n; k = t->nodes[k].next) {
+    const hl_jscan_node *nd = &t->nodes[k];
+    if (nd->klen == m->wlen && !memcmp(json + nd->key, m->want, m->wlen)) {
+      m->val = json + nd->start;
+      m->len = nd->end - nd->start;
+      return;
+    }
+  }
+}
+
 int hl_wh_batch_add(hl_wh_batch *b, const hl_wh_row *row) {
   if (b->n >= b->max_rows)
     return HL_ELIMIT;
@@ -759,6 +802,7 @@ int hl_wh_batch_add(hl_wh_batch *b, const hl_wh_row *row) {
     b->cap = cap;
   }
   size_t mark = b->arena.len;
+  b->tape_row = SIZE_MAX;
   hl__wh_rec *r = &b->recs[b->n];
   memset(r, 0, sizeof(*r));
   r->detail = r->version_id = r->last_updated = HL__WH_NONE;
@@ -785,7 +829,7 @@ int hl_wh_batch_add(hl_wh_batch *b, const hl_wh_row *row) {
   }
   hl_jscan_field f[2] = {{.key = "resourceType"}, {.key = "id"}};
   hl_jscan_result res;
-  if (hl_jscan(row->json, jl, 0, f, 2, &res) < 0) {
+  if (scan_resource(b, row->json, jl, f, 2, &res) < 0) {
     reject(b, r, "json", "invalid JSON at byte %zu: %s", res.offset, res.message);
     goto done;
   }
@@ -800,8 +844,8 @@ int hl_wh_batch_add(hl_wh_batch *b, const hl_wh_row *row) {
   }
   const char *meta;
   size_t meta_len;
-  meta_find m = {NULL, 0, "meta"};
-  hl_jscan_members(row->json, jl, find_member, &m);
+  meta_find m = {NULL, 0, "meta", 4};
+  top_member(b, row->json, jl, &m);
   meta = m.val;
   meta_len = m.len;
   if (meta && meta_len && meta[0] == '{') {
@@ -859,8 +903,11 @@ done:;
     EVP_DigestUpdate(md, row->json, jl);
   EVP_DigestFinal_ex(md, d, &mdlen);
   memcpy(r->key + 16, d, 16);
-  if (b->prep_be && r->status != HL_WH_ROW_REJECTED)
+  if (b->prep_be && r->status != HL_WH_ROW_REJECTED) {
+    if (b->tape.n <= b->tape.cap)
+      b->tape_row = b->n;
     (void)b->prep_be->prep_row(b->prep_state, b, b->n); /* on failure the commit extracts the row */
+  }
   return (int)b->n++;
 undo:
   b->arena.len = mark;

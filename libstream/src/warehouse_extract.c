@@ -208,9 +208,23 @@ static bool member(const char *s, size_t n, const char *key, size_t klen, const 
   return false;
 }
 
+int hl__wh_doc_init_tape(hl__wh_doc *d, const char *s, size_t n, const hl_jscan_node *t, size_t nt) {
+  if (!t || nt == 0)
+    return hl__wh_doc_init(d, s, n);
+  d->s = s;
+  d->n = n;
+  d->t = t;
+  d->nt = nt;
+  d->ntop = 0;
+  d->indexed = false;
+  return s[t[0].start] == '{' ? 0 : HL_EPARSE;
+}
+
 int hl__wh_doc_init(hl__wh_doc *d, const char *s, size_t n) {
   d->s = s;
   d->n = n;
+  d->t = NULL;
+  d->nt = 0;
   d->ntop = 0;
   d->indexed = false;
   const char *end = s + n, *p = ws(s, end);
@@ -275,8 +289,68 @@ static int eval(const walk *w, const char *s, size_t n, const hl__wh_step *st, s
   return 0;
 }
 
+/* Whether the key of tape node k is the step's key (lengths compared first: most differ). */
+static inline bool key_is(const hl__wh_doc *d, const hl_jscan_node *k, const hl__wh_step *st) {
+  const char *a = d->s + k->key;
+  return k->klen == st->klen && a[0] == st->key[0] && !memcmp(a, st->key, st->klen);
+}
+
+/*
+ * eval() over the tape, from node i: a member or an element is found by
+ * jumping from node to node (next), never reading the bytes of the values
+ * passed over. Same results as eval() on the text.
+ */
+static int eval_tape(const walk *w, const hl__wh_doc *d, size_t i, const hl__wh_step *st, size_t nst) {
+  const hl_jscan_node *t = d->t;
+  for (; nst > 0; st++, nst--) {
+    char c = d->s[t[i].start];
+    size_t end = t[i].next, k = i + 1;
+    if (st->index == HL__WH_STEP_KEY) {
+      if (c != '{')
+        return 0;
+      while (k < end && !key_is(d, &t[k], st))
+        k = t[k].next;
+    } else {
+      if (c != '[')
+        return 0;
+      if (st->index == HL__WH_STEP_STAR) {
+        for (; k < end; k = t[k].next) {
+          int rc = eval_tape(w, d, k, st + 1, nst - 1);
+          if (rc)
+            return rc;
+        }
+        return 0;
+      }
+      for (long n = 0; k < end && n < st->index; n++)
+        k = t[k].next;
+    }
+    if (k >= end)
+      return 0;
+    i = k;
+  }
+  return w->cb(w->ud, d->s + t[i].start, t[i].end - t[i].start);
+}
+
+/* The tape node of the value that starts at byte off of the document (nodes are in byte order). */
+static bool node_at(const hl__wh_doc *d, size_t off, size_t *i) {
+  size_t lo = 0, hi = d->nt;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (d->t[mid].start < off)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo >= d->nt || d->t[lo].start != off)
+    return false;
+  *i = lo;
+  return true;
+}
+
 /* Evaluates one alternative from the root of the document. */
 static int eval_root(const walk *w, const hl__wh_doc *d, const hl__wh_step *st, size_t nst) {
+  if (d->t)
+    return eval_tape(w, d, 0, st, nst);
   if (d->indexed && nst > 0 && st->index == HL__WH_STEP_KEY) {
     for (size_t i = 0; i < d->ntop; i++)
       if (d->top[i].klen == st->klen && !memcmp(d->top[i].key, st->key, st->klen))
@@ -317,11 +391,18 @@ bool hl__wh_xpath_first(const hl__wh_xpath *x, const hl__wh_doc *d, const char *
   return false;
 }
 
-bool hl__wh_xpath_sub(const hl__wh_xpath *x, const char *s, size_t sn, const char **v, size_t *n) {
+bool hl__wh_xpath_sub(const hl__wh_xpath *x, const hl__wh_doc *d, const char *s, size_t sn,
+                      const char **v, size_t *n) {
+  size_t node = 0;
+  bool taped = d && d->t && s >= d->s && s < d->s + d->n && node_at(d, (size_t)(s - d->s), &node) &&
+               d->t[node].end - d->t[node].start == sn;
   for (size_t a = 0; a < x->nalts; a++) {
     first f = {NULL, 0};
     walk w = {take_first, &f};
-    eval(&w, s, sn, x->alts[a].steps, x->alts[a].nsteps);
+    if (taped)
+      eval_tape(&w, d, node, x->alts[a].steps, x->alts[a].nsteps);
+    else
+      eval(&w, s, sn, x->alts[a].steps, x->alts[a].nsteps);
     if (f.v && !(f.n == 4 && !memcmp(f.v, "null", 4))) {
       *v = f.v;
       *n = f.n;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "hl/buf.h"
+#include "hl/jscan.h"
 #include "hl/warehouse.h"
 
 #define HL__WH_NONE SIZE_MAX /* offset of an absent string */
@@ -44,6 +45,13 @@ struct hl_wh_batch {
   size_t nevents, events_cap;
   void *md;       /* EVP_MD_CTX */
   void *sha256;   /* EVP_MD, fetched once */
+  /*
+   * The tape of the last resource hl_jscan_build_tape() checked (offsets
+   * into its bytes, the same in the arena's copy), for row tape_row
+   * (SIZE_MAX: none): the backend's prep_row walks it instead of the text.
+   */
+  hl_jscan_tape tape;
+  size_t tape_row;
   /* Filled at commit. */
   int64_t batch_id;
   uint64_t events_folded, events_skipped;
@@ -121,10 +129,16 @@ typedef struct hl__wh_member {
   size_t vlen;
 } hl__wh_member;
 
-/* A resource with its top-level members indexed once (first occurrence of a key). */
+/*
+ * A resource: with its tape (hl_jscan_build_tape(), every lookup jumps
+ * over values without reading them), or else with its top-level members
+ * indexed once (first occurrence of a key) and the rest walked as text.
+ */
 typedef struct hl__wh_doc {
   const char *s;
   size_t n;
+  const hl_jscan_node *t; /* the tape, NULL without one */
+  size_t nt;
   hl__wh_member top[HL__WH_DOC_TOP];
   size_t ntop;
   bool indexed; /* false: more members than HL__WH_DOC_TOP, lookups walk the object */
@@ -135,10 +149,16 @@ int hl__wh_xpath_compile(const char *path, hl__wh_xpath **out);
 void hl__wh_xpath_free(hl__wh_xpath *x);
 /* 0 or HL_EPARSE (not an object). */
 int hl__wh_doc_init(hl__wh_doc *d, const char *s, size_t n);
+/* The same with the tape t[0..nt) of s (borrowed; NULL: as hl__wh_doc_init). */
+int hl__wh_doc_init_tape(hl__wh_doc *d, const char *s, size_t n, const hl_jscan_node *t, size_t nt);
 /* The first non-null value of the first alternative that has one (COALESCE of json_extract). */
 bool hl__wh_xpath_first(const hl__wh_xpath *x, const hl__wh_doc *d, const char **v, size_t *n);
-/* The same, from the value span s (a sub-path such as "system" of a token). */
-bool hl__wh_xpath_sub(const hl__wh_xpath *x, const char *s, size_t sn, const char **v, size_t *n);
+/*
+ * The same, from the value span s (a sub-path such as "system" of a
+ * token); d (may be NULL) is the document s lies in, whose tape is used.
+ */
+bool hl__wh_xpath_sub(const hl__wh_xpath *x, const hl__wh_doc *d, const char *s, size_t sn,
+                      const char **v, size_t *n);
 /* Calls cb for every value of every alternative ([*] expands arrays); a non-zero cb stops. */
 int hl__wh_xpath_each(const hl__wh_xpath *x, const hl__wh_doc *d,
                       int (*cb)(void *ud, const char *v, size_t n), void *ud);

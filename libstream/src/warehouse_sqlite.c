@@ -1049,19 +1049,19 @@ static int write_curated(const sq_table *t, sqlite3_stmt *st, hl_wh_batch *b, hl
  * code, and system or ''), or a normalized non-empty string (val). 1 when
  * there is one, 0 when the value gives no row, -ENOMEM. Text goes to sc.
  */
-static int side_extract(hl_buf *sc, const sq_param *p, const char *j, size_t n, sq_val *sys,
-                        sq_val *val) {
+static int side_extract(hl_buf *sc, const sq_param *p, const hl__wh_doc *doc, const char *j,
+                        size_t n, sq_val *sys, sq_val *val) {
   const char *x;
   size_t xn;
   memset(sys, 0, sizeof(*sys));
   if (p->token) {
-    if (j[0] != '{' || !hl__wh_xpath_sub(p->code, j, n, &x, &xn))
+    if (j[0] != '{' || !hl__wh_xpath_sub(p->code, doc, j, n, &x, &xn))
       return 0;
     if (json_val(sc, x, xn, val) < 0)
       return -ENOMEM;
     sys->kind = SQLITE_TEXT;
     sys->p = "";
-    if (hl__wh_xpath_sub(p->sys, j, n, &x, &xn) && json_val(sc, x, xn, sys) < 0)
+    if (hl__wh_xpath_sub(p->sys, doc, j, n, &x, &xn) && json_val(sc, x, xn, sys) < 0)
       return -ENOMEM;
     return 1;
   }
@@ -1096,13 +1096,14 @@ typedef struct side_ctx {
   int (*emit)(struct side_ctx *c, sq_val *sys, sq_val *val);
   void *ud;
   int rc;
+  const hl__wh_doc *doc; /* the values' document (for its tape), may be NULL */
 } side_ctx;
 
 static int side_value(void *ud, const char *j, size_t n) {
   side_ctx *c = ud;
   sq_val sys, val;
   hl_buf_reset(c->sc);
-  int k = side_extract(c->sc, c->p, j, n, &sys, &val);
+  int k = side_extract(c->sc, c->p, c->doc, j, n, &sys, &val);
   if (k > 0)
     k = c->emit(c, &sys, &val);
   c->rc = k < 0 ? k : 0;
@@ -1217,7 +1218,10 @@ static int sq_prep_row(void *state, hl_wh_batch *b, size_t i) {
     p->rows[p->nrows] = (prep_row){0};
   const hl__wh_rec *r = &b->recs[i];
   const sq_table *t = table_of(s, hl__wh_str(b, r->type));
-  if (!t || hl__wh_doc_init(&p->doc, hl__wh_str(b, r->json), r->json_len) < 0)
+  /* The tape hl_wh_batch_add just made of this resource, when it has one. */
+  bool taped = b->tape_row == i && b->tape.n <= b->tape.cap;
+  if (!t || hl__wh_doc_init_tape(&p->doc, hl__wh_str(b, r->json), r->json_len,
+                                 taped ? b->tape.nodes : NULL, taped ? b->tape.n : 0) < 0)
     return 0;
   if (p->ntmp < t->t->ncols) {
     free(p->tmp);
@@ -1226,7 +1230,7 @@ static int sq_prep_row(void *state, hl_wh_batch *b, size_t i) {
     p->ntmp = t->t->ncols;
   }
   size_t text0 = p->text.len, v0 = p->nvals, s0 = p->nside;
-  side_ctx c = {&p->scratch, NULL, 0, side_keep, p, 0};
+  side_ctx c = {&p->scratch, NULL, 0, side_keep, p, 0, &p->doc};
   if (extract(&p->scratch, &p->doc, p->tmp, t) < 0 ||
       grow((void **)&p->vals, &p->cvals, p->nvals, t->t->ncols, sizeof(*p->vals)) < 0)
     goto nomem;

@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum hl_jscan_kind {
   HL_JSCAN_NONE = 0,
@@ -64,6 +65,34 @@ int hl_jscan(const char *s, size_t n, unsigned max_depth, hl_jscan_field *fields
 
 /* Name of an error kind: "syntax", "truncated", "utf8", "depth", "empty". */
 const char *hl_jscan_error_name(hl_jscan_error e);
+
+/*
+ * A tape: one node per value of the document in document order (a
+ * container before its members or elements), so that later lookups jump
+ * over whole values instead of scanning their bytes again. Offsets are
+ * byte offsets into the scanned text.
+ */
+typedef struct hl_jscan_node {
+  uint32_t key, klen; /* an object member's key (between the quotes, still escaped); klen 0 otherwise */
+  uint32_t start, end; /* the value's bytes [start, end) */
+  uint32_t next;       /* index of the first node after this value (and all it contains) */
+} hl_jscan_node;
+
+typedef struct hl_jscan_tape {
+  hl_jscan_node *nodes; /* in: room for cap nodes (owned by the caller) */
+  size_t cap;
+  size_t n; /* out: the number of values of the document (nodes[] holds them when n <= cap) */
+} hl_jscan_tape;
+
+/*
+ * hl_jscan_build_tape(): hl_jscan() that also records the tape of a valid document: on success
+ * tape->n is the number of values, and nodes[0..n) are filled when
+ * n <= cap (otherwise nodes[] is unusable: grow it to n and scan again).
+ * Inputs of 4 GiB or more get no tape (n > cap). Same return and res as
+ * hl_jscan(); tape->n is meaningless on failure.
+ */
+int hl_jscan_build_tape(const char *s, size_t n, unsigned max_depth, hl_jscan_field *fields,
+                        size_t nfields, hl_jscan_tape *tape, hl_jscan_result *res);
 
 #endif
 
