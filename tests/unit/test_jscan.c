@@ -269,3 +269,107 @@ Test(jscan, string_cut_inside_a_sequence) {
       free(s);
     }
 }
+
+/*
+ * A reference tape built with the text walkers (hl_jscan_members and
+ * hl_jscan_elements): the node of a value, then those of its members or
+ * elements, each with its key, its span and the node after its subtree.
+ */
+typedef struct ref_tape {
+  const char *s;
+  hl_jscan_node nodes[256];
+  size_t n;
+} ref_tape;
+
+static void ref_value(ref_tape *t, const char *key, size_t klen, const char *v, size_t vn);
+
+static int ref_member(void *ud, const char *key, size_t klen, const char *val, size_t vlen) {
+  ref_value(ud, key, klen, val, vlen);
+  return 0;
+}
+
+static int ref_element(void *ud, size_t index, const char *val, size_t vlen) {
+  (void)index;
+  ref_value(ud, NULL, 0, val, vlen);
+  return 0;
+}
+
+static void ref_value(ref_tape *t, const char *key, size_t klen, const char *v, size_t vn) {
+  cr_assert_lt(t->n, 256);
+  size_t i = t->n++;
+  t->nodes[i] = (hl_jscan_node){key ? (uint32_t)(key - t->s) : 0, (uint32_t)klen,
+                                (uint32_t)(v - t->s), (uint32_t)(v + vn - t->s), 0};
+  if (v[0] == '{')
+    cr_assert_eq(hl_jscan_members(v, vn, ref_member, t), 0);
+  else if (v[0] == '[')
+    cr_assert_eq(hl_jscan_elements(v, vn, ref_element, t), 0);
+  t->nodes[i].next = (uint32_t)t->n;
+}
+
+/* The tape of valid documents is the one the text walkers see; too small a tape says so. */
+Test(jscan, tape_matches_the_text_walkers) {
+  const char *docs[] = {
+      "{}", "[]", "  7 ", "\"x\"", "{\"a\":1}", "[1, [], {}, [[]], \"s\"]",
+      " {\"resourceType\" : \"Observation\", \"id\":\"o1\",\"meta\":{\"versionId\":\"2\"},"
+      "\"code\":{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"4548-4\"},{}]},"
+      "\"esc\\\"key\":\"v\\\\\\\"\",\"\":null,\"n\":[-1.5e3,true,false,null],"
+      "\"deep\":[[[{\"x\":[{}]}]]],\"utf\":\"caf\xc3\xa9\"} ",
+  };
+  for (size_t d = 0; d < sizeof docs / sizeof docs[0]; d++) {
+    const char *s = docs[d];
+    size_t n = strlen(s);
+    ref_tape want = {.s = s};
+    const char *p = s;
+    while (*p == ' ')
+      p++;
+    size_t vn = strlen(p);
+    while (vn && p[vn - 1] == ' ')
+      vn--;
+    ref_value(&want, NULL, 0, p, vn);
+    hl_jscan_node nodes[256];
+    hl_jscan_tape tape = {nodes, 256, 0};
+    hl_jscan_field f[1] = {{.key = "id"}};
+    hl_jscan_result r, r0;
+    hl_jscan_field f0[1] = {{.key = "id"}};
+    cr_assert_eq(hl_jscan_build_tape(s, n, 0, f, 1, &tape, &r), 0, "%s", s);
+    cr_assert_eq(hl_jscan(s, n, 0, f0, 1, &r0), 0);
+    cr_assert_eq(f[0].kind, f0[0].kind);
+    cr_assert_eq(f[0].val, f0[0].val);
+    cr_assert_eq(r.top, r0.top);
+    cr_assert_eq(tape.n, want.n, "doc %zu: %zu nodes, want %zu", d, tape.n, want.n);
+    for (size_t i = 0; i < want.n; i++) {
+      const hl_jscan_node *a = &nodes[i], *b = &want.nodes[i];
+      cr_assert(a->start == b->start && a->end == b->end && a->next == b->next && a->klen == b->klen &&
+                    (b->klen == 0 || a->key == b->key),
+                "doc %zu node %zu: key %u+%u [%u, %u) next %u; want key %u+%u [%u, %u) next %u", d, i,
+                a->key, a->klen, a->start, a->end, a->next, b->key, b->klen, b->start, b->end, b->next);
+    }
+    /* One node short: the count is still right, and nothing is written past the end. */
+    if (want.n > 1) {
+      hl_jscan_node small[256];
+      memset(small, 0xab, sizeof small);
+      hl_jscan_tape st = {small, want.n - 1, 0};
+      cr_assert_eq(hl_jscan_build_tape(s, n, 0, NULL, 0, &st, &r), 0);
+      cr_assert_eq(st.n, want.n);
+      unsigned char *tail = (unsigned char *)&small[want.n - 1];
+      for (size_t k = 0; k < sizeof(hl_jscan_node); k++)
+        cr_assert_eq(tail[k], 0xab, "doc %zu: node written past the tape's cap", d);
+    }
+  }
+}
+
+/* Invalid documents fail as hl_jscan() fails them, at the same offset, with or without room. */
+Test(jscan, tape_scan_fails_as_hl_jscan) {
+  const char *bad[] = {"", "{", "{\"a\":1,}", "[1,]", "{\"a\" 1}", "\"\\ud800\"", "[[[", "{} {}",
+                       "{\"a\":[1,2,{\"b\":tru}]}", "\"\xc3\""};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    for (size_t cap = 0; cap < 4; cap += 3) {
+      hl_jscan_node nodes[4];
+      hl_jscan_tape tape = {nodes, cap, 0};
+      hl_jscan_result r, r0;
+      cr_assert_eq(hl_jscan_build_tape(bad[i], strlen(bad[i]), 0, NULL, 0, &tape, &r), HL_EPARSE);
+      cr_assert_eq(hl_jscan(bad[i], strlen(bad[i]), 0, NULL, 0, &r0), HL_EPARSE);
+      cr_assert(r.error == r0.error && r.offset == r0.offset, "'%s'", bad[i]);
+    }
+  }
+}

@@ -1083,3 +1083,50 @@ Test(warehouse, rows_extracted_when_added_are_written_alike) {
       cr_assert_str_eq(sums[use][i], sums[0][i], "%s differs (use %d)", mix_views[i], use);
   }
 }
+
+/*
+ * Rows are extracted on the tape hl_wh_batch_add keeps of each resource:
+ * one that needs a bigger tape (it grows and the resource is scanned
+ * again) and one too large for any (its text is walked) give the values
+ * json_extract gives, as a small one does.
+ */
+Test(warehouse, values_extracted_with_and_without_a_tape) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  cr_assert_eq(hl_wh_batch_use(b, wh), 0);
+  static const size_t notes[] = {0, 3000, 1100000, 5};
+  for (size_t i = 0; i < sizeof notes / sizeof notes[0]; i++) {
+    hl_buf j;
+    hl_buf_init(&j, 64u << 20);
+    cr_assert_eq(hl_buf_printf(&j, "{\"resourceType\":\"Observation\",\"id\":\"t%zu\",\"note\":[", i), 0);
+    for (size_t k = 0; k < notes[i]; k++)
+      cr_assert_eq(hl_buf_puts(&j, k ? ",0" : "0"), 0);
+    cr_assert_eq(hl_buf_printf(&j, "],\"meta\":{\"versionId\":\"%zu\",\"lastUpdated\":\"2024-01-01T00:00:00Z\"},"
+                                   "\"status\":\"s%zu\",\"code\":{\"coding\":[{\"system\":\"sys\",\"code\":\"c%zu\"},"
+                                   "{\"code\":\"d\"}]},\"subject\":{\"reference\":\"Patient/p%zu\"}}",
+                               i + 1, i, i, i),
+                 0);
+    char id[8];
+    snprintf(id, sizeof(id), "t%zu", i);
+    cr_assert_geq(add(b, "a", "Observation", id, j.data, (long)i + 1), 0);
+    hl_buf_free(&j);
+  }
+  hl_wh_result res;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(res.applied, 4);
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_observation WHERE status = 's' || substr(id, 2)"
+                       " AND status IS json_extract(resource, '$.status')"
+                       " AND code IS json_extract(resource, '$.code.coding[0].code')"
+                       " AND code_system IS json_extract(resource, '$.code.coding[0].system')"
+                       " AND version_id IS json_extract(resource, '$.meta.versionId')"
+                       " AND patient = 'p' || substr(id, 2)"),
+               4);
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_token WHERE param = 'code'"
+                       " AND ((system = 'sys' AND code = 'c' || substr(id, 2)) OR (system = '' AND code = 'd'))"),
+               8);
+  rmdb();
+}
