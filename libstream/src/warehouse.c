@@ -98,10 +98,10 @@ int hl_wh_reference_id(const char *ref, size_t len, const char **id, size_t *id_
   }
   if (ref[0] == '#')
     return HL_EPARSE; /* a contained resource, not a literal reference */
-  /* Drop a /_history/<version> suffix. */
-  for (const char *p = ref; p + 10 <= end; p++) {
-    if (!memcmp(p, "/_history/", 10)) {
-      end = p;
+  /* Drop a /_history/<version> suffix (found by its rare '_' first). */
+  for (const char *p = ref + 1; p + 9 <= end && (p = memchr(p, '_', (size_t)(end - p - 8))); p++) {
+    if (p[-1] == '/' && !memcmp(p, "_history/", 9)) {
+      end = p - 1;
       break;
     }
   }

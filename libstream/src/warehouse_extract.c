@@ -208,6 +208,16 @@ static bool member(const char *s, size_t n, const char *key, size_t klen, const 
   return false;
 }
 
+/* The slot of a key (not empty) in hl__wh_doc.slot: its length and first and last bytes. */
+static inline size_t key_slot(const char *k, size_t n) {
+  return (n * 7 + (unsigned char)k[0] * 3 + (unsigned char)k[n - 1]) & (HL__WH_DOC_SLOTS - 1);
+}
+
+/* Whether tape node a and b have the same key. */
+static inline bool same_key(const hl__wh_doc *d, const hl_jscan_node *a, const hl_jscan_node *b) {
+  return a->klen == b->klen && !memcmp(d->s + a->key, d->s + b->key, a->klen);
+}
+
 int hl__wh_doc_init_tape(hl__wh_doc *d, const char *s, size_t n, const hl_jscan_node *t, size_t nt) {
   if (!t || nt == 0)
     return hl__wh_doc_init(d, s, n);
@@ -217,7 +227,31 @@ int hl__wh_doc_init_tape(hl__wh_doc *d, const char *s, size_t n, const hl_jscan_
   d->nt = nt;
   d->ntop = 0;
   d->indexed = false;
-  return s[t[0].start] == '{' ? 0 : HL_EPARSE;
+  d->hashed = false;
+  if (s[t[0].start] != '{')
+    return HL_EPARSE;
+  /*
+   * Every path starts with a top-level member: they are hashed once (the
+   * first occurrence of a key wins; empty keys match no path) when they
+   * leave a third of the slots free, so that most lookups compare one key.
+   */
+  size_t members = 0;
+  for (size_t k = 1; k < nt && members <= HL__WH_DOC_SLOTS * 2 / 3; k = t[k].next)
+    members++;
+  if (members > HL__WH_DOC_SLOTS * 2 / 3)
+    return 0;
+  memset(d->slot, 0, sizeof(d->slot));
+  for (size_t k = 1; k < nt; k = t[k].next) {
+    if (t[k].klen == 0)
+      continue;
+    size_t h = key_slot(s + t[k].key, t[k].klen);
+    while (d->slot[h] && !same_key(d, &t[d->slot[h]], &t[k]))
+      h = (h + 1) & (HL__WH_DOC_SLOTS - 1);
+    if (!d->slot[h])
+      d->slot[h] = (uint32_t)k;
+  }
+  d->hashed = true;
+  return 0;
 }
 
 int hl__wh_doc_init(hl__wh_doc *d, const char *s, size_t n) {
@@ -305,7 +339,13 @@ static int eval_tape(const walk *w, const hl__wh_doc *d, size_t i, const hl__wh_
   for (; nst > 0; st++, nst--) {
     char c = d->s[t[i].start];
     size_t end = t[i].next, k = i + 1;
-    if (st->index == HL__WH_STEP_KEY) {
+    if (st->index == HL__WH_STEP_KEY && i == 0 && d->hashed) {
+      size_t h = key_slot(st->key, st->klen);
+      while ((k = d->slot[h]) && !key_is(d, &t[k], st))
+        h = (h + 1) & (HL__WH_DOC_SLOTS - 1);
+      if (!k)
+        return 0;
+    } else if (st->index == HL__WH_STEP_KEY) {
       if (c != '{')
         return 0;
       while (k < end && !key_is(d, &t[k], st))

@@ -122,6 +122,7 @@ typedef struct hl__wh_step {
 } hl__wh_step;
 
 #define HL__WH_DOC_TOP 64
+#define HL__WH_DOC_SLOTS 64 /* a power of two; hashed when a third or more stays free */
 typedef struct hl__wh_member {
   const char *key;
   size_t klen;
@@ -139,6 +140,9 @@ typedef struct hl__wh_doc {
   size_t n;
   const hl_jscan_node *t; /* the tape, NULL without one */
   size_t nt;
+  /* With a tape: the top-level members' nodes by a hash of their key (0: empty), if hashed. */
+  uint32_t slot[HL__WH_DOC_SLOTS];
+  bool hashed;
   hl__wh_member top[HL__WH_DOC_TOP];
   size_t ntop;
   bool indexed; /* false: more members than HL__WH_DOC_TOP, lookups walk the object */

@@ -494,6 +494,24 @@ Test(warehouse, normalize_and_references) {
   cr_assert_eq(hl_wh_reference_id("urn:uuid:1234", 13, &id, &len), 0);
   cr_assert_eq(len, 4);
   cr_assert_eq(hl_wh_reference_id("#contained", 10, &id, &len), HL_EPARSE);
+  /* The first "/_history/" ends the reference: underscores elsewhere, at the edges, twice. */
+  const struct {
+    const char *ref, *id;
+  } hist[] = {
+      {"Patient/p_1/_history/2", "p_1"},     {"Pa_tient/p/_history/_history/2", "p"},
+      {"a/b/_history/", "b"},               {"a/b/_histor", "_histor"},
+      {"/_history/x", NULL},                {"x_/_history/1/_history/2", "x_"},
+      {"Patient/p/_historyx/3", "3"},       {"_/_history/", "_"},
+  };
+  for (size_t i = 0; i < sizeof(hist) / sizeof(hist[0]); i++) {
+    int rc = hl_wh_reference_id(hist[i].ref, strlen(hist[i].ref), &id, &len);
+    if (!hist[i].id) {
+      cr_assert_eq(rc, HL_EPARSE, "%s", hist[i].ref);
+      continue;
+    }
+    cr_assert_eq(rc, 0, "%s", hist[i].ref);
+    cr_assert(len == strlen(hist[i].id) && !memcmp(id, hist[i].id, len), "%s: %.*s", hist[i].ref, (int)len, id);
+  }
   hl_wh_row r = {0};
   cr_assert_eq(hl_wh_row_set_key(&r, "org-1/Patient/x1", 16), 0);
   cr_assert_eq(r.tenant_len, 5);
