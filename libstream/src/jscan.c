@@ -266,7 +266,7 @@ static hl_jscan_kind kind_of(unsigned char c) {
 }
 
 /* Scalar values: strings, numbers, literals. */
-static int scalar(scan *s, hl_jscan_kind k, const unsigned char **sval, size_t *slen, bool *esc) {
+static inline __attribute__((always_inline)) int scalar(scan *s, hl_jscan_kind k, const unsigned char **sval, size_t *slen, bool *esc) {
   switch (k) {
   case HL_JSCAN_STRING: {
     s->p++;
