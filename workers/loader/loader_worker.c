@@ -36,12 +36,11 @@ typedef struct objagg {
   size_t carrier;
 } objagg;
 
-/* A deferred input: the worker's message (kept alive until completed) and its header views. */
+/* A deferred input: the worker's message (kept alive until completed) and its object. */
 typedef struct lmsg {
   hl_kafka_msg m;
   long row; /* its row in the batch, -1 for a folded job-status event */
-  const char *job, *src;
-  size_t job_len, src_len;
+  long obj; /* its object in the batch's objs, -1 when none (an event, no job or no org) */
 } lmsg;
 
 /*
@@ -54,6 +53,13 @@ typedef struct lbatch {
   lmsg *msgs; /* deferred inputs in input order */
   hl_proc_result *res;
   size_t nmsgs, cap, nrows;
+  /*
+   * The objects (org, job, uri) of its rows in order of first appearance,
+   * noted as rows are added (their key and headers are still in the cache
+   * then); their counts are filled when the batch is completed.
+   */
+  objagg *objs;
+  size_t nobjs, objcap, lastobj;
   /* Written by the writer while committing, read after it is done. */
   int rc;
   bool abandoned; /* a stop or a deadline cut its busy retries */
@@ -68,8 +74,6 @@ struct hl_loader_worker {
   long long retry_timeout_ms;
   lbatch lb[2];
   int fill; /* lb[fill] is being filled; the other is free or in flight */
-  objagg *objs;
-  size_t nobjs, objcap, lastobj;
   bool halted; /* a transaction failed for good: nothing more is handed to the writer */
 
   /* The writer thread and what it shares with the worker's thread (under mu). */
@@ -269,12 +273,12 @@ hl_loader_worker *hl_loader_worker_free(hl_loader_worker *lw) {
     hl_wh_batch_free(lb->b);
     free(lb->msgs);
     free(lb->res);
+    free(lb->objs);
   }
   hl_wh_free(lw->wh);
   free(lw->in_topic);
   free(lw->status_topic);
   free(lw->committed_topic);
-  free(lw->objs);
   pthread_cond_destroy(&lw->cv_work);
   pthread_cond_destroy(&lw->cv_done);
   pthread_mutex_destroy(&lw->mu);
@@ -421,17 +425,60 @@ static int lb_reserve(lbatch *lb, size_t n) {
 static void lb_reset(lbatch *lb) {
   hl_wh_batch_reset(lb->b);
   lb->nmsgs = lb->nrows = 0;
+  lb->nobjs = lb->lastobj = 0;
 }
 
-/* Keeps msg in lb (the worker defers it): row -1 for an event. */
+/*
+ * The object (org, job, uri) of a row in lb->objs, added if new; -1
+ * without a job or an org (or memory).
+ */
+static long obj_of(lbatch *lb, const hl_kafka_msg *msg, const hdrs *h) {
+  const char *k = msg->key, *slash = k ? memchr(k, '/', msg->key_len) : NULL;
+  size_t org_len = slash ? (size_t)(slash - k) : 0;
+  if (!h->job || !org_len)
+    return -1;
+  /* As the fixed fields hold them (the org is cut to fit). */
+  if (org_len >= sizeof lb->objs->org)
+    org_len = sizeof lb->objs->org - 1;
+  size_t src_len = h->src ? h->src_len : 0;
+  /* Consecutive rows mostly come from one object: try the last match first. */
+  for (size_t n = 0; n < lb->nobjs; n++) {
+    size_t i = (lb->lastobj + n) % lb->nobjs;
+    objagg *a = &lb->objs[i];
+    if (a->uri_len == src_len && a->job_len == h->job_len && a->org_len == org_len &&
+        !memcmp(a->uri, h->src ? h->src : "", src_len) && !memcmp(a->job, h->job, h->job_len) &&
+        !memcmp(a->org, k, org_len)) {
+      lb->lastobj = i;
+      return (long)i;
+    }
+  }
+  if (lb->nobjs == lb->objcap) {
+    size_t cap = lb->objcap ? lb->objcap * 2 : 16;
+    objagg *o = realloc(lb->objs, cap * sizeof *o);
+    if (!o)
+      return -1;
+    lb->objs = o;
+    lb->objcap = cap;
+  }
+  objagg *a = &lb->objs[lb->nobjs];
+  memset(a, 0, sizeof *a);
+  memcpy(a->org, k, org_len);
+  a->org_len = org_len;
+  memcpy(a->job, h->job, h->job_len);
+  a->job_len = h->job_len;
+  if (src_len)
+    memcpy(a->uri, h->src, src_len);
+  a->uri_len = src_len;
+  lb->lastobj = lb->nobjs++;
+  return (long)lb->lastobj;
+}
+
+/* Keeps msg in lb (the worker defers it): row -1 (and h NULL) for an event. */
 static void lb_keep(lbatch *lb, const hl_kafka_msg *msg, long row, const hdrs *h) {
   lmsg *m = &lb->msgs[lb->nmsgs++];
   m->m = *msg;
   m->row = row;
-  m->job = h ? h->job : NULL;
-  m->job_len = h ? h->job_len : 0;
-  m->src = h ? h->src : NULL;
-  m->src_len = h ? h->src_len : 0;
+  m->obj = row >= 0 && h ? obj_of(lb, msg, h) : -1;
   if (row >= 0)
     lb->nrows++;
 }
@@ -480,50 +527,6 @@ static int classify_event(const hl_kafka_msg *msg, bool *bad, char **norm) {
 
 static const char *type_label(const char *type) {
   return type && hl_wh_curated_table(type) ? type : "other";
-}
-
-/* The object (org, job, uri) of a loaded row, NULL without a job or an org. */
-static objagg *obj_note(hl_loader_worker *lw, const lmsg *lm, size_t idx) {
-  const char *k = lm->m.key, *slash = k ? memchr(k, '/', lm->m.key_len) : NULL;
-  size_t org_len = slash ? (size_t)(slash - k) : 0;
-  if (!lm->job || !org_len)
-    return NULL;
-  /* As the fixed fields hold them (the org is cut to fit). */
-  if (org_len >= sizeof lw->objs->org)
-    org_len = sizeof lw->objs->org - 1;
-  size_t src_len = lm->src ? lm->src_len : 0;
-  /* Consecutive rows mostly come from one object: try the last match first. */
-  for (size_t n = 0; n < lw->nobjs; n++) {
-    size_t i = (lw->lastobj + n) % lw->nobjs;
-    objagg *a = &lw->objs[i];
-    if (a->uri_len == src_len && a->job_len == lm->job_len && a->org_len == org_len &&
-        !memcmp(a->uri, lm->src ? lm->src : "", src_len) && !memcmp(a->job, lm->job, lm->job_len) &&
-        !memcmp(a->org, k, org_len)) {
-      a->carrier = idx;
-      lw->lastobj = i;
-      return a;
-    }
-  }
-  if (lw->nobjs == lw->objcap) {
-    size_t cap = lw->objcap ? lw->objcap * 2 : 16;
-    objagg *o = realloc(lw->objs, cap * sizeof *o);
-    if (!o)
-      return NULL;
-    lw->objs = o;
-    lw->objcap = cap;
-  }
-  objagg *a = &lw->objs[lw->nobjs];
-  memset(a, 0, sizeof *a);
-  memcpy(a->org, k, org_len);
-  a->org_len = org_len;
-  memcpy(a->job, lm->job, lm->job_len);
-  a->job_len = lm->job_len;
-  if (src_len)
-    memcpy(a->uri, lm->src, src_len);
-  a->uri_len = src_len;
-  a->carrier = idx;
-  lw->lastobj = lw->nobjs++;
-  return a;
 }
 
 /* Produces json on behalf of the carrier input; on failure the carrier stops the worker. */
@@ -577,10 +580,10 @@ static void publish_committed(hl_loader_worker *lw, hl_worker *w, lbatch *lb, si
     /* The carrier: the last input of this (tenant, job) when one is known. */
     size_t carrier = fallback;
     size_t tl = strlen(c0->tenant), jl = strlen(c0->job);
-    for (size_t k = 0; k < lw->nobjs; k++)
-      if (lw->objs[k].org_len == tl && lw->objs[k].job_len == jl &&
-          !memcmp(lw->objs[k].org, c0->tenant, tl) && !memcmp(lw->objs[k].job, c0->job, jl))
-        carrier = lw->objs[k].carrier;
+    for (size_t k = 0; k < lb->nobjs; k++)
+      if (lb->objs[k].org_len == tl && lb->objs[k].job_len == jl &&
+          !memcmp(lb->objs[k].org, c0->tenant, tl) && !memcmp(lb->objs[k].job, c0->job, jl))
+        carrier = lb->objs[k].carrier;
     char key[400];
     snprintf(key, sizeof key, "%s/%.250s", c0->tenant, c0->job);
     if (!r)
@@ -596,8 +599,8 @@ static void publish_load_events(hl_loader_worker *lw, hl_worker *w, lbatch *lb, 
     return;
   hl_buf ev;
   hl_buf_init(&ev, 64 * 1024);
-  for (size_t i = 0; i < lw->nobjs; i++) {
-    objagg *a = &lw->objs[i];
+  for (size_t i = 0; i < lb->nobjs; i++) {
+    objagg *a = &lb->objs[i];
     if (a->loaded == 0 && a->rejected == 0)
       continue; /* a replay: nothing new */
     hl_buf_reset(&ev);
@@ -682,8 +685,6 @@ static void complete_batch(hl_loader_worker *lw, hl_worker *w, lbatch *lb) {
   if (res->events_skipped)
     hl_log_kv(HL_LOG_WARN, "job-status events skipped by the warehouse (not valid events)", NULL);
   count_rows(lw, res);
-  lw->nobjs = 0;
-  lw->lastobj = 0;
   for (size_t i = 0; i < lb->nmsgs; i++) {
     lmsg *m = &lb->msgs[i];
     lb->res[i] = HL_PROC_OK;
@@ -691,7 +692,10 @@ static void complete_batch(hl_loader_worker *lw, hl_worker *w, lbatch *lb) {
       continue;
     const char *code = NULL, *detail = NULL;
     hl_wh_row_status s = hl_wh_batch_status(lb->b, (size_t)m->row, &code, &detail);
-    objagg *a = obj_note(lw, m, i);
+    /* The carrier of an object's events: its last input. */
+    objagg *a = m->obj >= 0 ? &lb->objs[m->obj] : NULL;
+    if (a)
+      a->carrier = i;
     if (s == HL_WH_ROW_REJECTED) {
       lb->res[i] = hl_worker_reject(w, &m->m, code ? code : "rejected",
                                     detail ? detail : "the warehouse refused the row");
