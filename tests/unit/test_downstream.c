@@ -72,9 +72,13 @@ Test(downstream, lag_is_what_the_group_has_not_committed) {
   hl_test_commit(m.bootstraps, "ds-group", "ds.out", 0, e0);
   hl_test_commit(m.bootstraps, "ds-group", "ds.out", 1, e1 / 2);
   int64_t want = 200 - e0 - e1 / 2;
-  /* Within the interval the last answer stands; after it, a new measurement. */
-  cr_assert(hl_downstream_over(d, rk, 10500));
-  bool over = hl_downstream_over(d, rk, 11000);
+  /*
+   * Over the bound, the next measurement comes after a tenth of the
+   * interval (nothing is produced meanwhile): within it the last answer
+   * stands, after it a new measurement.
+   */
+  cr_assert(hl_downstream_over(d, rk, 10050));
+  bool over = hl_downstream_over(d, rk, 10150);
   cr_assert_eq(hl_downstream_last(d), want);
   cr_assert_eq(over, want > 150);
 

@@ -63,8 +63,10 @@ void hl_downstream_note(hl_downstream *d, int64_t n);
  * was noted as produced since, so a fast producer overshoots the bound by
  * at most about a quarter. An unknown lag never holds back (the broker may
  * simply be starting); after a failed measurement, which blocks for up to
- * a few seconds, the next waits five intervals. Counts each change from under to over the bound in
- * the waits counter.
+ * a few seconds, the next waits five intervals. While over the bound the
+ * next measurement comes after a tenth of check_interval_ms, so the stage
+ * goes on soon after its consumer caught up. Counts each change from under
+ * to over the bound in the waits counter.
  */
 bool hl_downstream_over(hl_downstream *d, rd_kafka_t *rk, uint64_t now_ms);
 
