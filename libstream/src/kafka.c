@@ -1,6 +1,7 @@
 #include "hl/kafka.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1111,3 +1112,8 @@ bool hl_consumer_ready(hl_consumer *c, char *reason, size_t len) {
 
 long hl_consumer_out_of_range(hl_consumer *c) { return atomic_load(&c->n_oor); }
 long hl_consumer_rebalances(hl_consumer *c) { return atomic_load(&c->n_rebalances); }
+
+void hl_kafka_tune_malloc(void) {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}

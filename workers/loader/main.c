@@ -4,6 +4,7 @@
 
 #include "hl/config.h"
 #include "hl/error.h"
+#include "hl/kafka.h"
 #include "hl/log.h"
 #include "hl/metrics.h"
 #include "hl/warehouse.h"
@@ -27,6 +28,7 @@ static const hl_config_spec spec = {
 static void attach(void *ud, hl_worker *w) { hl_loader_worker_attach(ud, w); }
 
 int main(int argc, char **argv) {
+  hl_kafka_tune_malloc(); /* before librdkafka allocates its first buffer */
   hl_config *cfg = hl_config_main(&spec, argc, argv);
   hl_log_configure(spec.binary, cfg);
   hl_metrics *reg = NULL;
