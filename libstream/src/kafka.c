@@ -290,6 +290,20 @@ int hl_kafka_header_views(const rd_kafka_message_t *rkm, hl_kafka_hview *views, 
   if (!rkm || rd_kafka_message_headers((rd_kafka_message_t *)rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
       !hdrs)
     return 0;
+  /*
+   * The prefix all wanted names share ("hl-" for the pipeline's): a header
+   * without it is passed over with one comparison, and the names are told
+   * apart by their first byte after it before a full comparison, so a
+   * message costs about one string comparison per header, not one per
+   * header and name (hl-loader's worker thread, five headers and four names).
+   */
+  size_t pre = n ? strlen(views[0].name) : 0;
+  for (size_t k = 1; k < n && pre; k++) {
+    size_t j = 0;
+    while (j < pre && views[k].name[j] == views[0].name[j])
+      j++;
+    pre = j;
+  }
   int found = 0;
   const char *name;
   const void *val;
@@ -297,8 +311,10 @@ int hl_kafka_header_views(const rd_kafka_message_t *rkm, hl_kafka_hview *views, 
   /* One pass; a later header of a name replaces an earlier one (the last wins). */
   for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
        i++) {
+    if (pre && strncmp(name, views[0].name, pre) != 0)
+      continue;
     for (size_t k = 0; k < n; k++) {
-      if (strcmp(name, views[k].name) != 0)
+      if (name[pre] != views[k].name[pre] || strcmp(name + pre, views[k].name + pre) != 0)
         continue;
       found += views[k].val == NULL;
       views[k].val = val ? val : "";

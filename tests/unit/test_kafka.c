@@ -78,6 +78,54 @@ Test(kafka, header_helpers) {
   rd_kafka_headers_destroy(h);
 }
 
+/* Checks hl_kafka_header_views on the message produced by the test below. */
+static void check_views(void *ud, const rd_kafka_message_t *m) {
+  (void)ud;
+  hl_kafka_hview v[] = {{.name = HL_HDR_JOB}, {.name = HL_HDR_LINE}, {.name = HL_HDR_SOURCE},
+                        {.name = HL_HDR_INGESTED_AT}};
+  cr_assert_eq(hl_kafka_header_views(m, v, 4), 2);
+  cr_assert_eq(v[0].len, 2, "the last hl-job wins, not hl-jab sharing its first byte");
+  cr_assert_eq(memcmp(v[0].val, "j2", 2), 0);
+  cr_assert_eq(v[1].len, 1);
+  cr_assert_eq(memcmp(v[1].val, "7", 1), 0);
+  cr_assert_null(v[2].val);
+  cr_assert_null(v[3].val);
+  /* A wanted name that is the shared prefix itself, and one without any prefix in common. */
+  hl_kafka_hview w[] = {{.name = "hl-"}, {.name = HL_HDR_JOB}, {.name = "x-other"}};
+  cr_assert_eq(hl_kafka_header_views(m, w, 3), 3);
+  cr_assert_eq(memcmp(w[0].val, "p", w[0].len), 0);
+  cr_assert_eq(w[0].len, 1);
+  cr_assert_eq(memcmp(w[1].val, "j2", 2), 0);
+  cr_assert_eq(w[2].len, 1);
+  cr_assert_eq(memcmp(w[2].val, "o", 1), 0);
+  hl_kafka_hview one[] = {{.name = "x-other"}};
+  cr_assert_eq(hl_kafka_header_views(m, one, 1), 1);
+  cr_assert_eq(hl_kafka_header_views(m, NULL, 0), 0);
+}
+
+Test(kafka, header_views_tell_names_apart_after_their_shared_prefix, .timeout = 60) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "hv.t", 1);
+  char err[256];
+  rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, hl_test_conf(m.bootstraps), err, sizeof err);
+  cr_assert_not_null(p, "%s", err);
+  rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+  rd_kafka_header_add(h, HL_HDR_JOB, -1, "j1", -1);
+  rd_kafka_header_add(h, "x-other", -1, "o", -1);
+  rd_kafka_header_add(h, HL_HDR_LINE, -1, "7", -1);
+  rd_kafka_header_add(h, HL_HDR_JOB, -1, "j2", -1);
+  rd_kafka_header_add(h, "hl-", -1, "p", -1);
+  rd_kafka_header_add(h, "hl-jab", -1, "no", -1); /* after the last hl-job: must not replace it */
+  cr_assert_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC("hv.t"), RD_KAFKA_V_PARTITION(0),
+                                 RD_KAFKA_V_VALUE("v", 1), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END),
+               0);
+  cr_assert_eq(rd_kafka_flush(p, 30000), 0);
+  rd_kafka_destroy(p);
+  cr_assert_eq(hl_test_read(m.bootstraps, "hv.t", 1, 1, 30, check_views, NULL), 1);
+  hl_mock_stop(&m);
+}
+
 Test(kafka, outcome_json_is_valid_and_capped) {
   hl_buf b;
   hl_buf_init(&b, HL_KAFKA_DETAIL_MAX);

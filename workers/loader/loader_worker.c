@@ -322,53 +322,17 @@ static void hdr_take(const hl_kafka_hview *hv, size_t max, const char **v, size_
   *len = ok ? hv->len : 0;
 }
 
-/* The headers read_hdrs() wants, in the order of its views. */
-enum { H_JOB, H_SRC, H_AT, H_LINE, H_N };
-
-/*
- * Which wanted header name is (H_N: none). Every header of the pipeline
- * starts with "hl-": the byte after it leaves one candidate, so that a
- * message's headers cost one string comparison each, not one per name.
- */
-static int hdr_slot(const char *name) {
-  int k;
-  if (name[0] != 'h' || name[1] != 'l' || name[2] != '-')
-    return H_N;
-  switch (name[3]) {
-  case 'j': k = H_JOB; break;
-  case 's': k = H_SRC; break;
-  case 'i': k = H_AT; break;
-  case 'l': k = H_LINE; break;
-  default: return H_N;
-  }
-  static const char *const names[H_N] = {HL_HDR_JOB, HL_HDR_SOURCE, HL_HDR_INGESTED_AT, HL_HDR_LINE};
-  return strcmp(name + 4, names[k] + 4) ? H_N : k;
-}
-
-/*
- * One pass over the headers (the last of a name wins, as
- * hl_kafka_header_views); the caps are those of the fields they end up in.
- */
+/* One pass over the headers; the caps are those of the fields they end up in. */
 static void read_hdrs(const hl_kafka_msg *msg, hdrs *h) {
-  hl_kafka_hview v[H_N] = {{0}};
-  rd_kafka_headers_t *hs = NULL;
-  if (msg->rkm && rd_kafka_message_headers(msg->rkm, &hs) == RD_KAFKA_RESP_ERR_NO_ERROR && hs) {
-    const char *name;
-    const void *val;
-    size_t size;
-    for (size_t i = 0; rd_kafka_header_get_all(hs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
-         i++) {
-      int k = hdr_slot(name);
-      if (k == H_N)
-        continue;
-      v[k].val = val ? val : "";
-      v[k].len = val ? size : 0;
-    }
-  }
-  hdr_take(&v[H_JOB], 256, &h->job, &h->job_len);
-  hdr_take(&v[H_SRC], FIELD_MAX, &h->src, &h->src_len);
-  hdr_take(&v[H_AT], 64, &h->at, &h->at_len);
-  hdr_take(&v[H_LINE], 24, &h->line, &h->line_len);
+  hl_kafka_hview v[] = {{.name = HL_HDR_JOB},
+                        {.name = HL_HDR_SOURCE},
+                        {.name = HL_HDR_INGESTED_AT},
+                        {.name = HL_HDR_LINE}};
+  hl_kafka_header_views(msg->rkm, v, sizeof v / sizeof v[0]);
+  hdr_take(&v[0], 256, &h->job, &h->job_len);
+  hdr_take(&v[1], FIELD_MAX, &h->src, &h->src_len);
+  hdr_take(&v[2], 64, &h->at, &h->at_len);
+  hdr_take(&v[3], 24, &h->line, &h->line_len);
 }
 
 /* hl-line as a number, -1 when absent or not a non-negative integer. */
