@@ -561,3 +561,54 @@ Test(kafka, partition_returning_after_a_resume_is_not_left_paused, .timeout = 12
   hl_consumer_free(a);
   hl_mock_stop(&m);
 }
+
+/*
+ * Regression: an upstream stage's downstream bound reads this group's
+ * committed offsets. Committed once a second, they were up to 1 s stale,
+ * and in bench/pipeline hl-validator stayed paused on offsets hl-loader had
+ * long passed while the loader ran dry. Stored offsets are committed every
+ * 200 ms.
+ */
+Test(kafka, stored_offsets_reach_the_group_within_a_fraction_of_a_second, .timeout = 90) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "fresh.in", 1);
+  hl_test_produce(m.bootstraps, "fresh.in", 0, 30, 16, 0);
+  hl_kafka_opts o = opts_for(m.bootstraps, "g-fresh", NULL);
+  /* HL_TEST_KAFKA_PROPS leaves auto.commit.interval.ms alone: this is the library's own. */
+  char err[256] = "", val[32];
+  size_t vlen = sizeof val;
+  hl_consumer *c = NULL;
+  cr_assert_eq(hl_consumer_new(&o, NULL, &c, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(rd_kafka_conf_get(rd_kafka_conf(hl_consumer_handle(c)), "auto.commit.interval.ms",
+                                 val, &vlen),
+               RD_KAFKA_CONF_OK);
+  cr_assert_leq(atoi(val), 200, "auto.commit.interval.ms = %s", val);
+  const char *topics[] = {"fresh.in"};
+  cr_assert_eq(hl_consumer_subscribe(c, topics, 1), 0);
+  rd_kafka_topic_t *rkt = NULL;
+  int got = 0;
+  double end = hl_test_now() + 30;
+  while (got < 30 && hl_test_now() < end) {
+    rd_kafka_message_t *msg = hl_consumer_poll(c, 100);
+    if (!msg)
+      continue;
+    if (!rkt)
+      rkt = rd_kafka_topic_new(hl_consumer_handle(c), "fresh.in", NULL);
+    got++;
+    rd_kafka_message_destroy(msg);
+  }
+  cr_assert_eq(got, 30);
+  /* Three stores, each seen by the group soon after (polling as a worker does). */
+  for (int64_t at = 10; at <= 30; at += 10) {
+    cr_assert_eq(hl_consumer_store(c, rkt, 0, at), 0);
+    double t0 = hl_test_now();
+    while (hl_test_committed(m.bootstraps, "g-fresh", "fresh.in", 0) != at &&
+           hl_test_now() < t0 + 5)
+      hl_consumer_poll(c, 50);
+    cr_assert_eq(hl_test_committed(m.bootstraps, "g-fresh", "fresh.in", 0), at);
+  }
+  rd_kafka_topic_destroy(rkt);
+  hl_consumer_free(c);
+  hl_mock_stop(&m);
+}

@@ -682,10 +682,11 @@ static void complete_batch(hl_loader_worker *lw, hl_worker *w, lbatch *lb) {
 }
 
 /*
- * Waits for the batch in flight (until deadline_s on the monotonic clock,
- * <= 0: no limit) and completes it. False when the deadline passed first.
+ * Waits until the writer is done with the batch in flight (until deadline_s
+ * on the monotonic clock, <= 0: no limit). False when the deadline passed
+ * first; else *done is that batch (NULL: none in flight), still in flight.
  */
-static bool wait_inflight(hl_loader_worker *lw, hl_worker *w, double deadline_s) {
+static bool wait_done(hl_loader_worker *lw, hl_worker *w, double deadline_s, lbatch **done) {
   pthread_mutex_lock(&lw->mu);
   while (lw->inflight && !lw->inflight_done) {
     if (deadline_s > 0 && mono_s() >= deadline_s) {
@@ -704,32 +705,57 @@ static bool wait_inflight(hl_loader_worker *lw, hl_worker *w, double deadline_s)
     }
     pthread_cond_timedwait(&lw->cv_done, &lw->mu, &ts);
   }
-  lbatch *done = lw->inflight;
-  lw->inflight = NULL;
+  *done = lw->inflight;
   pthread_mutex_unlock(&lw->mu);
+  return true;
+}
+
+/*
+ * Makes next (NULL: none) the batch in flight, waking the writer for it;
+ * the batch it replaces must be done.
+ */
+static void hand_over(hl_loader_worker *lw, lbatch *next) {
+  pthread_mutex_lock(&lw->mu);
+  lw->inflight = next;
+  lw->inflight_done = false;
+  if (next)
+    pthread_cond_signal(&lw->cv_work);
+  pthread_mutex_unlock(&lw->mu);
+}
+
+/* Waits for the batch in flight as wait_done and completes it. */
+static bool wait_inflight(hl_loader_worker *lw, hl_worker *w, double deadline_s) {
+  lbatch *done;
+  if (!wait_done(lw, w, deadline_s, &done))
+    return false;
+  hand_over(lw, NULL);
   if (done)
     complete_batch(lw, w, done);
   return true;
 }
 
 /*
- * Hands the filling batch to the writer once the one in flight is done and
- * completed: one transaction commits while the next one fills. False when
- * the deadline passed (the batch stays filling).
+ * Hands the filling batch to the writer once the one in flight is done:
+ * one transaction commits while the next one fills. When the one in flight
+ * committed, the filling batch is handed over first and the committed one
+ * completed after (its events, dead letters and offsets), so the writer
+ * does not wait for that; transactions still commit one at a time, in
+ * input order, and none is handed over after a failed one. False when the
+ * deadline passed (the batch stays filling).
  */
 static bool submit(hl_loader_worker *lw, hl_worker *w, double deadline_s) {
   lbatch *f = &lw->lb[lw->fill];
   if (f->nmsgs == 0)
     return true;
-  if (!wait_inflight(lw, w, deadline_s))
+  lbatch *done;
+  if (!wait_done(lw, w, deadline_s, &done))
     return false;
-  if (lw->halted)
+  bool go = !lw->halted && (!done || (done->rc == 0 && !done->abandoned));
+  hand_over(lw, go ? f : NULL);
+  if (done)
+    complete_batch(lw, w, done);
+  if (!go)
     return true; /* stopping after a failed transaction: nothing more is written */
-  pthread_mutex_lock(&lw->mu);
-  lw->inflight = f;
-  lw->inflight_done = false;
-  pthread_cond_signal(&lw->cv_work);
-  pthread_mutex_unlock(&lw->mu);
   lw->fill ^= 1;
   lb_reset(&lw->lb[lw->fill]);
   return true;
