@@ -241,6 +241,23 @@ int hl_wh_count_rows(hl_wh *wh, const char *table, int64_t *n);
 /* The curated table of a resource type ("curated_patient"), NULL when unsupported. */
 const char *hl_wh_curated_table(const char *type);
 
+/*
+ * Token search on SQLite (docs/warehouse.md, "Token search"): each curated
+ * resource's token values live in one curated_token_doc row, and its
+ * full-text terms in the contentless FTS5 table curated_token_fts (rowid =
+ * raw_id). A value (system, code) of a parameter gives two terms: one for
+ * the exact (system, code) and one for the code under any system (system
+ * NULL here). A term is "k" and 16 lower-case hex digits of a 64-bit hash
+ * over (tenant, type, param, system, code), so it is one FTS5 token under
+ * the default tokenizer; terms only narrow a search, and a reader confirms
+ * each match against curated_token (hash collisions cost time, never a
+ * wrong answer). The hash must never change: the warehouse deletes a
+ * replaced version's terms by recomputing them.
+ */
+#define HL_WH_TERM_LEN 17
+void hl_wh_token_term(const char *tenant, const char *type, const char *param, const char *system,
+                      const char *code, char out[HL_WH_TERM_LEN + 1]);
+
 /* Statistics for tests, benchmarks and metrics. */
 typedef struct hl_wh_stats {
   uint64_t commits;      /* batches committed */
