@@ -500,13 +500,25 @@ const char *hl_wh_curated_table(const char *type) {
 /*
  * FNV-1a over each field and a separator byte, then a final mix
  * (MurmurHash3's fmix64) so that every input bit reaches the hex digits.
- * Fields are separated by 0x1f and an absent system is 0x01 0x1f: neither
- * byte occurs in JSON strings without escapes, and "" differs from NULL.
  */
 static uint64_t term_field(uint64_t h, const char *s) {
   for (const unsigned char *p = (const unsigned char *)s; *p; p++)
     h = (h ^ *p) * 0x100000001b3ULL;
   return (h ^ 0x1f) * 0x100000001b3ULL;
+}
+
+static uint64_t term_mix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  return h ^ (h >> 33);
+}
+
+static void term_hex(uint64_t h, int digits, char *out) {
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < digits; i++)
+    out[i] = hex[(h >> (4 * (digits - 1 - i))) & 0xf];
 }
 
 void hl_wh_token_term(const char *tenant, const char *type, const char *param, const char *system,
@@ -515,17 +527,14 @@ void hl_wh_token_term(const char *tenant, const char *type, const char *param, c
   h = term_field(h, tenant ? tenant : "");
   h = term_field(h, type ? type : "");
   h = term_field(h, param ? param : "");
-  h = term_field(h, system ? system : "\x01");
   h = term_field(h, code ? code : "");
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  static const char hex[] = "0123456789abcdef";
   out[0] = 'k';
-  for (int i = 0; i < 16; i++)
-    out[1 + i] = hex[(h >> (60 - 4 * i)) & 0xf];
+  term_hex(term_mix(h), 16, out + 1);
+  if (!system) {
+    out[HL_WH_TERM_PREFIX_LEN] = 0;
+    return;
+  }
+  term_hex(term_mix(term_field(0xcbf29ce484222325ULL, system)), 8, out + HL_WH_TERM_PREFIX_LEN);
   out[HL_WH_TERM_LEN] = 0;
 }
 

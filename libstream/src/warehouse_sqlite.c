@@ -4,7 +4,9 @@
  * one IMMEDIATE transaction with bounded retries on busy/locked, and the
  * curated/side-table statements generated from the column contract.
  */
+#define _GNU_SOURCE /* memmem */
 #include <errno.h>
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -87,6 +89,30 @@ typedef struct sq_val {
   size_t off, len;
 } sq_val;
 
+/*
+ * A resource's token values being gathered (tok_add): the JSON array of
+ * curated_token_doc.tokens (without its closing ']') and the FTS5 terms,
+ * with scratch space for one entry and NUL-terminated copies.
+ */
+typedef struct tok_acc {
+  hl_buf doc, terms, ent, str;
+  const char *tenant, *type;
+} tok_acc;
+
+static void tok_init(tok_acc *a) {
+  hl_buf_init(&a->doc, (size_t)1 << 30);
+  hl_buf_init(&a->terms, (size_t)1 << 30);
+  hl_buf_init(&a->ent, (size_t)1 << 30);
+  hl_buf_init(&a->str, (size_t)1 << 30);
+}
+
+static void tok_free(tok_acc *a) {
+  hl_buf_free(&a->doc);
+  hl_buf_free(&a->terms);
+  hl_buf_free(&a->ent);
+  hl_buf_free(&a->str);
+}
+
 /* The background checkpointer: started at the first checkpoint needed. */
 typedef struct ckpt {
   pthread_t th;
@@ -107,7 +133,10 @@ typedef struct sq {
   long long retry_budget_ms;
   bool read_only;
   sqlite3_stmt *raw_ins, *rej_ins, *batch_ins, *batch_upd, *job_add, *job_recompute;
-  sqlite3_stmt *tok_ins, *str_ins, *tok_del, *str_del;
+  sqlite3_stmt *str_ins, *str_del;
+  /* Token search (docs/warehouse.md "Token search"): one doc row and one FTS5 row per resource. */
+  sqlite3_stmt *doc_ins, *fts_ins, *doc_get, *fts_del, *doc_del;
+  tok_acc tok; /* the row being written, when its values were not extracted as it was added */
   sq_table *tables;
   size_t ntables;
   hl__wh_doc doc; /* the resource being written */
@@ -390,7 +419,10 @@ static int check_table(sq *s, const char *table, const hl__wh_col *cols, size_t 
     const char *name = (const char *)sqlite3_column_text(st, 1);
     const char *type = (const char *)sqlite3_column_text(st, 2);
     const char *want = i < ncols ? hl__wh_contract_sql_type(s->c, cols[i].type, "sqlite") : NULL;
-    if (i >= ncols || !name || strcmp(name, cols[i].name) || !type || !want || strcmp(type, want) ||
+    /* A view's computed column has no declared type (curated_token's param, system and code). */
+    bool untyped = !notnull && type && !*type;
+    if (i >= ncols || !name || strcmp(name, cols[i].name) || !type || !want ||
+        (strcmp(type, want) && !untyped) ||
         (notnull && sqlite3_column_int(st, 3) != !cols[i].nullable)) {
       snprintf(err, errlen, "table %s column #%zu (%s) does not match the column contract", table, n,
                name ? name : "?");
@@ -411,10 +443,24 @@ static int check_table(sq *s, const char *table, const hl__wh_col *cols, size_t 
   return rc;
 }
 
+/* Whether name is a view (curated_token is one since migration 009). */
+static bool is_view(sq *s, const char *name) {
+  sqlite3_stmt *st = NULL;
+  bool view = false;
+  if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_schema WHERE type = 'view' AND name = ?1", -1, &st,
+                         NULL) == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    view = sqlite3_step(st) == SQLITE_ROW;
+  }
+  sqlite3_finalize(st);
+  return view;
+}
+
 /*
  * The curated views have the contract's columns (SQLite reports no NOT NULL
  * on a view); their _row tables the same without `resource`, NOT NULL
- * included. The side tables are plain tables.
+ * included. curated_string is a plain table, curated_token a view over
+ * curated_token_doc (docs/warehouse.md, "Token search").
  */
 static int check_contract(sq *s, char *err, size_t errlen) {
   int rc = 0;
@@ -427,8 +473,8 @@ static int check_contract(sq *s, char *err, size_t errlen) {
       rc = check_table(s, row, t->cols, t->ncols, "resource", true, err, errlen);
   }
   for (size_t i = 0; rc == 0 && i < s->c->nsides; i++)
-    rc = check_table(s, s->c->sides[i].table, s->c->sides[i].cols, s->c->sides[i].ncols, NULL, true, err,
-                     errlen);
+    rc = check_table(s, s->c->sides[i].table, s->c->sides[i].cols, s->c->sides[i].ncols, NULL,
+                     !is_view(s, s->c->sides[i].table), err, errlen);
   return rc;
 }
 
@@ -455,10 +501,13 @@ static void sq_close(void *state) {
   sqlite3_finalize(s->batch_upd);
   sqlite3_finalize(s->job_add);
   sqlite3_finalize(s->job_recompute);
-  sqlite3_finalize(s->tok_ins);
   sqlite3_finalize(s->str_ins);
-  sqlite3_finalize(s->tok_del);
   sqlite3_finalize(s->str_del);
+  sqlite3_finalize(s->doc_ins);
+  sqlite3_finalize(s->fts_ins);
+  sqlite3_finalize(s->doc_get);
+  sqlite3_finalize(s->fts_del);
+  sqlite3_finalize(s->doc_del);
   for (size_t i = 0; i < s->ntables; i++) {
     sq_table *t = &s->tables[i];
     sqlite3_finalize(t->cur);
@@ -477,6 +526,7 @@ static void sq_close(void *state) {
   free(s->tables);
   free(s->vals);
   hl_buf_free(&s->scratch);
+  tok_free(&s->tok);
   sqlite3_close(s->db);
   pthread_mutex_destroy(&s->ck.mu);
   pthread_cond_destroy(&s->ck.cv);
@@ -582,6 +632,8 @@ static const char job_state_sql[] =
     " WHERE tenant = ?1 AND job = ?2 AND uri = ?3 AND (rejected <> " JOB_REJECTED
     " OR state <> " JOB_STATE ")";
 
+static void fn_token_terms(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+
 static int sq_open(const hl_wh_opts *o, const hl__wh_contract *c, hl_wh_stats *stats, void **state,
                    char *err, size_t errlen) {
   if (!o->path || !*o->path) {
@@ -592,6 +644,7 @@ static int sq_open(const hl_wh_opts *o, const hl__wh_contract *c, hl_wh_stats *s
   if (!s)
     return -ENOMEM;
   hl_buf_init(&s->scratch, (size_t)1 << 30);
+  tok_init(&s->tok);
   pthread_mutex_init(&s->ck.mu, NULL);
   pthread_cond_init(&s->ck.cv, NULL);
   /* At most 2^20 pages (32 GiB of WAL): the hook's arithmetic stays in an int. */
@@ -631,6 +684,13 @@ static int sq_open(const hl_wh_opts *o, const hl__wh_contract *c, hl_wh_stats *s
         (rc = exec(s, "PRAGMA cache_size = -65536")) < 0 ||
         (rc = exec(s, "PRAGMA temp_store = MEMORY")) < 0) {
       snprintf(err, errlen, "%s: %s", o->path, sqlite3_errmsg(s->db));
+      goto fail;
+    }
+    /* Migration 009 builds the FTS5 terms of existing token rows with it. */
+    if (sqlite3_create_function(s->db, "hl_token_terms", 3, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+                                fn_token_terms, NULL, NULL) != SQLITE_OK) {
+      snprintf(err, errlen, "%s: %s", o->path, sqlite3_errmsg(s->db));
+      rc = HL_EFATAL;
       goto fail;
     }
     mig_ctx m = {err, errlen, 0};
@@ -687,15 +747,22 @@ static int sq_open(const hl_wh_opts *o, const hl__wh_contract *c, hl_wh_stats *s
                  &s->job_add, err, errlen)) < 0 ||
       (rc = prep(s, job_state_sql, &s->job_recompute, err, errlen)) < 0 ||
       (rc = prep(s,
-                 "INSERT OR IGNORE INTO curated_token (tenant, type, id, param, system, code, raw_id) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                 &s->tok_ins, err, errlen)) < 0 ||
+                 "INSERT INTO curated_token_doc (raw_id, tenant, type, id, tokens) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5)",
+                 &s->doc_ins, err, errlen)) < 0 ||
+      (rc = prep(s, "INSERT INTO curated_token_fts (rowid, terms) VALUES (?1, ?2)", &s->fts_ins, err,
+                 errlen)) < 0 ||
+      (rc = prep(s, "SELECT tenant, type, tokens FROM curated_token_doc WHERE raw_id = ?1", &s->doc_get,
+                 err, errlen)) < 0 ||
+      (rc = prep(s,
+                 "INSERT INTO curated_token_fts (curated_token_fts, rowid, terms) "
+                 "VALUES ('delete', ?1, ?2)",
+                 &s->fts_del, err, errlen)) < 0 ||
+      (rc = prep(s, "DELETE FROM curated_token_doc WHERE raw_id = ?1", &s->doc_del, err, errlen)) < 0 ||
       (rc = prep(s,
                  "INSERT OR IGNORE INTO curated_string (tenant, type, id, param, value, raw_id) "
                  "VALUES (?1, ?2, ?3, ?4, ?5, ?7)",
                  &s->str_ins, err, errlen)) < 0 ||
-      (rc = prep(s, "DELETE FROM curated_token WHERE raw_id = ?1",
-                 &s->tok_del, err, errlen)) < 0 ||
       (rc = prep(s, "DELETE FROM curated_string WHERE raw_id = ?1",
                  &s->str_del, err, errlen)) < 0)
     goto fail;
@@ -1072,16 +1139,202 @@ static int side_extract(hl_buf *sc, const sq_param *p, const hl__wh_doc *doc, co
   return val->len > 0;
 }
 
-/* Binds a side row's values (system and code, or value) to the parameter's insert. */
-static sqlite3_stmt *bind_side(sq *s, const sq_param *p, const sq_val *sys, const sq_val *val,
-                               const hl_buf *sc) {
-  if (p->token) {
-    bind_val(sc, s->tok_ins, 5, sys);
-    bind_val(sc, s->tok_ins, 6, val);
-    return s->tok_ins;
+/* ---- Token search: curated_token_doc and curated_token_fts --------------------- */
+
+/*
+ * A token value's text as a TEXT column holds it: text as is, numbers as
+ * SQLite renders them. 0 for NULL (no value: the former NOT NULL column
+ * refused it).
+ */
+static int val_text(const hl_buf *sc, const sq_val *v, char num[64], const char **p, size_t *n) {
+  switch (v->kind) {
+  case SQLITE_TEXT:
+    *p = val_ptr(sc, v);
+    *n = v->len;
+    return 1;
+  case SQLITE_INTEGER:
+    sqlite3_snprintf(64, num, "%lld", (long long)v->i);
+    break;
+  case SQLITE_FLOAT:
+    sqlite3_snprintf(64, num, "%!.15g", v->r);
+    break;
+  default:
+    return 0;
   }
+  *p = num;
+  *n = strlen(num);
+  return 1;
+}
+
+/* Appends the two terms of a token value (hl_wh_token_term) to out, space-separated. */
+static int put_terms(hl_buf *out, const char *tenant, const char *type, const char *param,
+                     const char *system, const char *code) {
+  char exact[HL_WH_TERM_LEN + 1];
+  hl_wh_token_term(tenant, type, param, system, code, exact);
+  int rc = out->len ? hl_buf_putc(out, ' ') : 0;
+  return rc ? rc : hl_buf_append(out, exact, HL_WH_TERM_LEN);
+}
+
+/*
+ * The terms of a curated_token_doc row (its tokens JSON) into out: what
+ * the row's FTS5 entry was made of, so that a contentless 'delete' can
+ * take it out again. HL_EPARSE when tokens is not an array of [param,
+ * system, code] strings.
+ */
+static int terms_of_doc(const char *tenant, const char *type, const char *json, size_t len, hl_buf *out) {
+  json_t *a = json_loadb(json, len, JSON_ALLOW_NUL, NULL);
+  int rc = json_is_array(a) ? 0 : HL_EPARSE;
+  size_t i;
+  json_t *e;
+  json_array_foreach(a, i, e) {
+    const char *p = json_string_value(json_array_get(e, 0)), *sys = json_string_value(json_array_get(e, 1)),
+               *code = json_string_value(json_array_get(e, 2));
+    if (rc == 0 && (!p || !sys || !code))
+      rc = HL_EPARSE;
+    if (rc == 0)
+      rc = put_terms(out, tenant, type, p, sys, code);
+  }
+  json_decref(a);
+  return rc;
+}
+
+/* hl_token_terms(tenant, type, tokens): terms_of_doc in SQL, for migration 009. */
+static void fn_token_terms(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  const char *tenant = (const char *)sqlite3_value_text(argv[0]),
+             *type = (const char *)sqlite3_value_text(argv[1]),
+             *json = (const char *)sqlite3_value_text(argv[2]);
+  int len = sqlite3_value_bytes(argv[2]);
+  hl_buf out;
+  hl_buf_init(&out, (size_t)1 << 30);
+  int rc = tenant && type && json ? terms_of_doc(tenant, type, json, (size_t)len, &out) : HL_EPARSE;
+  if (rc == 0)
+    rc = hl_buf_putc(&out, 0);
+  if (rc == 0)
+    sqlite3_result_text(ctx, out.data, (int)out.len - 1, SQLITE_TRANSIENT);
+  else if (rc == -ENOMEM)
+    sqlite3_result_error_nomem(ctx);
+  else
+    sqlite3_result_error(ctx, "hl_token_terms: tokens is not an array of [param, system, code]", -1);
+  hl_buf_free(&out);
+}
+
+static void tok_start(tok_acc *a, const char *tenant, const char *type) {
+  hl_buf_reset(&a->doc);
+  hl_buf_reset(&a->terms);
+  a->tenant = tenant;
+  a->type = type;
+}
+
+/* Whether doc (a JSON array being built, without its ']') holds the entry e. */
+static bool doc_has(const hl_buf *doc, const hl_buf *e) {
+  for (size_t at = 1; doc->len >= e->len && at + e->len <= doc->len;) {
+    const char *hit = memmem(doc->data + at, doc->len - at, e->data, e->len);
+    if (!hit)
+      return false;
+    size_t off = (size_t)(hit - doc->data);
+    if ((doc->data[off - 1] == '[' || doc->data[off - 1] == ',') &&
+        (off + e->len == doc->len || doc->data[off + e->len] == ','))
+      return true;
+    at = off + 1;
+  }
+  return false;
+}
+
+/*
+ * Adds a token value of param to a (the JSON array of [param, system,
+ * code] of curated_token_doc, and the FTS5 terms), once: a repeated value
+ * is one row, as under the former table's primary key.
+ */
+static int tok_add(tok_acc *a, const char *param, const hl_buf *sc, const sq_val *sys, const sq_val *val) {
+  char nsys[64], ncode[64];
+  const char *sp, *cp;
+  size_t sn, cn;
+  if (!val_text(sc, sys, nsys, &sp, &sn) || !val_text(sc, val, ncode, &cp, &cn))
+    return 0;
+  hl_buf *e = &a->ent;
+  hl_buf_reset(e);
+  int rc = hl_buf_puts(e, "[\"");
+  rc = rc ? rc : hl_buf_json_escape(e, param, strlen(param));
+  rc = rc ? rc : hl_buf_puts(e, "\",\"");
+  rc = rc ? rc : hl_buf_json_escape(e, sp, sn);
+  rc = rc ? rc : hl_buf_puts(e, "\",\"");
+  rc = rc ? rc : hl_buf_json_escape(e, cp, cn);
+  rc = rc ? rc : hl_buf_puts(e, "\"]");
+  if (rc)
+    return rc;
+  if (a->doc.len && doc_has(&a->doc, e))
+    return 0;
+  rc = hl_buf_putc(&a->doc, a->doc.len ? ',' : '[');
+  rc = rc ? rc : hl_buf_append(&a->doc, e->data, e->len);
+  /* NUL-terminated copies for the hash (a NUL inside a value ends it there, as in terms_of_doc). */
+  hl_buf_reset(&a->str);
+  rc = rc ? rc : hl_buf_append(&a->str, sp, sn);
+  rc = rc ? rc : hl_buf_putc(&a->str, 0);
+  rc = rc ? rc : hl_buf_append(&a->str, cp, cn);
+  rc = rc ? rc : hl_buf_putc(&a->str, 0);
+  if (rc)
+    return rc;
+  return put_terms(&a->terms, a->tenant, a->type, param, a->str.data, a->str.data + sn + 1);
+}
+
+/*
+ * Writes a resource's curated_token_doc and curated_token_fts rows (tokens:
+ * its JSON array, terms its FTS5 terms), when it has token values.
+ */
+static int tok_write(sq *s, sqlite3_int64 raw_id, const char *tenant, const char *type, const char *id,
+                     const char *tokens, size_t tokens_len, const char *terms, size_t terms_len) {
+  if (!tokens_len)
+    return 0;
+  sqlite3_bind_int64(s->doc_ins, 1, raw_id);
+  bind_str(s->doc_ins, 2, tenant);
+  bind_str(s->doc_ins, 3, type);
+  bind_str(s->doc_ins, 4, id);
+  sqlite3_bind_text(s->doc_ins, 5, tokens, (int)tokens_len, SQLITE_STATIC);
+  int rc = step_done(s->doc_ins);
+  if (rc < 0)
+    return rc;
+  sqlite3_bind_int64(s->fts_ins, 1, raw_id);
+  sqlite3_bind_text(s->fts_ins, 2, terms, (int)terms_len, SQLITE_STATIC);
+  return step_done(s->fts_ins);
+}
+
+/* Closes a's JSON array (when it has values). */
+static int tok_close(tok_acc *a) {
+  return a->doc.len ? hl_buf_putc(&a->doc, ']') : 0;
+}
+
+/* Takes a replaced version's token rows out: its FTS5 terms (recomputed from its doc), then its doc. */
+static int tok_delete(sq *s, sqlite3_int64 old_raw_id) {
+  sqlite3_bind_int64(s->doc_get, 1, old_raw_id);
+  int step = sqlite3_step(s->doc_get);
+  int rc = 0;
+  if (step == SQLITE_ROW) {
+    hl_buf_reset(&s->tok.terms);
+    rc = terms_of_doc((const char *)sqlite3_column_text(s->doc_get, 0),
+                      (const char *)sqlite3_column_text(s->doc_get, 1),
+                      (const char *)sqlite3_column_text(s->doc_get, 2),
+                      (size_t)sqlite3_column_bytes(s->doc_get, 2), &s->tok.terms);
+  } else if (step != SQLITE_DONE) {
+    rc = classify(step);
+  }
+  sqlite3_reset(s->doc_get);
+  if (rc < 0 || step != SQLITE_ROW)
+    return rc == HL_EPARSE ? HL_EFATAL : rc;
+  sqlite3_bind_int64(s->fts_del, 1, old_raw_id);
+  sqlite3_bind_text(s->fts_del, 2, s->tok.terms.data, (int)s->tok.terms.len, SQLITE_STATIC);
+  if ((rc = step_done(s->fts_del)) < 0)
+    return rc;
+  sqlite3_bind_int64(s->doc_del, 1, old_raw_id);
+  return step_done(s->doc_del);
+}
+
+/* Writes a side value: a token into the row's doc and terms, a string row at once. */
+static int side_put(sq *s, const sq_param *p, const sq_val *sys, const sq_val *val, const hl_buf *sc) {
+  if (p->token)
+    return tok_add(&s->tok, p->param, sc, sys, val);
   bind_val(sc, s->str_ins, 5, val);
-  return s->str_ins;
+  return step_done(s->str_ins);
 }
 
 /*
@@ -1110,10 +1363,10 @@ static int side_value(void *ud, const char *j, size_t n) {
   return k < 0;
 }
 
-/* Writes a value at once: tenant, type, id, param and raw_id are bound (write_row). */
+/* Writes a value at once (strings: tenant, type, id, param and raw_id are bound in write_row). */
 static int side_write(side_ctx *c, sq_val *sys, sq_val *val) {
   sq *s = c->ud;
-  return step_done(bind_side(s, c->p, sys, val, c->sc));
+  return side_put(s, c->p, sys, val, c->sc);
 }
 
 /* ---- Values extracted as rows are added (hl_wh_batch_use) ------------------------ */
@@ -1127,6 +1380,8 @@ typedef struct prep_side {
 typedef struct prep_row {
   const sq_table *t; /* NULL: not extracted (the commit extracts it) */
   size_t v0, s0, nside;
+  /* Its curated_token_doc tokens and FTS5 terms in text (tokens_len 0: no token value). */
+  size_t tokens_off, tokens_len, terms_off, terms_len;
 } prep_row;
 
 /* Every sq_val here has its text in text (scratch = true, off into text). */
@@ -1143,6 +1398,7 @@ struct hl__wh_prep {
   hl_buf scratch;
   sq_val *tmp;
   size_t ntmp;
+  tok_acc tok;
 };
 
 static void sq_prep_free(hl__wh_prep *p) {
@@ -1150,6 +1406,7 @@ static void sq_prep_free(hl__wh_prep *p) {
     return;
   hl_buf_free(&p->text);
   hl_buf_free(&p->scratch);
+  tok_free(&p->tok);
   free(p->vals);
   free(p->side);
   free(p->rows);
@@ -1210,6 +1467,7 @@ static int sq_prep_row(void *state, hl_wh_batch *b, size_t i) {
       return -ENOMEM;
     hl_buf_init(&p->text, (size_t)1 << 30);
     hl_buf_init(&p->scratch, (size_t)1 << 30);
+    tok_init(&p->tok);
     b->prep = p;
   }
   if (grow((void **)&p->rows, &p->crows, 0, i + 1, sizeof(*p->rows)) < 0)
@@ -1247,7 +1505,20 @@ static int sq_prep_row(void *state, hl_wh_batch *b, size_t i) {
   }
   if (c.rc < 0)
     goto nomem;
-  p->rows[i] = (prep_row){t, v0, s0, p->nside - s0};
+  /* The token doc and terms, built here rather than in the writer's thread. */
+  tok_start(&p->tok, hl__wh_str(b, r->tenant), hl__wh_str(b, r->type));
+  for (size_t k = s0; k < p->nside; k++) {
+    const sq_param *sp = &t->params[p->side[k].param];
+    if (sp->token && tok_add(&p->tok, sp->param, &p->text, &p->side[k].sys, &p->side[k].val) < 0)
+      goto nomem;
+  }
+  if (tok_close(&p->tok) < 0)
+    goto nomem;
+  size_t tokens_off = p->text.len, terms_off = tokens_off + p->tok.doc.len;
+  if (hl_buf_append(&p->text, p->tok.doc.data, p->tok.doc.len) < 0 ||
+      hl_buf_append(&p->text, p->tok.terms.data, p->tok.terms.len) < 0)
+    goto nomem;
+  p->rows[i] = (prep_row){t, v0, s0, p->nside - s0, tokens_off, p->tok.doc.len, terms_off, p->tok.terms.len};
   return 0;
 nomem:
   p->text.len = text0;
@@ -1355,12 +1626,11 @@ static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_
     }
     if ((rc = write_curated(t, t->ups, b, r, raw_id, vals, sc)) < 0)
       return rc;
-    sqlite3_stmt *del[2] = {t->has_tok ? s->tok_del : NULL, t->has_str ? s->str_del : NULL};
-    for (int k = 0; k < 2; k++) {
-      if (!del[k])
-        continue;
-      sqlite3_bind_int64(del[k], 1, old_raw_id);
-      if ((rc = step_done(del[k])) < 0)
+    if (t->has_tok && (rc = tok_delete(s, old_raw_id)) < 0)
+      return rc;
+    if (t->has_str) {
+      sqlite3_bind_int64(s->str_del, 1, old_raw_id);
+      if ((rc = step_done(s->str_del)) < 0)
         return rc;
     }
   }
@@ -1371,36 +1641,45 @@ static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_
    * of one parameter its name: they are bound here, not per value (bindings
    * outlive sqlite3_reset; every statement step binds the rest).
    */
-  sqlite3_stmt *side[2] = {t->has_tok ? s->tok_ins : NULL, t->has_str ? s->str_ins : NULL};
-  for (int k = 0; k < 2; k++) {
-    if (!side[k])
-      continue;
-    bind_str(side[k], 1, tenant);
-    bind_str(side[k], 2, type);
-    bind_str(side[k], 3, id);
-    sqlite3_bind_int64(side[k], 7, raw_id); /* the curated row's raw_id: the side tables' key */
+  if (t->has_str) {
+    bind_str(s->str_ins, 1, tenant);
+    bind_str(s->str_ins, 2, type);
+    bind_str(s->str_ins, 3, id);
+    sqlite3_bind_int64(s->str_ins, 7, raw_id); /* the curated row's raw_id: the side tables' key */
   }
   if (pr) {
     const sq_param *last = NULL;
     for (size_t k = 0; k < pr->nside; k++) {
       const prep_side *e = &b->prep->side[pr->s0 + k];
       const sq_param *p = &t->params[e->param];
+      if (p->token)
+        continue; /* in the row's token doc (sq_prep_row) */
       if (p != last)
-        bind_str(p->token ? s->tok_ins : s->str_ins, 4, p->param);
+        bind_str(s->str_ins, 4, p->param);
       last = p;
-      if ((rc = step_done(bind_side(s, p, &e->sys, &e->val, &b->prep->text))) < 0)
+      if ((rc = side_put(s, p, &e->sys, &e->val, &b->prep->text)) < 0)
         return rc;
     }
+    const char *text = b->prep->text.data;
+    if ((rc = tok_write(s, raw_id, tenant, type, id, text + pr->tokens_off, pr->tokens_len,
+                        text + pr->terms_off, pr->terms_len)) < 0)
+      return rc;
     r->status = HL_WH_ROW_APPLIED;
     return 0;
   }
+  tok_start(&s->tok, tenant, type);
   for (size_t k = 0; k < t->nparams; k++) {
     sv.p = &t->params[k];
-    bind_str(sv.p->token ? s->tok_ins : s->str_ins, 4, sv.p->param);
+    if (!sv.p->token)
+      bind_str(s->str_ins, 4, sv.p->param);
     hl__wh_xpath_each(sv.p->x, doc, side_value, &sv);
     if (sv.rc < 0)
       return sv.rc;
   }
+  if ((rc = tok_close(&s->tok)) < 0 ||
+      (rc = tok_write(s, raw_id, tenant, type, id, s->tok.doc.data, s->tok.doc.len, s->tok.terms.data,
+                      s->tok.terms.len)) < 0)
+    return rc;
   r->status = HL_WH_ROW_APPLIED;
   return 0;
 }

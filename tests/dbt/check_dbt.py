@@ -108,6 +108,10 @@ def run_render(project, ddl, sources, folders, vars_, seeds, snippets=None):
 def sqlite_omop_columns(root):
     """Column names of the SQLite OMOP views and RAW tables, from the real migrations."""
     db = sqlite3.connect(':memory:')
+    # Migration 009 calls the warehouse's hl_token_terms (registered by
+    # libstream) on existing token rows; this database has none, so the
+    # function is only needed to prepare the statement.
+    db.create_function('hl_token_terms', 3, lambda tenant, type_, tokens: '')
     d = os.path.join(root, 'schemas', 'warehouse', 'sqlite')
     for f in sorted(os.listdir(d)):
         if f.endswith('.sql'):

@@ -21,7 +21,7 @@
 HL_TEST_SUITE(warehouse);
 
 /* The number of the newest migration in schemas/warehouse/sqlite (one line to change with a new one). */
-#define LATEST_MIGRATION 8
+#define LATEST_MIGRATION 9
 
 static char dir[256], dbpath[300];
 
@@ -87,6 +87,9 @@ static long long sql_int(const char *sql) {
   return v;
 }
 
+static char *fts_match(const char *tenant, const char *type, const char *param, const char *system,
+                       const char *code);
+
 /* ---- The contract is the DDL -------------------------------------------------------------- */
 
 /*
@@ -95,7 +98,7 @@ static long long sql_int(const char *sql) {
  * neither). Columns named skip are left out.
  */
 static void check_table(sqlite3 *db, json_t *types, const char *table, json_t *cols, json_t *pk,
-                        const char *skip) {
+                        const char *skip, bool computed) {
   char sql[200];
   snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
   sqlite3_stmt *st;
@@ -110,7 +113,10 @@ static void check_table(sqlite3 *db, json_t *types, const char *table, json_t *c
     const char *type = json_string_value(
         json_object_get(json_object_get(types, json_string_value(json_object_get(c, "type"))), "sqlite"));
     cr_assert_str_eq((const char *)sqlite3_column_text(st, 1), name, "%s column %zu", table, i);
-    cr_assert_str_eq((const char *)sqlite3_column_text(st, 2), type, "%s.%s type", table, name);
+    /* computed: a view's computed column (curated_token's) has no declared type. */
+    const char *decl = (const char *)sqlite3_column_text(st, 2);
+    if (!computed || *decl)
+      cr_assert_str_eq(decl, type, "%s.%s type", table, name);
     if (pk) {
       cr_assert_eq(sqlite3_column_int(st, 3), !json_is_true(json_object_get(c, "nullable")),
                    "%s.%s NOT NULL", table, name);
@@ -170,9 +176,9 @@ Test(warehouse, contract_equals_sqlite_ddl) {
     json_array_extend(cols, json_object_get(t, "columns"));
     const char *table = json_string_value(json_object_get(t, "table"));
     char row[160], key[200], pk[200] = "";
-    check_table(db, types, table, cols, NULL, NULL);
+    check_table(db, types, table, cols, NULL, NULL, false);
     snprintf(row, sizeof(row), "%s_row", table);
-    check_table(db, types, row, cols, rowid_pk, "resource");
+    check_table(db, types, row, cols, rowid_pk, "resource", false);
     unique_key(db, row, key, sizeof(key));
     json_t *k;
     size_t j;
@@ -184,13 +190,23 @@ Test(warehouse, contract_equals_sqlite_ddl) {
   }
   json_decref(rowid_pk);
   cr_assert_eq(i, 9);
-  json_array_foreach(json_object_get(c, "side_tables"), i, t)
-    check_table(db, types, json_string_value(json_object_get(t, "table")), json_object_get(t, "columns"),
-                json_object_get(t, "primary_key"), NULL);
+  /*
+   * curated_string is a table with the contract's primary key; curated_token
+   * a view over curated_token_doc (migration 009), whose writer keeps the
+   * contract's key unique (token_values_are_kept_once_per_resource).
+   */
+  json_array_foreach(json_object_get(c, "side_tables"), i, t) {
+    const char *name = json_string_value(json_object_get(t, "table"));
+    bool view = !strcmp(name, "curated_token");
+    check_table(db, types, name, json_object_get(t, "columns"), view ? NULL : json_object_get(t, "primary_key"),
+                NULL, view);
+  }
   sqlite3_close(db);
   json_decref(c);
   cr_assert_str_eq(sql_text("PRAGMA journal_mode"), "wal");
   cr_assert_eq(sql_int("SELECT max(version) FROM schema_version"), LATEST_MIGRATION);
+  cr_assert_str_eq(sql_text("SELECT type FROM sqlite_schema WHERE name = 'curated_token'"), "view");
+  cr_assert_str_eq(sql_text("SELECT type FROM sqlite_schema WHERE name = 'curated_token_fts'"), "table");
   rmdb();
 }
 
@@ -357,6 +373,10 @@ Test(warehouse, migration_7_keeps_rows_and_reads_resources_from_raw) {
   cr_assert_str_eq(sql_text("SELECT family || '|' || version_id || '|' || json_extract(resource, '$.name[0].family')"
                             " FROM curated_patient WHERE id = 'p1'"), "later|2|Later");
   cr_assert_eq(sql_int("SELECT count(*) FROM curated_token WHERE raw_id = 3"), 0);
+  /* Migration 009 indexed the migrated values; the replaced version's are out of the index. */
+  cr_assert_null(fts_match("t", "Patient", "identifier", "urn:healthlake:omop:person", "7"));
+  cr_assert_str_eq(fts_match("t", "Patient", "identifier", NULL, "8"), "5");
+  cr_assert_str_eq(fts_match("t", "Organization", "identifier", "urn:healthlake:omop:care_site", "90"), "9");
   cr_assert_eq(sql_int("SELECT count(*) FROM curated_string WHERE id = 'p1' AND param = 'family' AND value = 'later'"), 1);
   cr_assert_eq(sql_int("SELECT count(*) FROM curated_patient_row"), 2);
   rmdb();
@@ -1044,6 +1064,42 @@ static int add_at(hl_wh_batch *b, const char *type, const char *id, const char *
  * use: 0 extracted at commit, 1 when added (hl_wh_batch_use), 2 added for
  * another warehouse than the one committed to (extracted at commit).
  */
+/*
+ * Every curated_token row is found by its term, exact and under any system,
+ * and curated_token_fts holds no more rows than curated_token_doc.
+ */
+static void all_tokens_indexed(void) {
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  sqlite3_stmt *st, *m;
+  cr_assert_eq(sqlite3_prepare_v2(db, "SELECT raw_id, tenant, type, param, system, code FROM curated_token",
+                                  -1, &st, NULL), SQLITE_OK);
+  cr_assert_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM curated_token_fts WHERE curated_token_fts"
+                                      " MATCH ?1 AND rowid = ?2", -1, &m, NULL), SQLITE_OK);
+  int n = 0;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const char *f[5];
+    for (int k = 0; k < 5; k++)
+      f[k] = (const char *)sqlite3_column_text(st, k + 1);
+    for (int any = 0; any < 2; any++) {
+      char term[HL_WH_TERM_LEN + 2];
+      hl_wh_token_term(f[0], f[1], f[2], any ? NULL : f[3], f[4], term);
+      if (any)
+        strcat(term, "*");
+      sqlite3_bind_text(m, 1, term, -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(m, 2, sqlite3_column_int64(st, 0));
+      cr_assert_eq(sqlite3_step(m), SQLITE_ROW);
+      cr_assert_eq(sqlite3_column_int(m, 0), 1, "%s %s %s|%s (any %d) not indexed", f[1], f[2], f[3], f[4], any);
+      sqlite3_reset(m);
+    }
+    n++;
+  }
+  cr_assert_gt(n, 0);
+  sqlite3_finalize(st);
+  sqlite3_finalize(m);
+  sqlite3_close(db);
+}
+
 static const char *const mix_views[] = {"raw", "curated_patient", "curated_observation", "curated_token",
                                         "curated_string", "omop_person"};
 #define NMIX (sizeof(mix_views) / sizeof(mix_views[0]))
@@ -1083,6 +1139,7 @@ static void load_mix(int use, char sums[NMIX][65], uint64_t counts[2][5]) {
   memcpy(counts[1], c1, sizeof(c1));
   for (size_t i = 0; i < NMIX; i++)
     cr_assert_eq(hl_wh_checksum(wh, mix_views[i], sums[i]), 0);
+  all_tokens_indexed();
   hl_wh_batch_free(b);
   hl_wh_free(other);
   hl_wh_free(wh);
@@ -1146,5 +1203,104 @@ Test(warehouse, values_extracted_with_and_without_a_tape) {
   cr_assert_eq(sql_int("SELECT count(*) FROM curated_token WHERE param = 'code'"
                        " AND ((system = 'sys' AND code = 'c' || substr(id, 2)) OR (system = '' AND code = 'd'))"),
                8);
+  rmdb();
+}
+
+/* ---- Token search: curated_token_doc and curated_token_fts (migration 009) ---------- */
+
+/*
+ * The raw_ids (ascending, comma-separated) whose FTS5 terms hold the value
+ * (system NULL: the code under any system, a prefix query); NULL: none.
+ */
+static char *fts_match(const char *tenant, const char *type, const char *param, const char *system,
+                       const char *code) {
+  char term[HL_WH_TERM_LEN + 1], sql[300];
+  hl_wh_token_term(tenant, type, param, system, code, term);
+  snprintf(sql, sizeof sql,
+           "SELECT group_concat(rowid) FROM (SELECT rowid FROM curated_token_fts"
+           " WHERE curated_token_fts MATCH '%s%s' ORDER BY rowid)",
+           term, system ? "" : "*");
+  return sql_text(sql);
+}
+
+/* The terms are part of the stored data: they must never change (deletes recompute them). */
+Test(warehouse, token_terms_are_stable) {
+  char t[HL_WH_TERM_LEN + 1];
+  hl_wh_token_term("org-1", "Observation", "code", "http://loinc.org", "8480-6", t);
+  cr_assert_str_eq(t, "kb4fc15898681f30acb93d4b6");
+  /* Any system: the code's part alone, a prefix of every system's term. */
+  hl_wh_token_term("org-1", "Observation", "code", NULL, "8480-6", t);
+  cr_assert_str_eq(t, "kb4fc15898681f30a");
+  /* No system ("|code") is not any system. */
+  hl_wh_token_term("org-1", "Observation", "code", "", "8480-6", t);
+  cr_assert_str_eq(t, "kb4fc15898681f30a0fbc67ca");
+  hl_wh_token_term("org-2", "Observation", "code", NULL, "8480-6", t);
+  cr_assert_str_neq(t, "kb4fc15898681f30a");
+}
+
+/*
+ * A resource's token values are found through its terms (exact and any
+ * system), in its tenant only; a newer version's replace the older one's,
+ * whose terms are taken out of the index (a contentless FTS5 'delete').
+ */
+Test(warehouse, token_terms_follow_the_current_version) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  add(b, "t", "Patient", "p1", patient(0, "p1", "1", "2024-01-01T00:00:00Z", "One"), 1);
+  add(b, "t", "Patient", "p2", patient(1, "p2", "1", "2024-01-01T00:00:00Z", "Other"), 2);
+  hl_wh_result res;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  char *r1 = sql_text("SELECT raw_id FROM curated_patient WHERE id = 'p1'");
+  cr_assert_str_eq(fts_match("t", "Patient", "identifier", "urn:mrn", "p1-1"), r1);
+  cr_assert_str_eq(fts_match("t", "Patient", "identifier", NULL, "p1-1"), r1);
+  cr_assert_null(fts_match("t", "Patient", "identifier", "urn:other", "p1-1"));
+  cr_assert_null(fts_match("t", "Patient", "identifier", "", "p1-1"));
+  cr_assert_null(fts_match("u", "Patient", "identifier", "urn:mrn", "p1-1"));
+  cr_assert_null(fts_match("t", "Practitioner", "identifier", "urn:mrn", "p1-1"));
+  hl_wh_batch_reset(b);
+  add(b, "t", "Patient", "p1", patient(2, "p1", "2", "2024-01-02T00:00:00Z", "Two"), 3);
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(res.applied, 1);
+  char *r2 = sql_text("SELECT raw_id FROM curated_patient WHERE id = 'p1'");
+  cr_assert_str_neq(r1, r2);
+  cr_assert_null(fts_match("t", "Patient", "identifier", "urn:mrn", "p1-1"));
+  cr_assert_null(fts_match("t", "Patient", "identifier", NULL, "p1-1"));
+  cr_assert_str_eq(fts_match("t", "Patient", "identifier", "urn:mrn", "p1-2"), r2);
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_token_doc"), 2);
+  cr_assert_eq(sql_int("SELECT count(*) FROM curated_token WHERE id = 'p1'"), 1);
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  /* The index is consistent after the delete (FTS5's own check). */
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+  cr_assert_eq(sqlite3_exec(db, "INSERT INTO curated_token_fts (curated_token_fts) VALUES ('integrity-check')",
+                            NULL, NULL, NULL),
+               SQLITE_OK, "%s", sqlite3_errmsg(db));
+  sqlite3_close(db);
+  free(r1);
+  free(r2);
+  rmdb();
+}
+
+/* A value given twice is one curated_token row, as under the former table's primary key. */
+Test(warehouse, token_values_are_kept_once_per_resource) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  add(b, "t", "Patient", "p1",
+      "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"1\"},"
+      "{\"system\":\"urn:a\",\"value\":\"1\"},{\"value\":\"1\"},{\"system\":\"urn:a\",\"value\":\"2\"}]}",
+      1);
+  hl_wh_result res;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(res.applied, 1);
+  cr_assert_str_eq(sql_text("SELECT group_concat(system || '|' || code, ' ') FROM (SELECT system, code"
+                            " FROM curated_token WHERE param = 'identifier' ORDER BY 1, 2)"),
+                   "|1 urn:a|1 urn:a|2");
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
   rmdb();
 }

@@ -245,16 +245,19 @@ const char *hl_wh_curated_table(const char *type);
  * Token search on SQLite (docs/warehouse.md, "Token search"): each curated
  * resource's token values live in one curated_token_doc row, and its
  * full-text terms in the contentless FTS5 table curated_token_fts (rowid =
- * raw_id). A value (system, code) of a parameter gives two terms: one for
- * the exact (system, code) and one for the code under any system (system
- * NULL here). A term is "k" and 16 lower-case hex digits of a 64-bit hash
- * over (tenant, type, param, system, code), so it is one FTS5 token under
- * the default tokenizer; terms only narrow a search, and a reader confirms
- * each match against curated_token (hash collisions cost time, never a
- * wrong answer). The hash must never change: the warehouse deletes a
- * replaced version's terms by recomputing them.
+ * raw_id), one term per value (system, code) of a parameter: "k", 16
+ * lower-case hex digits of a 64-bit hash over (tenant, type, param, code),
+ * then 8 of a hash of the system ("" when the value has none). The code's
+ * part comes first, so the code under any system is the FTS5 prefix query
+ * `k<16 digits>*`: with system NULL, out is that prefix (HL_WH_TERM_PREFIX_LEN
+ * characters, without the '*'). Terms are one FTS5 token (tokenizer
+ * 'ascii'). They only narrow a search: a reader confirms each match against
+ * curated_token (hash collisions cost time, never a wrong answer). The hash
+ * must never change: the warehouse deletes a replaced version's terms by
+ * recomputing them.
  */
-#define HL_WH_TERM_LEN 17
+#define HL_WH_TERM_PREFIX_LEN 17
+#define HL_WH_TERM_LEN 25
 void hl_wh_token_term(const char *tenant, const char *type, const char *param, const char *system,
                       const char *code, char out[HL_WH_TERM_LEN + 1]);
 
