@@ -4,7 +4,8 @@
  * functions in SQLite, UDFs in Snowflake) against the value's range from
  * query.c, by prefix; quantities as a [num_lo, num_hi) range for eq/ne
  * and plain comparisons otherwise; multi-valued parameters (identifier,
- * codes, names) through the curated_token / curated_string side tables.
+ * codes, names) through the curated_token / curated_string side tables,
+ * or on SQLite, for tokens, through the terms of curated_token_fts.
  */
 #include "sqlgen.h"
 
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "hl/error.h"
+#include "hl/warehouse.h"
 
 /* 4-byte UTF-8 maximum: text || U+10FFFF bounds every string that starts with text. */
 static const char utf8_max[] = "\xf4\x8f\xbf\xbf";
@@ -24,6 +26,11 @@ void hl_sqlb_init(hl_sqlb *b, const char *schema, bool contains_like) {
   hl_buf_init(&b->sql, 1 << 20);
   b->schema = schema ? schema : "";
   b->contains_like = contains_like;
+}
+
+void hl_sqlb_init_sqlite(hl_sqlb *b) {
+  hl_sqlb_init(b, "", false);
+  b->token_fts = true;
 }
 
 void hl_sqlb_free(hl_sqlb *b) {
@@ -39,7 +46,7 @@ void hl_sqlb_put(hl_sqlb *b, const char *s) {
 }
 
 /* Binds one value; text is taken (freed on failure). */
-static void bind(hl_sqlb *b, hl_sqlv v, bool is_null) {
+static void bind_value(hl_sqlb *b, hl_sqlv v, bool is_null) {
   if (!b->err && b->n >= HL_SQL_MAX_BINDS)
     b->err = HL_ELIMIT;
   if (!b->err && !v.text && !is_null)
@@ -53,19 +60,19 @@ static void bind(hl_sqlb *b, hl_sqlv v, bool is_null) {
 }
 
 void hl_sqlb_text(hl_sqlb *b, const char *s) {
-  bind(b, (hl_sqlv){.kind = HL_SQLV_TEXT, .text = s ? strdup(s) : NULL}, !s);
+  bind_value(b, (hl_sqlv){.kind = HL_SQLV_TEXT, .text = s ? strdup(s) : NULL}, !s);
 }
 
 void hl_sqlb_int(hl_sqlb *b, int64_t v) {
   char t[32];
   snprintf(t, sizeof t, "%" PRId64, v);
-  bind(b, (hl_sqlv){.kind = HL_SQLV_INT, .text = strdup(t), .i = v}, false);
+  bind_value(b, (hl_sqlv){.kind = HL_SQLV_INT, .text = strdup(t), .i = v}, false);
 }
 
 void hl_sqlb_real(hl_sqlb *b, double v) {
   char t[40];
   snprintf(t, sizeof t, "%.17g", v);
-  bind(b, (hl_sqlv){.kind = HL_SQLV_REAL, .text = strdup(t), .d = v}, false);
+  bind_value(b, (hl_sqlv){.kind = HL_SQLV_REAL, .text = strdup(t), .d = v}, false);
 }
 
 void hl_sqlb_table(hl_sqlb *b, const char *name) {
@@ -152,7 +159,7 @@ static void bind_like_contains(hl_sqlb *b, const char *s) {
     *o++ = '%';
     *o = 0;
   }
-  bind(b, (hl_sqlv){.kind = HL_SQLV_TEXT, .text = p}, false);
+  bind_value(b, (hl_sqlv){.kind = HL_SQLV_TEXT, .text = p}, false);
 }
 
 /* Binds text || U+10FFFF, the upper bound of a prefix match. */
@@ -161,7 +168,7 @@ static void bind_prefix_end(hl_sqlb *b, const char *s) {
   char *hi = malloc(n + sizeof utf8_max);
   if (hi)
     memcpy(hi, s, n), memcpy(hi + n, utf8_max, sizeof utf8_max);
-  bind(b, (hl_sqlv){.kind = HL_SQLV_TEXT, .text = hi}, false);
+  bind_value(b, (hl_sqlv){.kind = HL_SQLV_TEXT, .text = hi}, false);
 }
 
 /* "t.id [NOT] IN (SELECT id FROM <side table> WHERE tenant = ? AND type = ? AND param = ?" */
@@ -197,6 +204,62 @@ static void side_values(hl_sqlb *b, const hl_api_clause *c) {
       put(b, ")");
     }
   }
+}
+
+/* Whether every value of a token clause has a code, hence a term or prefix ("system|" has none). */
+static bool token_terms(const hl_api_clause *c) {
+  for (size_t i = 0; i < c->nvalues; i++)
+    if (!c->values[i].text)
+      return false;
+  return true;
+}
+
+/*
+ * Binds the FTS5 query of a token clause whose values all have a code
+ * (hl_wh_token_term): each value's exact term when it has a system (""
+ * included), the prefix query of its code's part (k<16 digits>*, the code
+ * under any system) otherwise; quoted, OR'ed.
+ */
+static void bind_token_match(hl_sqlb *b, const char *tenant, const hl_api_type_def *t,
+                             const hl_api_clause *c) {
+  /* Quotes, " *" and " OR " add 8 characters to a term. */
+  char *q = malloc(c->nvalues * (HL_WH_TERM_LEN + 8) + 1), *o = q;
+  for (size_t i = 0; q && i < c->nvalues; i++) {
+    const hl_api_value *v = &c->values[i];
+    char term[HL_WH_TERM_LEN + 1];
+    hl_wh_token_term(tenant, t->type, c->def->col, v->system, v->text, term);
+    o += sprintf(o, "%s\"%s\"%s", i ? " OR " : "", term, v->system ? "" : " *");
+  }
+  bind_value(b, (hl_sqlv){.kind = HL_SQLV_TEXT, .text = q}, false);
+}
+
+/*
+ * A token side parameter on SQLite: the resources whose curated_token_fts
+ * document holds a term of one of the values, each confirmed in curated_token
+ * by its raw_id (a term is a hash: it narrows, the confirmation decides).
+ * Every resource with a value has its terms, so :not is the negation of
+ * the same: the confirmation runs for the candidates only. Without a term
+ * for every value (a value "system|"), and for :missing, the confirmation
+ * alone: a lookup by raw_id per row of the tenant's type.
+ */
+static void token_fts_sql(hl_sqlb *b, const char *tenant, const hl_api_type_def *t,
+                          const hl_api_clause *c) {
+  bool missing = c->modifier == HL_MOD_MISSING;
+  bool negate = c->modifier == HL_MOD_NOT || (missing && c->values[0].missing);
+  put(b, negate ? "NOT (" : "(");
+  if (!missing && token_terms(c)) {
+    put(b, "t.raw_id IN (SELECT rowid FROM curated_token_fts WHERE curated_token_fts MATCH ");
+    bind_token_match(b, tenant, t, c);
+    put(b, ") AND ");
+  }
+  put(b, "EXISTS (SELECT 1 FROM curated_token k WHERE k.raw_id = t.raw_id AND k.param = ");
+  bind_text(b, c->def->col);
+  if (!missing) {
+    put(b, " AND (");
+    side_values(b, c);
+    put(b, ")");
+  }
+  put(b, "))");
 }
 
 /* One value of a parameter stored in a column of the curated table. */
@@ -236,6 +299,10 @@ static void clause_sql(hl_sqlb *b, const char *tenant, const hl_api_type_def *t,
   char col[96];
   snprintf(col, sizeof col, "t.%s", d->col);
   bool side = d->store == HL_SP_SIDE_TOKEN || d->store == HL_SP_SIDE_STRING;
+  if (d->store == HL_SP_SIDE_TOKEN && b->token_fts) {
+    token_fts_sql(b, tenant, t, c);
+    return;
+  }
   if (c->modifier == HL_MOD_MISSING) {
     bool missing = c->values[0].missing;
     if (side)

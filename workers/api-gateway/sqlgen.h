@@ -2,10 +2,13 @@
  * The SQL of reads and searches, written once for both read-side stores:
  * a search (hl_api_search) becomes a count and a page statement with every
  * value bound as a parameter ("?", in order; never spliced into the text).
- * The two dialects differ only in where the curated tables live (SQLite: the
- * main schema; Snowflake: a schema name in front) and in how :contains is
- * written (SQLite: instr(), Snowflake: LIKE with escapes); the rest (HL_LO /
- * HL_HI, TRUE / FALSE, coalesce) reads the same in both.
+ * The two dialects differ in where the curated tables live (SQLite: the
+ * main schema; Snowflake: a schema name in front), in how :contains is
+ * written (SQLite: instr(), Snowflake: LIKE with escapes) and in how a
+ * multi-valued token parameter is searched (SQLite: the full-text terms of
+ * curated_token_fts, each match confirmed in curated_token by raw_id;
+ * Snowflake: the rows of its curated_token table); the rest (HL_LO / HL_HI,
+ * TRUE / FALSE, coalesce) reads the same in both.
  */
 #ifndef HL_API_SQLGEN_H
 #define HL_API_SQLGEN_H
@@ -38,9 +41,16 @@ typedef struct hl_sqlb {
   int err;              /* first error: -ENOMEM or HL_ELIMIT; later calls do nothing */
   const char *schema;   /* "" (SQLite) or the schema of the curated tables */
   bool contains_like;   /* :contains as LIKE (Snowflake) instead of instr() (SQLite) */
+  bool token_fts;       /* token side parameters through curated_token_fts (SQLite) */
 } hl_sqlb;
 
+/*
+ * A statement over the curated tables of schema ("" : the main schema) that
+ * reads token side parameters from the curated_token table (Snowflake).
+ */
 void hl_sqlb_init(hl_sqlb *b, const char *schema, bool contains_like);
+/* A statement of the SQLite dialect: main schema, instr() and token_fts. */
+void hl_sqlb_init_sqlite(hl_sqlb *b);
 void hl_sqlb_free(hl_sqlb *b);
 void hl_sqlb_put(hl_sqlb *b, const char *s);
 /* Appends "?" and binds a value (text copied; NULL binds SQL NULL). */

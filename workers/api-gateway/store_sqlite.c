@@ -238,7 +238,7 @@ static int conn_read(sq_conn *s, const char *tenant, const hl_api_type_def *t, c
 
 static int run_count(sq_conn *s, const char *tenant, const hl_api_search *q, int64_t *total) {
   hl_sqlb b;
-  hl_sqlb_init(&b, "", false);
+  hl_sqlb_init_sqlite(&b);
   hl_sql_search_count(&b, tenant, q);
   int rc = b.err;
   if (rc == 0) {
@@ -259,7 +259,7 @@ static int run_count(sq_conn *s, const char *tenant, const hl_api_search *q, int
 
 static int run_page(sq_conn *s, const char *tenant, const hl_api_search *q, hl_api_result *res) {
   hl_sqlb b;
-  hl_sqlb_init(&b, "", false);
+  hl_sqlb_init_sqlite(&b);
   bool is_int;
   hl_sql_search_page(&b, tenant, q, &is_int);
   int rc = b.err;
