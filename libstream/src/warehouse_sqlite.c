@@ -1113,7 +1113,8 @@ static int write_curated(const sq_table *t, sqlite3_stmt *st, hl_wh_batch *b, hl
 
 /*
  * The row of a search parameter's value j[0..n): a token (object with
- * code, and system or ''), or a normalized non-empty string (val). 1 when
+ * code, and system or ''; numbers as SQLite renders them as text, a JSON
+ * null stays NULL), or a normalized non-empty string (val). 1 when
  * there is one, 0 when the value gives no row, -ENOMEM. Text goes to sc.
  */
 static int side_extract(hl_buf *sc, const sq_param *p, const hl__wh_doc *doc, const char *j,
@@ -1124,11 +1125,12 @@ static int side_extract(hl_buf *sc, const sq_param *p, const hl__wh_doc *doc, co
   if (p->token) {
     if (j[0] != '{' || !hl__wh_xpath_sub(p->code, doc, j, n, &x, &xn))
       return 0;
-    if (json_val(sc, x, xn, val) < 0)
+    if (json_val(sc, x, xn, val) < 0 || val_to_text(sc, val) < 0)
       return -ENOMEM;
     sys->kind = SQLITE_TEXT;
     sys->p = "";
-    if (hl__wh_xpath_sub(p->sys, doc, j, n, &x, &xn) && json_val(sc, x, xn, sys) < 0)
+    if (hl__wh_xpath_sub(p->sys, doc, j, n, &x, &xn) &&
+        (json_val(sc, x, xn, sys) < 0 || val_to_text(sc, sys) < 0))
       return -ENOMEM;
     return 1;
   }
@@ -1141,32 +1143,7 @@ static int side_extract(hl_buf *sc, const sq_param *p, const hl__wh_doc *doc, co
 
 /* ---- Token search: curated_token_doc and curated_token_fts --------------------- */
 
-/*
- * A token value's text as a TEXT column holds it: text as is, numbers as
- * SQLite renders them. 0 for NULL (no value: the former NOT NULL column
- * refused it).
- */
-static int val_text(const hl_buf *sc, const sq_val *v, char num[64], const char **p, size_t *n) {
-  switch (v->kind) {
-  case SQLITE_TEXT:
-    *p = val_ptr(sc, v);
-    *n = v->len;
-    return 1;
-  case SQLITE_INTEGER:
-    sqlite3_snprintf(64, num, "%lld", (long long)v->i);
-    break;
-  case SQLITE_FLOAT:
-    sqlite3_snprintf(64, num, "%!.15g", v->r);
-    break;
-  default:
-    return 0;
-  }
-  *p = num;
-  *n = strlen(num);
-  return 1;
-}
-
-/* Appends the two terms of a token value (hl_wh_token_term) to out, space-separated. */
+/* Appends the term of a token value (hl_wh_token_term) to out, space-separated from the others. */
 static int put_terms(hl_buf *out, const char *tenant, const char *type, const char *param,
                      const char *system, const char *code) {
   char exact[HL_WH_TERM_LEN + 1];
@@ -1242,16 +1219,16 @@ static bool doc_has(const hl_buf *doc, const hl_buf *e) {
 }
 
 /*
- * Adds a token value of param to a (the JSON array of [param, system,
- * code] of curated_token_doc, and the FTS5 terms), once: a repeated value
- * is one row, as under the former table's primary key.
+ * Adds a token value of param (text, side_extract) to a (the JSON array of
+ * [param, system, code] of curated_token_doc, and the FTS5 terms), once: a
+ * repeated value is one row, as under the former table's primary key.
  */
 static int tok_add(tok_acc *a, const char *param, const hl_buf *sc, const sq_val *sys, const sq_val *val) {
-  char nsys[64], ncode[64];
-  const char *sp, *cp;
-  size_t sn, cn;
-  if (!val_text(sc, sys, nsys, &sp, &sn) || !val_text(sc, val, ncode, &cp, &cn))
+  /* A JSON null system or code gives no value (the former NOT NULL columns refused it). */
+  if (sys->kind != SQLITE_TEXT || val->kind != SQLITE_TEXT)
     return 0;
+  const char *sp = val_ptr(sc, sys), *cp = val_ptr(sc, val);
+  size_t sn = sys->len, cn = val->len;
   hl_buf *e = &a->ent;
   hl_buf_reset(e);
   int rc = hl_buf_puts(e, "[\"");
@@ -1371,7 +1348,10 @@ static int side_write(side_ctx *c, sq_val *sys, sq_val *val) {
 
 /* ---- Values extracted as rows are added (hl_wh_batch_use) ------------------------ */
 
-/* A search value of a row: its parameter (index in the table's params) and values. */
+/*
+ * A string search value of a row (its tokens go to its token doc): its
+ * parameter (index in the table's params) and values.
+ */
 typedef struct prep_side {
   size_t param;
   sq_val sys, val;
@@ -1448,9 +1428,14 @@ static int keep_val(hl__wh_prep *p, const hl_buf *sc, sq_val *v) {
   return 0;
 }
 
-/* Keeps a value for the commit (hl_wh_batch_use). */
+/*
+ * Keeps a value for the commit (hl_wh_batch_use): a token in the row's
+ * token doc and terms (p->tok), a string as a side value.
+ */
 static int side_keep(side_ctx *c, sq_val *sys, sq_val *val) {
   hl__wh_prep *p = c->ud;
+  if (c->p->token)
+    return tok_add(&p->tok, c->p->param, c->sc, sys, val);
   if (grow((void **)&p->side, &p->cside, p->nside, 1, sizeof(*p->side)) < 0 ||
       keep_val(p, c->sc, sys) < 0 || keep_val(p, c->sc, val) < 0)
     return -ENOMEM;
@@ -1498,21 +1483,14 @@ static int sq_prep_row(void *state, hl_wh_batch *b, size_t i) {
       goto nomem;
     p->vals[p->nvals++] = v;
   }
+  /* The token doc and terms are built here (side_keep), not in the writer's thread. */
+  tok_start(&p->tok, hl__wh_str(b, r->tenant), hl__wh_str(b, r->type));
   for (size_t k = 0; k < t->nparams && c.rc == 0; k++) {
     c.param = k;
     c.p = &t->params[k];
     hl__wh_xpath_each(c.p->x, &p->doc, side_value, &c);
   }
-  if (c.rc < 0)
-    goto nomem;
-  /* The token doc and terms, built here rather than in the writer's thread. */
-  tok_start(&p->tok, hl__wh_str(b, r->tenant), hl__wh_str(b, r->type));
-  for (size_t k = s0; k < p->nside; k++) {
-    const sq_param *sp = &t->params[p->side[k].param];
-    if (sp->token && tok_add(&p->tok, sp->param, &p->text, &p->side[k].sys, &p->side[k].val) < 0)
-      goto nomem;
-  }
-  if (tok_close(&p->tok) < 0)
+  if (c.rc < 0 || tok_close(&p->tok) < 0)
     goto nomem;
   size_t tokens_off = p->text.len, terms_off = tokens_off + p->tok.doc.len;
   if (hl_buf_append(&p->text, p->tok.doc.data, p->tok.doc.len) < 0 ||
@@ -1651,9 +1629,7 @@ static int write_row(sq *s, hl_wh_batch *b, hl__wh_rec *r, job_acc **jobs, size_
     const sq_param *last = NULL;
     for (size_t k = 0; k < pr->nside; k++) {
       const prep_side *e = &b->prep->side[pr->s0 + k];
-      const sq_param *p = &t->params[e->param];
-      if (p->token)
-        continue; /* in the row's token doc (sq_prep_row) */
+      const sq_param *p = &t->params[e->param]; /* a string: tokens are in the row's token doc */
       if (p != last)
         bind_str(s->str_ins, 4, p->param);
       last = p;

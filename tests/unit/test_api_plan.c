@@ -13,6 +13,7 @@
 
 #include "hl/buf.h"
 #include "hl/warehouse.h"
+#include "hl_api_test.h"
 #include "hl_test.h"
 #include "query.h"
 #include "sqlgen.h"
@@ -57,11 +58,7 @@ static void plan_teardown(void) {
 static void page_plan(const char *type, const char *query, hl_buf *out) {
   hl_api_query q;
   hl_api_search s;
-  char err[256] = "";
-  cr_assert_eq(hl_api_query_parse(query, strlen(query), &q, err, sizeof err), 0, "%s", err);
-  hl_api_search_opts so = {20, 50};
-  cr_assert_eq(hl_api_search_parse(hl_api_type_find(type), &q, &so, &s, err, sizeof err), 0, "%s",
-               err);
+  hl_test_api_search(type, query, &q, &s);
   hl_sqlb b;
   hl_sqlb_init_sqlite(&b);
   bool is_int;

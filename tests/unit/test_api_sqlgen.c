@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "hl/warehouse.h"
+#include "hl_api_test.h"
 #include "hl_test.h"
 #include "query.h"
 #include "sqlgen.h"
@@ -20,11 +21,7 @@ HL_TEST_SUITE(api_sqlgen);
 static void count_sql(const char *type, const char *query, bool sqlite, hl_sqlb *b) {
   hl_api_query q;
   hl_api_search s;
-  char err[256] = "";
-  cr_assert_eq(hl_api_query_parse(query, strlen(query), &q, err, sizeof err), 0, "%s", err);
-  hl_api_search_opts so = {20, 50};
-  cr_assert_eq(hl_api_search_parse(hl_api_type_find(type), &q, &so, &s, err, sizeof err), 0, "%s",
-               err);
+  hl_test_api_search(type, query, &q, &s);
   if (sqlite)
     hl_sqlb_init_sqlite(b);
   else

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "hl/warehouse.h"
+#include "hl_api_test.h"
 #include "hl_test.h"
 #include "query.h"
 #include "store.h"
@@ -121,11 +122,7 @@ static void search(const char *type, const char *query, char *ids, size_t len, i
   cr_assert_eq(hl_api_store_sqlite_new(db_path, &loop, 0, &st), 0);
   hl_api_query q;
   hl_api_search s;
-  char err[256] = "";
-  cr_assert_eq(hl_api_query_parse(query, strlen(query), &q, err, sizeof err), 0, "%s", err);
-  hl_api_search_opts so = {20, 50};
-  cr_assert_eq(hl_api_search_parse(hl_api_type_find(type), &q, &so, &s, err, sizeof err), 0, "%s",
-               err);
+  hl_test_api_search(type, query, &q, &s);
   answer a = {0};
   st->ops->search(st, "org-1", &s, on_result, &a);
   while (!a.done)
