@@ -26,6 +26,17 @@
 #define LEND_MAX 65535
 /* How often the loop refreshes its gauges and, when paused, serves group events. */
 #define TICK_NS 100000000ull
+/*
+ * A hold (a bound reached) pauses the partitions only after this long.
+ * Pausing makes librdkafka drop what it prefetched for the partitions
+ * (tens of MB for a busy worker) and fetch it again on resume: in
+ * bench/pipeline every resume of hl-validator after a downstream hold of a
+ * fraction of a second left it with nothing to do for ~0.5 s, and hl-loader
+ * ran dry behind it. Holding without pausing keeps the prefetch, which
+ * librdkafka bounds itself (queued.max.messages.kbytes); a long hold (a
+ * downstream consumer down) still pauses, to serve group events.
+ */
+#define PAUSE_AFTER_MS 2000
 /* Retry backoff of a failing processor: 50 ms doubling up to 5 s. */
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 5000
@@ -101,6 +112,7 @@ struct hl_worker {
   size_t nbatch;
 
   bool paused, draining_now;
+  uint64_t hold_since; /* when a bound started holding consumption (ns); 0: not holding */
   hl_downstream *down; /* NULL: no downstream bound */
   uint64_t down_noted;  /* inputs consumed when last noted (each input: about one output) */
   size_t ndeferred;      /* inputs deferred and not completed */
@@ -115,7 +127,7 @@ struct hl_worker {
   size_t ndlq_reasons;
   hl_series *s_latency, *s_inflight, *s_inflight_bytes, *s_paused, *s_retries;
 
-  _Atomic uint64_t n_consumed, n_done, n_dlq, n_retries, n_pauses;
+  _Atomic uint64_t n_consumed, n_done, n_dlq, n_retries, n_pauses, n_partition_pauses;
   _Atomic size_t a_inflight, a_inflight_bytes, a_max_inflight, a_deferred;
 };
 
@@ -442,6 +454,8 @@ int hl_worker_new(const hl_worker_opts *opts, const hl_processor *proc, hl_worke
     w->o.batch_max = 500;
   if (w->o.close_timeout_ms <= 0)
     w->o.close_timeout_ms = 10000;
+  if (w->o.pause_after_ms <= 0)
+    w->o.pause_after_ms = PAUSE_AFTER_MS;
   if (!w->o.max_inflight)
     w->o.max_inflight = 100000;
   if (!w->o.max_inflight_bytes)
@@ -639,6 +653,7 @@ void hl_worker_get_stats(hl_worker *w, hl_worker_stats *st) {
   st->inflight_bytes = atomic_load(&w->a_inflight_bytes);
   st->max_inflight_seen = atomic_load(&w->a_max_inflight);
   st->pauses = atomic_load(&w->n_pauses);
+  st->partition_pauses = atomic_load(&w->n_partition_pauses);
   st->deferred = atomic_load(&w->a_deferred);
 }
 
@@ -734,7 +749,7 @@ hl_proc_result hl_worker_reject_outcome(hl_worker *w, hl_kafka_msg *msg, const c
 static void update_gauges(hl_worker *w) {
   hl_series_set(w->s_inflight, (double)w->inflight);
   hl_series_set(w->s_inflight_bytes, (double)w->inflight_bytes);
-  hl_series_set(w->s_paused, w->paused ? 1 : 0);
+  hl_series_set(w->s_paused, w->hold_since ? 1 : 0);
 }
 
 /* Takes rkm into the batch with a slot; false (rkm untouched) when no slot is free. */
@@ -1038,15 +1053,21 @@ int hl_worker_run(hl_worker *w) {
       w->down_noted = consumed;
       down_over = hl_downstream_over(w->down, hl_producer_handle(w->producer), now / 1000000);
     }
-    if (over || down_over) {
-      if (!w->paused) {
-        w->paused = true;
-        hl_consumer_pause(w->consumer, true);
+    /* A hold lasts until both bounds are clear and the in-flight inputs are back under 3/4. */
+    if (over || down_over ||
+        (w->hold_since && (w->inflight > lo_msgs || w->inflight_bytes > lo_bytes))) {
+      if (!w->hold_since) {
+        w->hold_since = now ? now : 1;
         atomic_fetch_add(&w->n_pauses, 1);
         update_gauges(w);
       }
-      /* Serve group events now and then; a message fetched before the pause is still taken. */
-      if (last_tick == now && w->inflight < w->nslots) {
+      if (!w->paused && now - w->hold_since >= (uint64_t)w->o.pause_after_ms * 1000000ull) {
+        w->paused = true;
+        hl_consumer_pause(w->consumer, true);
+        atomic_fetch_add(&w->n_partition_pauses, 1);
+      }
+      /* Paused: serve group events now and then; a message fetched before the pause is still taken. */
+      if (w->paused && last_tick == now && w->inflight < w->nslots) {
         rd_kafka_message_t *rkm = hl_consumer_poll(w->consumer, 0);
         if (rkm) {
           if (batch_add(w, rkm, now))
@@ -1058,9 +1079,12 @@ int hl_worker_run(hl_worker *w) {
       hl_producer_poll(w->producer, 10);
       continue;
     }
-    if (w->paused && w->inflight <= lo_msgs && w->inflight_bytes <= lo_bytes) {
-      w->paused = false;
-      hl_consumer_pause(w->consumer, false);
+    if (w->hold_since) {
+      w->hold_since = 0;
+      if (w->paused) {
+        w->paused = false;
+        hl_consumer_pause(w->consumer, false);
+      }
       update_gauges(w);
     }
     size_t room = w->o.max_inflight - w->inflight;

@@ -372,8 +372,14 @@ Test(worker, dead_letters_and_retries_in_batches, .timeout = 120) {
   hl_mock_stop(&m);
 }
 
+/*
+ * rtt_ms: the broker's delay on every answer, which keeps inputs in flight
+ * until their outputs are acknowledged. pause_after_ms: the worker's
+ * (0: its default, 2 s). Holds shorter than that must not pause the
+ * partitions (a pause drops librdkafka's prefetch); longer ones must.
+ */
 static void backpressure_case(const char *group, size_t max_msgs, size_t max_bytes,
-                              size_t expect_max) {
+                              size_t expect_max, int rtt_ms, long long pause_after_ms) {
   hl_mock m;
   hl_mock_start(&m, 1);
   hl_mock_topic(&m, "bp.in", 1);
@@ -381,12 +387,13 @@ static void backpressure_case(const char *group, size_t max_msgs, size_t max_byt
   const int n = max_bytes < 100000 ? 100 : 400;
   hl_test_produce(m.bootstraps, "bp.in", 0, n, 1000, 0);
   /* Slow acknowledgements keep inputs in flight. */
-  rd_kafka_mock_broker_set_rtt(m.mc, 1, 30);
+  rd_kafka_mock_broker_set_rtt(m.mc, 1, rtt_ms);
   const char *topic[] = {"bp.in"};
   hl_worker_opts o = wopts(m.bootstraps, group, topic, NULL);
   o.max_inflight = max_msgs;
   o.max_inflight_bytes = max_bytes;
   o.batch_max = 10;
+  o.pause_after_ms = pause_after_ms;
   o.kafka.props = HL_TEST_KAFKA_PROPS ",fetch.wait.max.ms=20";
   hl_processor proc = {.stage = "test", .ud = "bp.out", .process = forward};
   run r = {0};
@@ -397,18 +404,28 @@ static void backpressure_case(const char *group, size_t max_msgs, size_t max_byt
   hl_worker_stats s = stats_of(r.w);
   cr_assert_leq(s.max_inflight_seen, expect_max, "in flight peaked at %zu", s.max_inflight_seen);
   cr_assert_gt(s.pauses, 0, "the bound was never reached");
+  if ((pause_after_ms ? pause_after_ms : 2000) >= rtt_ms * 20)
+    cr_assert_eq(s.partition_pauses, 0, "holds of ~%d ms paused the partitions %llu times", rtt_ms,
+                 (unsigned long long)s.partition_pauses);
+  else
+    cr_assert_gt(s.partition_pauses, 0, "holds of ~%d ms never paused the partitions", rtt_ms);
   assert_committed_at_end(&m, group, "bp.in", 1);
   hl_worker_free(r.w);
   hl_mock_stop(&m);
 }
 
 Test(worker, backpressure_bounds_messages_in_flight, .timeout = 150) {
-  backpressure_case("g-bp1", 20, 16u << 20, 20);
+  backpressure_case("g-bp1", 20, 16u << 20, 20, 30, 0);
 }
 
 Test(worker, backpressure_bounds_bytes_in_flight, .timeout = 150) {
   /* About 1 KiB per input: the byte bound (4 KiB) is hit after 4 or 5 of them. */
-  backpressure_case("g-bp2", 1000, 4096, 5);
+  backpressure_case("g-bp2", 1000, 4096, 5, 30, 0);
+}
+
+/* A hold past pause_after_ms pauses the partitions, and the bound and every input still hold. */
+Test(worker, a_long_hold_pauses_the_partitions, .timeout = 150) {
+  backpressure_case("g-bp3", 20, 16u << 20, 20, 300, 100);
 }
 
 Test(worker, stop_drains_in_flight_work_before_committing, .timeout = 120) {

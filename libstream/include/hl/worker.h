@@ -11,8 +11,11 @@
  *
  * Backpressure: at most max_inflight inputs (and about max_inflight_bytes
  * of input bytes) are held between consume and done; over either bound the
- * worker pauses its partitions and only serves delivery reports and group
- * events until it is back under three quarters of the bound.
+ * worker holds: it stops taking input and only serves delivery reports
+ * until it is back under three quarters of the bound. A hold longer than
+ * pause_after_ms also pauses the partitions (then group events are served
+ * every 100 ms): librdkafka drops what it prefetched for a paused partition
+ * and fetches it again on resume, so short holds leave the partitions be.
  *
  * Shutdown (hl_worker_stop, e.g. from SIGTERM/SIGINT): stop consuming,
  * finish the inputs in hand, wait for the producer until the drain
@@ -115,6 +118,7 @@ typedef struct hl_worker_opts {
   long long drain_timeout_ms;
   long long retry_timeout_ms;
   long long close_timeout_ms;  /* final commit + leaving the group; 0: 10 s */
+  long long pause_after_ms;    /* a hold this long pauses the partitions; 0: 2 s */
   /*
    * The downstream bound (hl/downstream.h): while downstream_group is more
    * than max_downstream_lag messages behind on downstream_topic (the
@@ -270,7 +274,8 @@ typedef struct hl_worker_stats {
   size_t inflight;        /* inputs held now */
   size_t inflight_bytes;
   size_t max_inflight_seen;
-  uint64_t pauses;        /* times the bound paused consumption */
+  uint64_t pauses;        /* times a bound held consumption */
+  uint64_t partition_pauses; /* holds that lasted pause_after_ms and paused the partitions */
   size_t deferred;        /* inputs the processor deferred and has not completed */
 } hl_worker_stats;
 void hl_worker_get_stats(hl_worker *w, hl_worker_stats *out);
