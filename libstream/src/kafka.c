@@ -141,6 +141,15 @@ static int base_conf(const hl_kafka_opts *o, bool consumer, rd_kafka_conf_t **ou
            busy real broker) answers with one message set per partition per
            fetch, so a small value caps a worker's input rate. */
         {"max.partition.fetch.bytes", "4194304"},
+        /* 50 ms rather than 500: hl-devbroker (librdkafka's mock cluster)
+           holds a fetch that found no data for the whole fetch.wait.max.ms
+           and does not answer early when data arrives, as a real broker
+           does. A consumer that had caught up (hl-loader at the start of a
+           load, behind a paused stage) got its next data up to 0.5 s late:
+           in bench/pipeline hl-loader began ~0.5 s later than hl-validator
+           (+5-10% end to end at 50 ms). Against a real broker this only
+           bounds an idle consumer's empty fetches to 20 a second. */
+        {"fetch.wait.max.ms", "50"},
         {"statistics.interval.ms", stats},
     };
     for (size_t i = 0; !r && i < sizeof kv / sizeof kv[0]; i++)

@@ -584,6 +584,12 @@ Test(kafka, stored_offsets_reach_the_group_within_a_fraction_of_a_second, .timeo
                                  val, &vlen),
                RD_KAFKA_CONF_OK);
   cr_assert_leq(atoi(val), 200, "auto.commit.interval.ms = %s", val);
+  /* Same kind of regression: a caught-up consumer waited up to 0.5 s on hl-devbroker (kafka.c). */
+  vlen = sizeof val;
+  cr_assert_eq(rd_kafka_conf_get(rd_kafka_conf(hl_consumer_handle(c)), "fetch.wait.max.ms", val,
+                                 &vlen),
+               RD_KAFKA_CONF_OK);
+  cr_assert_leq(atoi(val), 50, "fetch.wait.max.ms = %s", val);
   const char *topics[] = {"fresh.in"};
   cr_assert_eq(hl_consumer_subscribe(c, topics, 1), 0);
   rd_kafka_topic_t *rkt = NULL;
