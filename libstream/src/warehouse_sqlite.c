@@ -143,6 +143,8 @@ typedef struct sq {
   hl_buf scratch; /* unescaped, minified and normalized text of the current row */
   sq_val *vals;   /* per column of the widest table */
   size_t nvals;
+  hl__wh_rec **order; /* the batch's rows in write order (sorted by dedup key) */
+  size_t order_cap;
 } sq;
 
 /* A job touched by a batch: its new RAW rows and new rejections. */
@@ -525,6 +527,7 @@ static void sq_close(void *state) {
   }
   free(s->tables);
   free(s->vals);
+  free(s->order);
   hl_buf_free(&s->scratch);
   tok_free(&s->tok);
   sqlite3_close(s->db);
@@ -1673,7 +1676,7 @@ static int commit_once(sq *s, void *ud) {
     goto fail;
   b->batch_id = sqlite3_last_insert_rowid(s->db);
   for (size_t i = 0; i < b->n; i++) {
-    hl__wh_rec *r = &b->recs[i];
+    hl__wh_rec *r = s->order[i];
     if ((rc = write_row(s, b, r, &jobs, &njobs, &jcap)) < 0)
       goto fail;
     n[0]++;
@@ -1728,11 +1731,49 @@ fail:
   return rc;
 }
 
+/* Dedup key order; rows with equal keys keep their order (the first one is inserted). */
+static int by_key(const void *a, const void *b) {
+  const hl__wh_rec *x = *(hl__wh_rec *const *)a, *y = *(hl__wh_rec *const *)b;
+  int c = memcmp(x->key, y->key, sizeof x->key);
+  return c ? c : (x < y ? -1 : x > y);
+}
+
+/*
+ * The order in which commit_once writes a batch's rows: sorted by dedup
+ * key, i.e. by (tenant, job, source) and then by line. hl-loader's batches
+ * interleave 64 partitions, so rows arrive scattered over the files, and
+ * every index insert (RAW's dedup key; a curated table's (tenant, id) and
+ * per-patient entries, which follow the file's patient order) lands on a
+ * different page from the last. Written in input order again, consecutive
+ * inserts hit the same pages: bench/warehouse with SHUFFLE=1 went from 55k
+ * to 64k rows per CPU second of the commit, bench/pipeline's loader from
+ * 7.5-7.7 to 7.0-7.3 CPU seconds. Nothing depends on the write order within
+ * a batch: the newest version wins by version, not by position; raw_ids
+ * follow the write order; of two rows with one dedup key the earlier is
+ * kept, as before.
+ */
+static int sort_rows(sq *s, hl_wh_batch *b) {
+  if (b->n > s->order_cap) {
+    hl__wh_rec **o = realloc(s->order, b->n * sizeof *o);
+    if (!o)
+      return -ENOMEM;
+    s->order = o;
+    s->order_cap = b->n;
+  }
+  for (size_t i = 0; i < b->n; i++)
+    s->order[i] = &b->recs[i];
+  qsort(s->order, b->n, sizeof *s->order, by_key);
+  return 0;
+}
+
 static int sq_commit(void *state, hl_wh_batch *b) {
   sq *s = state;
   if (s->read_only)
     return HL_WH_ESTORAGE;
-  int rc = with_retry(s, commit_once, b);
+  int rc = sort_rows(s, b);
+  if (rc < 0)
+    return rc;
+  rc = with_retry(s, commit_once, b);
   if (rc == HL_WH_ESTORAGE)
     s->stats->storage_errors++;
   return rc;

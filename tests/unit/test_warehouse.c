@@ -441,6 +441,46 @@ Test(warehouse, replaying_a_batch_changes_nothing) {
   rmdb();
 }
 
+/*
+ * hl-loader's batches interleave partitions; a batch is written in dedup
+ * key order, i.e. by source and line (warehouse_sqlite.c, sort_rows), so
+ * that index inserts follow the input files. Of two rows with one key in a
+ * batch (a message and its replay) the first added is the one kept.
+ */
+Test(warehouse, a_batch_is_written_in_input_line_order) {
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  const long lines[] = {7, 2, 9, 1, 5};
+  char id[16];
+  for (size_t i = 0; i < 5; i++) {
+    snprintf(id, sizeof id, "p%ld", lines[i]);
+    cr_assert_eq(add(b, "org-a", "Patient", id, patient(0, id, "1", "2024-01-01T00:00:00Z", "Smith"),
+                     lines[i]),
+                 (int)i);
+  }
+  /* Line 2 again, as a replayed message at another offset: same key. */
+  hl_wh_row again = {.tenant = "org-a", .type = "Patient", .id = "p2",
+                     .json = patient(0, "p2", "1", "2024-01-01T00:00:00Z", "Smith"), .job = "job-1",
+                     .source = "file:///landing/org=a/Patient.ndjson", .line = 2,
+                     .topic = "hl.fhir.valid", .partition = 1, .offset = 1000};
+  cr_assert_eq(hl_wh_batch_add(b, &again), 5);
+  hl_wh_result res;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(res.applied, 5);
+  cr_assert_eq(res.duplicate, 1);
+  cr_assert_eq(hl_wh_batch_status(b, 5, NULL, NULL), HL_WH_ROW_DUPLICATE);
+  cr_assert_eq(hl_wh_batch_status(b, 1, NULL, NULL), HL_WH_ROW_APPLIED);
+  char *order = sql_text("SELECT group_concat(line, ',') FROM (SELECT line FROM raw ORDER BY raw_id)");
+  cr_assert_str_eq(order, "1,2,5,7,9");
+  free(order);
+  cr_assert_eq(sql_int("SELECT kafka_offset FROM raw WHERE line = 2"), 2, "the first of the two was kept");
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+  rmdb();
+}
+
 Test(warehouse, newest_version_wins_whatever_the_arrival_order) {
   mkdb();
   hl_wh *wh = open_wh(0, 0, 0);
