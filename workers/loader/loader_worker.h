@@ -39,7 +39,7 @@
 #define HL_LOADER_WORKER_VARS                                                           \
   {"HL_DRAIN_TIMEOUT", HL_CFG_DURATION, "30s", 0, 3600000, NULL,                        \
    "On SIGTERM/SIGINT, time allowed to finish in-flight work, flush and commit."},      \
-  {"HL_WORKER_BATCH_MAX", HL_CFG_INT, "10000", 1, 100000, NULL,                         \
+  {"HL_WORKER_BATCH_MAX", HL_CFG_INT, "20000", 1, 100000, NULL,                         \
    "Most input messages in one batch, i.e. in one warehouse transaction."},             \
   {"HL_WORKER_BATCH_WAIT", HL_CFG_DURATION, "100ms", 0, 60000, NULL,                    \
    "Longest wait for more input to fill a batch once one message is in hand."},         \
