@@ -697,6 +697,8 @@ struct hl_consumer {
   bool bounded;   /* closing under a deadline: commits on revoke do not wait */
   bool abandoned; /* the close deadline passed: destroy without closing */
   bool paused;    /* the application's pause state, applied to partitions as they arrive */
+  bool subscribed;
+  _Atomic bool assigned_once; /* the group gave it an assignment (even an empty one) */
   _Atomic bool connected, joined, fatal, oor;
   _Atomic long n_oor, n_rebalances;
   char fatal_reason[256]; /* written once before fatal is set */
@@ -749,6 +751,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
   atomic_fetch_add(&c->n_rebalances, 1);
   rd_kafka_error_t *e = NULL;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    atomic_store(&c->assigned_once, true);
     start_new_partitions(c, parts);
     e = rd_kafka_incremental_assign(rk, parts);
     if (!e) {
@@ -873,6 +876,7 @@ int hl_consumer_new(const hl_kafka_opts *o, const hl_consumer_hooks *hooks, hl_c
 static rd_kafka_t *abandoned[ABANDONED_MAX];
 static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Keeps rk reachable and never destroys it (a full table leaves it unreachable). */
 static void park_abandoned(rd_kafka_t *rk) {
   pthread_mutex_lock(&abandoned_lock);
   for (size_t i = 0; i < ABANDONED_MAX; i++)
@@ -892,7 +896,16 @@ hl_consumer *hl_consumer_free(hl_consumer *c) {
      * A consumer whose close was abandoned at its deadline is destroyed
      * without a second close, which would wait for the group coordinator.
      */
-    if (c->abandoned)
+    /*
+     * librdkafka 2.0 (Debian bookworm's) aborts in
+     * rd_kafka_sticky_assignor_state_destroy when a cooperative-sticky
+     * consumer that joined its group but was never assigned is destroyed
+     * (librdkafka issue 4312, fixed in 2.3): hl-parser died with status 134
+     * when stopped in the middle of its first rebalance. Such a handle
+     * (closed: it left the group) is parked, not destroyed; it holds no
+     * partitions and no offsets, and the process is about to exit.
+     */
+    if (c->abandoned || (c->subscribed && !atomic_load(&c->assigned_once)))
       park_abandoned(c->rk);
     else
       rd_kafka_destroy(c->rk);
@@ -917,6 +930,8 @@ int hl_consumer_subscribe(hl_consumer *c, const char *const *topics, size_t n) {
     rd_kafka_topic_partition_list_add(l, topics[i], RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, l);
   rd_kafka_topic_partition_list_destroy(l);
+  if (!e)
+    c->subscribed = true;
   return e ? HL_EKAFKA : 0;
 }
 

@@ -618,3 +618,42 @@ Test(kafka, stored_offsets_reach_the_group_within_a_fraction_of_a_second, .timeo
   hl_consumer_free(c);
   hl_mock_stop(&m);
 }
+
+/*
+ * Regression: librdkafka 2.0 (Debian bookworm's) aborts in
+ * rd_kafka_sticky_assignor_state_destroy (assertion `assignor_state`)
+ * when a cooperative-sticky consumer that joined its group but never
+ * received an assignment is destroyed (librdkafka issue 4312, fixed in
+ * 2.3). pipeline_faults hit it: hl-parser restarted while dead members
+ * still held the group, then stopped before the rebalance ended, and died
+ * with status 134. Every SyncGroup fails here, so the consumer joins again
+ * and again and is never assigned; freeing it must not abort.
+ */
+Test(kafka, a_consumer_freed_before_its_first_assignment_does_not_abort, .timeout = 60) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "unassigned.in", 1);
+  rd_kafka_resp_err_t errs[64];
+  for (size_t i = 0; i < 64; i++)
+    errs[i] = RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
+  /* 14: the Kafka protocol's SyncGroup API key (rdkafka_protocol.h is not installed). */
+  rd_kafka_mock_push_request_errors_array(m.mc, 14, 64, errs);
+  hl_kafka_opts o = opts_for(m.bootstraps, "g-unassigned", NULL);
+  char err[256] = "";
+  hl_consumer *c = NULL;
+  int assigned = 0;
+  hl_consumer_hooks hooks = {.assigned = count_assigned, .ud = &assigned};
+  cr_assert_eq(hl_consumer_new(&o, &hooks, &c, err, sizeof err), 0, "%s", err);
+  const char *topics[] = {"unassigned.in"};
+  cr_assert_eq(hl_consumer_subscribe(c, topics, 1), 0);
+  /* Long enough for JoinGroup (and the failing SyncGroups) to be answered. */
+  double end = hl_test_now() + 3;
+  while (hl_test_now() < end) {
+    rd_kafka_message_t *msg = hl_consumer_poll(c, 100);
+    if (msg)
+      rd_kafka_message_destroy(msg);
+  }
+  cr_assert_eq(assigned, 0, "the group assigned partitions after all");
+  hl_consumer_free(c);
+  hl_mock_stop(&m);
+}
