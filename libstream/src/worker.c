@@ -907,7 +907,7 @@ static void process_batch(hl_worker *w) {
     if (w->batch[i].rkm)
       w->batch[n++] = w->batch[i];
   w->nbatch = n;
-  uint64_t first_try = now_ns();
+  uint64_t first_fail = 0; /* when the first retriable failure came back */
   int delay = BACKOFF_MIN_MS;
   while (n > 0) {
     run_processor(w, w->batch, n, w->results);
@@ -945,9 +945,23 @@ static void process_batch(hl_worker *w) {
     atomic_store_explicit(&w->a_deferred, w->ndeferred, memory_order_relaxed);
     if (n == 0 || atomic_load(&w->fatal))
       break;
+    /*
+     * Stopping: a processor interrupted by the stop (hl_worker_stopping)
+     * gives its input back as retriable. It stays unprocessed and
+     * uncommitted (the next owner processes it); it is no failure.
+     */
+    if (atomic_load(&w->stop))
+      break;
     atomic_fetch_add_explicit(&w->n_retries, n, memory_order_relaxed);
     hl_series_add(w->s_retries, (double)n);
-    if ((int64_t)(now_ns() - first_try) / 1000000 > w->o.retry_timeout_ms) {
+    /*
+     * The timeout runs from the first failure, not from the first try: a
+     * call that took long (hl-parser waiting on its downstream bound inside
+     * one object) and then failed once is retried like any other.
+     */
+    if (!first_fail)
+      first_fail = now_ns();
+    else if ((int64_t)(now_ns() - first_fail) / 1000000 > w->o.retry_timeout_ms) {
       char why[400];
       snprintf(why, sizeof why, "processing still failing after the retry timeout on %s/%d",
                w->batch[0].topic, (int)w->batch[0].partition);

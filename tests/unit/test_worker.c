@@ -785,3 +785,89 @@ Test(worker, completion_inside_the_deferring_call_is_applied, .timeout = 120) {
   hl_worker_free(c->r.w);
   hl_mock_stop(&c->m);
 }
+
+/* Fails its first call after sleeping 400 ms (longer than the test's retry timeout), then forwards. */
+static atomic_int slow_calls;
+static hl_proc_result slow_then_ok(void *ud, hl_worker *w, hl_kafka_msg *msg) {
+  if (atomic_fetch_add(&slow_calls, 1) == 0) {
+    struct timespec ts = {0, 400000000};
+    nanosleep(&ts, NULL);
+    return HL_PROC_RETRY;
+  }
+  return forward(ud, w, msg);
+}
+
+/*
+ * Regression: the retry timeout ran from the batch's first try, so a call
+ * that took longer than the timeout and then failed once (hl-parser
+ * waiting on its downstream bound inside a large object) stopped the worker
+ * as fatal without a single retry.
+ */
+Test(worker, a_slow_call_that_fails_once_is_retried, .timeout = 90) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "sr.in", 1);
+  hl_mock_topic(&m, "sr.out", 1);
+  hl_test_produce(m.bootstraps, "sr.in", 0, 20, 64, 0);
+  const char *topic[] = {"sr.in"};
+  hl_worker_opts o = wopts(m.bootstraps, "g-sr", topic, NULL);
+  o.retry_timeout_ms = 200;
+  hl_processor proc = {.stage = "test", .ud = "sr.out", .process = slow_then_ok};
+  run r = {0};
+  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, NULL, 0), 0);
+  run_start(&r);
+  cr_assert(wait_done(r.w, 20, 60), "done %llu", (unsigned long long)stats_of(r.w).done);
+  cr_assert_eq(run_stop(&r), 0, "the worker did not stop cleanly");
+  cr_assert_geq(stats_of(r.w).retries, 1);
+  assert_committed_at_end(&m, "g-sr", "sr.in", 1);
+  hl_worker_free(r.w);
+  hl_mock_stop(&m);
+}
+
+/* Holds its input until the worker stops, then gives it back as retriable (as hl-parser's lag guard does). */
+static atomic_int held_calls;
+static hl_proc_result hold_until_stop(void *ud, hl_worker *w, hl_kafka_msg *msg) {
+  (void)ud;
+  (void)msg;
+  atomic_fetch_add(&held_calls, 1);
+  while (!hl_worker_stopping(w)) {
+    struct timespec ts = {0, 10000000};
+    nanosleep(&ts, NULL);
+  }
+  return HL_PROC_RETRY;
+}
+
+/*
+ * Regression: an input a processor gave back because the worker was
+ * stopping counted as a failure past the retry timeout, and a SIGTERM'd
+ * hl-parser exited with status 1 (the faults soak). It is left uncommitted
+ * for the next owner, and the worker stops cleanly.
+ */
+Test(worker, an_input_given_back_at_stop_is_no_failure, .timeout = 90) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "hs.in", 1);
+  hl_test_produce(m.bootstraps, "hs.in", 0, 5, 64, 0);
+  const char *topic[] = {"hs.in"};
+  hl_worker_opts o = wopts(m.bootstraps, "g-hs", topic, NULL);
+  o.retry_timeout_ms = 200;
+  o.batch_max = 1;
+  hl_processor proc = {.stage = "test", .process = hold_until_stop};
+  run r = {0};
+  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, NULL, 0), 0);
+  run_start(&r);
+  double end = hl_test_now() + 60;
+  while (atomic_load(&held_calls) == 0 && hl_test_now() < end) {
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, NULL);
+  }
+  cr_assert_gt(atomic_load(&held_calls), 0, "the input never reached the processor");
+  /* Held well past the retry timeout before the stop. */
+  struct timespec ts = {0, 500000000};
+  nanosleep(&ts, NULL);
+  cr_assert_eq(run_stop(&r), 0, "a stop during processing ended as a failure");
+  cr_assert_eq(stats_of(r.w).done, 0);
+  cr_assert_lt(hl_test_committed(m.bootstraps, "g-hs", "hs.in", 0), 5);
+  hl_worker_free(r.w);
+  hl_mock_stop(&m);
+}
