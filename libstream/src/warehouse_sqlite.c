@@ -1762,7 +1762,8 @@ static int sort_rows(sq *s, hl_wh_batch *b) {
   }
   for (size_t i = 0; i < b->n; i++)
     s->order[i] = &b->recs[i];
-  qsort(s->order, b->n, sizeof *s->order, by_key);
+  if (b->n > 1) /* a batch of job events alone has no rows (and no array to sort) */
+    qsort(s->order, b->n, sizeof *s->order, by_key);
   return 0;
 }
 
