@@ -893,17 +893,15 @@ hl_consumer *hl_consumer_free(hl_consumer *c) {
   if (c->rk) {
     hl_consumer_close(c);
     /*
-     * A consumer whose close was abandoned at its deadline is destroyed
-     * without a second close, which would wait for the group coordinator.
-     */
-    /*
-     * librdkafka 2.0 (Debian bookworm's) aborts in
-     * rd_kafka_sticky_assignor_state_destroy when a cooperative-sticky
-     * consumer that joined its group but was never assigned is destroyed
-     * (librdkafka issue 4312, fixed in 2.3): hl-parser died with status 134
-     * when stopped in the middle of its first rebalance. Such a handle
-     * (closed: it left the group) is parked, not destroyed; it holds no
-     * partitions and no offsets, and the process is about to exit.
+     * Two kinds of handle are parked (kept, never destroyed):
+     * - one whose close was abandoned at its deadline: rd_kafka_destroy
+     *   would close it again and wait for the group coordinator;
+     * - one that subscribed and was never assigned: librdkafka 2.0
+     *   (Debian bookworm's) aborts in rd_kafka_sticky_assignor_state_destroy
+     *   when such a cooperative-sticky consumer is destroyed (librdkafka
+     *   issue 4312, fixed in 2.3; hl-parser died with status 134 when
+     *   stopped in the middle of its first rebalance). It is closed (it
+     *   left the group) and holds no partitions and no offsets.
      */
     if (c->abandoned || (c->subscribed && !atomic_load(&c->assigned_once)))
       park_abandoned(c->rk);

@@ -501,7 +501,7 @@ int hl_worker_new(const hl_worker_opts *opts, const hl_processor *proc, hl_worke
     w->s_inflight_bytes = hl_metric_at(hl_metrics_gauge(
         m, "hl_worker_inflight_bytes", "Bytes of inputs consumed and not yet done.", NULL));
     w->s_paused = hl_metric_at(hl_metrics_gauge(
-        m, "hl_worker_paused", "1 while consumption is paused by the in-flight or the downstream bound.",
+        m, "hl_worker_paused", "1 while consumption is held by the in-flight or the downstream bound.",
         NULL));
     w->s_retries = hl_metric_at(hl_metrics_counter(
         m, "hl_worker_retries_total", "Inputs processed again after a retriable error.", NULL));
