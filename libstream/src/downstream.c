@@ -11,16 +11,20 @@
 #define FAILED_BACKOFF 5
 /* While over the bound, measured this many times as often. */
 #define OVER_DIVISOR 10
+/* The mean message size follows about the last this many messages noted. */
+#define MEAN_WINDOW 20000
 
 struct hl_downstream {
   char *group, *topic;
   int64_t max_lag;
   int64_t max_part_lag; /* 0: derived from max_lag once the partition count is known */
+  int64_t max_part_bytes;
   uint64_t interval_ms;
   int32_t partitions; /* 0 until the topic's metadata was read */
   bool measured, over;
   uint64_t last_ms;
-  int64_t since; /* messages produced since the last measurement (hl_downstream_note) */
+  int64_t since, since_bytes; /* produced since the last measurement (hl_downstream_note) */
+  int64_t mean_n, mean_bytes; /* what the mean size is taken over (halved past 2 * MEAN_WINDOW) */
   int64_t last, last_part;
   hl_series *s_lag, *s_waits;
 };
@@ -28,7 +32,7 @@ struct hl_downstream {
 int hl_downstream_new(const hl_downstream_opts *o, hl_downstream **out) {
   *out = NULL;
   if (!o || !o->group || !*o->group || !o->topic || !*o->topic || o->max_lag < 1 ||
-      o->max_partition_lag < 0)
+      o->max_partition_lag < 0 || o->max_partition_bytes < 0)
     return -EINVAL;
   hl_downstream *d = calloc(1, sizeof *d);
   if (!d)
@@ -41,6 +45,7 @@ int hl_downstream_new(const hl_downstream_opts *o, hl_downstream **out) {
   }
   d->max_lag = o->max_lag;
   d->max_part_lag = o->max_partition_lag;
+  d->max_part_bytes = o->max_partition_bytes > 0 ? o->max_partition_bytes : HL_DOWNSTREAM_PARTITION_BYTES;
   d->interval_ms = o->check_interval_ms > 0 ? (uint64_t)o->check_interval_ms : 1000;
   d->last = d->last_part = -1;
   if (o->metrics) {
@@ -144,9 +149,30 @@ int64_t hl_downstream_lag(hl_downstream *d, rd_kafka_t *rk) {
   return lag;
 }
 
-void hl_downstream_note(hl_downstream *d, int64_t n) {
-  if (n > 0)
-    d->since += n;
+void hl_downstream_note(hl_downstream *d, int64_t n, int64_t bytes) {
+  if (n <= 0)
+    return;
+  bytes = bytes > 0 ? bytes : 0;
+  d->since += n;
+  d->since_bytes += bytes;
+  d->mean_n += n;
+  d->mean_bytes += bytes;
+  if (d->mean_n > 2 * MEAN_WINDOW) {
+    d->mean_n /= 2;
+    d->mean_bytes /= 2;
+  }
+}
+
+int64_t hl_downstream_partition_bound(const hl_downstream *d) {
+  int64_t bound = d->max_part_lag;
+  if (bound == 0)
+    bound = d->partitions > 0 ? d->max_lag / d->partitions : d->max_lag;
+  if (d->mean_n > 0 && d->mean_bytes > 0) {
+    /* max_part_bytes / mean size, rounded down */
+    int64_t by_bytes = (int64_t)((double)d->max_part_bytes * (double)d->mean_n / (double)d->mean_bytes);
+    bound = by_bytes < bound ? by_bytes : bound;
+  }
+  return bound < 1 ? 1 : bound;
 }
 
 bool hl_downstream_over(hl_downstream *d, rd_kafka_t *rk, uint64_t now_ms) {
@@ -168,18 +194,16 @@ bool hl_downstream_over(hl_downstream *d, rd_kafka_t *rk, uint64_t now_ms) {
     uint64_t wait = failed ? d->interval_ms * FAILED_BACKOFF
                     : d->over ? d->interval_ms / OVER_DIVISOR
                               : d->interval_ms;
-    if (now_ms - d->last_ms < wait && (failed || d->since < d->max_lag / 4 + 1))
+    int64_t quarter_bytes = (d->partitions > 0 ? d->partitions : 1) * (d->max_part_bytes / 4);
+    if (now_ms - d->last_ms < wait &&
+        (failed || (d->since < d->max_lag / 4 + 1 && d->since_bytes < quarter_bytes)))
       return d->over;
   }
   d->measured = true;
   d->last_ms = now_ms;
-  d->since = 0;
+  d->since = d->since_bytes = 0;
   int64_t lag = hl_downstream_lag(d, rk);
-  int64_t part_bound = d->max_part_lag;
-  if (part_bound == 0 && d->partitions > 0)
-    part_bound = d->max_lag / d->partitions;
-  if (part_bound < 1)
-    part_bound = 1;
+  int64_t part_bound = hl_downstream_partition_bound(d);
   bool over = lag > d->max_lag || (lag >= 0 && d->partitions > 0 && d->last_part > part_bound);
   if (over && !d->over && d->s_waits)
     hl_series_inc(d->s_waits);

@@ -115,6 +115,7 @@ struct hl_worker {
   uint64_t hold_since; /* when a bound started holding consumption (ns); 0: not holding */
   hl_downstream *down; /* NULL: no downstream bound */
   uint64_t down_noted;  /* inputs consumed when last noted (each input: about one output) */
+  uint64_t consumed_bytes, down_noted_bytes; /* their bytes, as the bound's mean size */
   size_t ndeferred;      /* inputs deferred and not completed */
   bool in_call;          /* inside the processor's process/process_batch */
   rd_kafka_queue_t *cq;  /* the consumer's queue, to wake a waiting poll */
@@ -511,12 +512,14 @@ int hl_worker_new(const hl_worker_opts *opts, const hl_processor *proc, hl_worke
     hl_downstream_opts dopts = {.group = opts->downstream_group,
                                 .topic = opts->downstream_topic,
                                 .max_lag = opts->max_downstream_lag,
+                                .max_partition_bytes = opts->max_downstream_partition_bytes,
                                 .metrics = m,
                                 .lag_metric = "hl_worker_downstream_lag_messages",
                                 .waits_metric = "hl_worker_downstream_waits_total"};
     if ((r = hl_downstream_new(&dopts, &w->down)) < 0) {
       if (err)
-        snprintf(err, errlen, "worker: the downstream bound needs a group, an output topic and a lag >= 1");
+        snprintf(err, errlen, "worker: the downstream bound needs a group, an output topic, a lag >= 1 "
+                              "and partition bytes >= 0");
       goto fail;
     }
   }
@@ -775,6 +778,7 @@ static bool batch_add(hl_worker *w, rd_kafka_message_t *rkm, uint64_t now) {
   p->tail = idx;
   w->inflight++;
   w->inflight_bytes += s->bytes;
+  w->consumed_bytes += s->bytes;
   if (w->inflight > atomic_load_explicit(&w->a_max_inflight, memory_order_relaxed))
     atomic_store_explicit(&w->a_max_inflight, w->inflight, memory_order_relaxed);
   m->priv = s;
@@ -1063,8 +1067,10 @@ int hl_worker_run(hl_worker *w) {
     bool down_over = false;
     if (w->down) {
       uint64_t consumed = atomic_load_explicit(&w->n_consumed, memory_order_relaxed);
-      hl_downstream_note(w->down, (int64_t)(consumed - w->down_noted));
+      hl_downstream_note(w->down, (int64_t)(consumed - w->down_noted),
+                         (int64_t)(w->consumed_bytes - w->down_noted_bytes));
       w->down_noted = consumed;
+      w->down_noted_bytes = w->consumed_bytes;
       down_over = hl_downstream_over(w->down, hl_producer_handle(w->producer), now / 1000000);
     }
     /* A hold lasts until both bounds are clear and the in-flight inputs are back under 3/4. */
@@ -1121,6 +1127,7 @@ int hl_worker_main(const hl_worker_spec *spec) {
   wo.downstream_group = spec->downstream_group;
   wo.downstream_topic = spec->downstream_topic;
   wo.max_downstream_lag = spec->max_downstream_lag;
+  wo.max_downstream_partition_bytes = spec->max_downstream_partition_bytes;
   wo.topics = spec->topics;
   wo.ntopics = spec->ntopics;
   hl_worker *w = NULL;

@@ -147,33 +147,155 @@ Test(downstream, one_partition_far_behind_holds_back_under_the_sum) {
   hl_mock_stop(&m);
 }
 
+/*
+ * Starts a worker copying <name>.in to <name>.out (group <name>-copier)
+ * bounded by the lag of group <name>-reader on <name>.out.
+ */
+static void start_copier(hl_mock *m, const char *name, size_t batch_max, long long max_lag,
+                         hl_metrics **reg, run *r) {
+  static char in[64], out[64], group[64], reader[64];
+  snprintf(in, sizeof in, "%s.in", name);
+  snprintf(out, sizeof out, "%s.out", name);
+  snprintf(group, sizeof group, "%s-copier", name);
+  snprintf(reader, sizeof reader, "%s-reader", name);
+  for (char *c = group; *c; c++)
+    *c = *c == '.' ? '-' : *c;
+  for (char *c = reader; *c; c++)
+    *c = *c == '.' ? '-' : *c;
+  cr_assert_eq(hl_metrics_new(reg), 0);
+  static const char *topic;
+  topic = in;
+  hl_worker_opts o = {0};
+  o.kafka.brokers = m->bootstraps;
+  o.kafka.group = group;
+  o.kafka.props = HL_TEST_KAFKA_PROPS;
+  o.kafka.metrics = *reg;
+  o.topics = &topic;
+  o.ntopics = 1;
+  o.batch_max = batch_max;
+  o.batch_wait_ms = 2;
+  o.drain_timeout_ms = 20000;
+  o.retry_timeout_ms = 20000;
+  o.downstream_group = reader;
+  o.downstream_topic = out;
+  o.max_downstream_lag = max_lag;
+  static hl_processor proc;
+  proc = (hl_processor){.stage = "test", .ud = out, .process = forward};
+  char err[256] = "";
+  cr_assert_eq(hl_worker_new(&o, &proc, &r->w, err, sizeof err), 0, "%s", err);
+  run_start(r);
+}
+
+/* The low watermark of topic/partition: above 0 once the mock dropped its oldest messages. */
+static int64_t begin_of(hl_mock *m, const char *topic, int32_t partition) {
+  char err[256];
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, hl_test_conf(m->bootstraps), err, sizeof err);
+  cr_assert_not_null(rk, "%s", err);
+  int64_t lo = -1, hi = -1;
+  cr_assert_eq(rd_kafka_query_watermark_offsets(rk, topic, partition, &lo, &hi, 10000), 0);
+  rd_kafka_destroy(rk);
+  return lo;
+}
+
+#define BIG (256 * 1024)
+
+/*
+ * The per-partition bound also counts bytes: 12 messages of 256 KiB on one
+ * partition are 3 MiB, over the default 2 MiB, while 12 is far under the
+ * count bound (1000 / 4 = 250). Noting 3 MiB produced also calls for a new
+ * measurement before the interval is up (a quarter of 4 * 2 MiB).
+ */
+Test(downstream, large_messages_hold_back_by_bytes) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "ds.bytes", PARTS);
+  hl_test_produce(m.bootstraps, "ds.bytes", 0, 12, BIG, 0);
+  char err[256];
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, hl_test_conf(m.bootstraps), err, sizeof err);
+  cr_assert_not_null(rk, "%s", err);
+  hl_downstream *d = NULL;
+  hl_downstream_opts o = {.group = "ds-bytes", .topic = "ds.bytes", .max_lag = 1000,
+                          .check_interval_ms = 1000};
+  cr_assert_eq(hl_downstream_new(&o, &d), 0);
+
+  /* Nothing noted yet: no mean size, the count bound alone. */
+  cr_assert_not(hl_downstream_over(d, rk, 10000), "12 behind, under 250");
+  cr_assert_eq(hl_downstream_partition_bound(d), 250);
+
+  hl_downstream_note(d, 12, 12 * (int64_t)(BIG + 8));
+  cr_assert_eq(hl_downstream_partition_bound(d), 7, "2 MiB / ~256 KiB, rounded down");
+  cr_assert(hl_downstream_over(d, rk, 10010), "measured again at once: 12 behind, over 7");
+  cr_assert_eq(hl_downstream_last_partition(d), 12);
+
+  /* Read up to 6: 6 behind, under 7 (measured a tenth of the interval later). */
+  hl_test_commit(m.bootstraps, "ds-bytes", "ds.bytes", 0, 6);
+  cr_assert_not(hl_downstream_over(d, rk, 10200));
+  hl_downstream_free(d);
+
+  /* An explicit byte bound: 4 MiB allows 15. */
+  o.max_partition_bytes = 4 << 20;
+  cr_assert_eq(hl_downstream_new(&o, &d), 0);
+  hl_downstream_note(d, 12, 12 * (int64_t)(BIG + 8));
+  cr_assert_eq(hl_downstream_partition_bound(d), 15);
+  hl_downstream_free(d);
+  o.max_partition_bytes = -1;
+  cr_assert_eq(hl_downstream_new(&o, &d), -EINVAL);
+
+  rd_kafka_destroy(rk);
+  hl_mock_stop(&m);
+}
+
+/*
+ * Regression: the bound counted messages only. A stage copying 256 KiB
+ * resources ran 40 of them (10 MiB) ahead of a reader that was not
+ * reading, under its count bound; the mock keeps 5 MiB a partition and
+ * dropped the oldest, which the reader never saw. Now the worker holds
+ * after about 2 MiB and nothing is dropped; once the reader reads, every
+ * message is copied.
+ */
+Test(downstream, worker_holds_large_messages_before_the_broker_drops_them) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, "ds.big.in", PARTS); /* 2.5 MiB a partition: the input fits the mock */
+  hl_mock_topic(&m, "ds.big.out", 1);
+  hl_metrics *reg = NULL;
+  run r = {0};
+  start_copier(&m, "ds.big", 2, 100000, &reg, &r);
+
+  hl_test_produce(m.bootstraps, "ds.big.in", 0, 40, BIG, -1);
+  double end = hl_test_now() + 30;
+  while (hl_test_now() < end && metric_value(reg, "\nhl_worker_paused ") != 1)
+    sleep_ms(50);
+  cr_assert_eq(metric_value(reg, "\nhl_worker_paused "), 1, "held by the downstream bound");
+  sleep_ms(1500); /* what was in hand when the hold came is copied */
+  int64_t copied = hl_test_end(m.bootstraps, "ds.big.out", 0);
+  cr_assert(copied >= 8 && copied <= 16, "%lld of 40 copied before the hold (2 MiB is 8)",
+            (long long)copied);
+  cr_assert_eq(begin_of(&m, "ds.big.out", 0), 0, "nothing dropped by the broker");
+
+  /* The reader reads (commits at the end again and again): all 40 are copied. */
+  end = hl_test_now() + 60;
+  while (hl_test_now() < end && hl_test_end(m.bootstraps, "ds.big.out", 0) < 40) {
+    hl_test_commit(m.bootstraps, "ds-big-reader", "ds.big.out", 0,
+                   hl_test_end(m.bootstraps, "ds.big.out", 0));
+    sleep_ms(200);
+  }
+  cr_assert_eq(hl_test_end(m.bootstraps, "ds.big.out", 0), 40);
+
+  cr_assert_eq(run_stop(&r), 0);
+  hl_worker_free(r.w);
+  hl_metrics_free(reg);
+  hl_mock_stop(&m);
+}
+
 Test(downstream, worker_pauses_while_the_downstream_group_is_behind) {
   hl_mock m;
   hl_mock_start(&m, 1);
   hl_mock_topic(&m, "ds.in", PARTS);
   hl_mock_topic(&m, "ds.out", PARTS);
   hl_metrics *reg = NULL;
-  cr_assert_eq(hl_metrics_new(&reg), 0);
-  const char *topic = "ds.in";
-  hl_worker_opts o = {0};
-  o.kafka.brokers = m.bootstraps;
-  o.kafka.group = "ds-copier";
-  o.kafka.props = HL_TEST_KAFKA_PROPS;
-  o.kafka.metrics = reg;
-  o.topics = &topic;
-  o.ntopics = 1;
-  o.batch_max = 50;
-  o.batch_wait_ms = 2;
-  o.drain_timeout_ms = 20000;
-  o.retry_timeout_ms = 20000;
-  o.downstream_group = "ds-reader";
-  o.downstream_topic = "ds.out";
-  o.max_downstream_lag = 100;
-  hl_processor proc = {.stage = "test", .ud = "ds.out", .process = forward};
   run r = {0};
-  char err[256] = "";
-  cr_assert_eq(hl_worker_new(&o, &proc, &r.w, err, sizeof err), 0, "%s", err);
-  run_start(&r);
+  start_copier(&m, "ds", 50, 100, &reg, &r);
 
   /*
    * 300 inputs: the worker copies them until a measurement (once a second)

@@ -14,7 +14,9 @@
 #include "hl/log.h"
 #include "hl/s3.h"
 
+/* The downstream bound is consulted every this many resources, or bytes of them (large resources). */
 #define LAG_CHECK_EVERY 5000
+#define LAG_CHECK_BYTES (1 << 20)
 /* Delivery reports are served (and the pending bound checked) every this many messages. */
 #define POLL_EVERY 256
 
@@ -26,7 +28,7 @@ struct hl_parser_worker {
   hl_downstream *down; /* NULL: no downstream bound */
   int max_pending;
   uint64_t since_poll, resources_unreported;
-  uint64_t since_check;
+  uint64_t since_check, bytes_since_check;
   /* The input being processed. */
   hl_kafka_msg *msg;
   char now[64];
@@ -111,6 +113,8 @@ int hl_parser_worker_new(const hl_config *cfg, hl_metrics *reg, hl_parser_worker
     hl_downstream_opts dopts = {.group = down,
                                 .topic = pw->out_topic,
                                 .max_lag = hl_config_int(cfg, "HL_PARSER_MAX_DOWNSTREAM_LAG"),
+                                .max_partition_bytes =
+                                    hl_config_int(cfg, "HL_PARSER_MAX_DOWNSTREAM_PARTITION_BYTES"),
                                 .metrics = reg,
                                 .lag_metric = "hl_parser_downstream_lag_messages",
                                 .waits_metric = "hl_parser_lag_waits_total"};
@@ -154,8 +158,8 @@ static uint64_t mono_ms(void) {
 static int lag_guard(hl_parser_worker *pw) {
   if (!pw->down || !pw->w)
     return 0;
-  hl_downstream_note(pw->down, (int64_t)pw->since_check);
-  pw->since_check = 0;
+  hl_downstream_note(pw->down, (int64_t)pw->since_check, (int64_t)pw->bytes_since_check);
+  pw->since_check = pw->bytes_since_check = 0;
   rd_kafka_t *rk = hl_producer_handle(hl_worker_producer(pw->w));
   if (!hl_downstream_over(pw->down, rk, mono_ms()))
     return 0;
@@ -228,7 +232,8 @@ static void report_resources(hl_parser_worker *pw) {
 
 static int on_resource(void *ud, const hl_landing_event *ev, const hl_split_record *r) {
   hl_parser_worker *pw = ud;
-  if (++pw->since_check >= LAG_CHECK_EVERY) {
+  pw->bytes_since_check += r->len;
+  if (++pw->since_check >= LAG_CHECK_EVERY || pw->bytes_since_check >= LAG_CHECK_BYTES) {
     int g = lag_guard(pw);
     if (g < 0)
       return g;

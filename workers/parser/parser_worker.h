@@ -36,7 +36,11 @@
    "Consumer group whose lag on the output topic bounds the parser; empty disables."},  \
   {"HL_PARSER_MAX_DOWNSTREAM_LAG", HL_CFG_INT, "100000", 1, 1000000000, NULL,           \
    "Most messages the downstream group may be behind on the output topic before the "   \
-   "parser waits."}
+   "parser waits."},                                                                     \
+  {"HL_PARSER_MAX_DOWNSTREAM_PARTITION_BYTES", HL_CFG_SIZE, "2MiB", 1024, 1073741824,   \
+   NULL,                                                                                 \
+   "Most bytes (by the mean resource size) one partition of the output topic may be "   \
+   "behind before the parser waits (hl-devbroker keeps 5 MiB a partition)."}
 
 typedef struct hl_parser_worker hl_parser_worker;
 

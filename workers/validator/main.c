@@ -51,7 +51,9 @@ int main(int argc, char **argv) {
                        .proc = &proc,
                        .downstream_group = hl_config_str(cfg, "HL_VALIDATOR_DOWNSTREAM_GROUP"),
                        .downstream_topic = hl_config_str(cfg, "HL_VALIDATOR_OUTPUT_TOPIC"),
-                       .max_downstream_lag = hl_config_int(cfg, "HL_VALIDATOR_MAX_DOWNSTREAM_LAG")};
+                       .max_downstream_lag = hl_config_int(cfg, "HL_VALIDATOR_MAX_DOWNSTREAM_LAG"),
+                       .max_downstream_partition_bytes =
+                           hl_config_int(cfg, "HL_VALIDATOR_MAX_DOWNSTREAM_PARTITION_BYTES")};
   status = hl_worker_main(&ws);
 done:
   vw = hl_validator_worker_free(vw);

@@ -34,7 +34,11 @@
    "pauses above HL_VALIDATOR_MAX_DOWNSTREAM_LAG); empty disables."},                    \
   {"HL_VALIDATOR_MAX_DOWNSTREAM_LAG", HL_CFG_INT, "100000", 1, 1000000000, NULL,        \
    "Most messages the downstream group may be behind on the output topic before the "   \
-   "validator pauses."}
+   "validator pauses."},                                                                 \
+  {"HL_VALIDATOR_MAX_DOWNSTREAM_PARTITION_BYTES", HL_CFG_SIZE, "2MiB", 1024,            \
+   1073741824, NULL,                                                                     \
+   "Most bytes (by the mean resource size) one partition of the output topic may be "   \
+   "behind before the validator pauses (hl-devbroker keeps 5 MiB a partition)."}
 
 typedef struct hl_validator_worker hl_validator_worker;
 

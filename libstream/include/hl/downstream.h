@@ -23,6 +23,13 @@
  * The stage therefore also holds back while any one partition is more than
  * max_partition_lag behind (by default its share of the bound:
  * max_lag / partitions).
+ *
+ * The mock's limit is in bytes, the bound in messages: at ~1 KB per
+ * resource 1,562 messages a partition are ~1.5 MiB, but at 256 KiB they
+ * would be 390 MiB. The messages noted as produced (hl_downstream_note)
+ * give a mean size, and the per-partition bound is also at most
+ * max_partition_bytes / that mean (2 MiB by default): large resources
+ * hold the stage back after fewer messages.
  */
 #ifndef HL_DOWNSTREAM_H
 #define HL_DOWNSTREAM_H
@@ -35,11 +42,16 @@
 
 typedef struct hl_downstream hl_downstream;
 
+/* The default byte bound of one partition: well under the mock's 5 MiB. */
+#define HL_DOWNSTREAM_PARTITION_BYTES (2 * 1024 * 1024)
+
 typedef struct hl_downstream_opts {
   const char *group;       /* the downstream consumer group; required */
   const char *topic;       /* the topic it consumes and this process produces to; required */
   int64_t max_lag;         /* most messages it may be behind; >= 1 */
   int64_t max_partition_lag; /* most on any one partition; 0: max_lag / partitions (at least 1) */
+  /* Most bytes on any one partition, by the mean size noted; 0: HL_DOWNSTREAM_PARTITION_BYTES. */
+  int64_t max_partition_bytes;
   int check_interval_ms;   /* how often hl_downstream_over measures again; 0: 1000 */
   hl_metrics *metrics;     /* may be NULL */
   const char *lag_metric;  /* gauge of the last measured lag; NULL: hl_downstream_lag_messages */
@@ -53,15 +65,23 @@ hl_downstream *hl_downstream_free(hl_downstream *d);
 /* Measures the lag now through rk (any client of the cluster); -1 when it cannot be known. */
 int64_t hl_downstream_lag(hl_downstream *d, rd_kafka_t *rk);
 
-/* Counts n messages produced to the topic (they make the next measurement come sooner). */
-void hl_downstream_note(hl_downstream *d, int64_t n);
+/*
+ * Counts n messages of bytes bytes in all produced to the topic: they make
+ * the next measurement come sooner, and their mean size (over the last
+ * tens of thousands of messages) sets the byte bound of a partition.
+ */
+void hl_downstream_note(hl_downstream *d, int64_t n, int64_t bytes);
+
+/* The per-partition bound in messages now in force (its share of max_lag, or fewer by bytes). */
+int64_t hl_downstream_partition_bound(const hl_downstream *d);
 
 /*
  * Whether the producer should hold back: the last measured lag is over the
- * bound, or one partition's is over max_partition_lag. Measures again when check_interval_ms passed since the last
- * measurement (now_ms: any monotonic clock in ms) or a quarter of the bound
- * was noted as produced since, so a fast producer overshoots the bound by
- * at most about a quarter. An unknown lag never holds back (the broker may
+ * bound, or one partition's is over hl_downstream_partition_bound. Measures
+ * again when check_interval_ms passed since the last measurement (now_ms:
+ * any monotonic clock in ms), or a quarter of the bound, or a quarter of
+ * partitions * max_partition_bytes, was noted as produced since, so a
+ * fast producer overshoots the bound by at most about a quarter. An unknown lag never holds back (the broker may
  * simply be starting); after a failed measurement, which blocks for up to
  * a few seconds, the next waits five intervals. While over the bound the
  * next measurement comes after a tenth of check_interval_ms, so the stage

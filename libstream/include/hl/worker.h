@@ -122,12 +122,15 @@ typedef struct hl_worker_opts {
   /*
    * The downstream bound (hl/downstream.h): while downstream_group is more
    * than max_downstream_lag messages behind on downstream_topic (the
-   * worker's output), consumption pauses as under the in-flight bound.
-   * NULL or "" group: no bound.
+   * worker's output), or one partition more than its share or than
+   * max_downstream_partition_bytes (0: 2 MiB) by the inputs' mean size,
+   * consumption is held as under the in-flight bound. NULL or "" group:
+   * no bound.
    */
   const char *downstream_group;
   const char *downstream_topic;
   long long max_downstream_lag;
+  long long max_downstream_partition_bytes;
 } hl_worker_opts;
 
 /* Fills opts from HL_CONFIG_KAFKA_VARS and HL_CONFIG_WORKER_VARS (topics stay empty). */
@@ -203,6 +206,7 @@ typedef struct hl_worker_spec {
   const char *downstream_group;
   const char *downstream_topic;
   long long max_downstream_lag;
+  long long max_downstream_partition_bytes;
 } hl_worker_spec;
 
 /*
