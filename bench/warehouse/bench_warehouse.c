@@ -238,6 +238,7 @@ static int wh_commit(const char *path, size_t per_txn, double *secs, double *cpu
 }
 
 int main(int argc, char **argv) {
+  hl_wh_tune_process(); /* as hl-loader: the commit figures are the loader's */
   int raw_only = argc > 1 && !strcmp(argv[1], "--raw-only");
   int wh_only = argc > 1 && !strcmp(argv[1], "--wh-only");
   if (raw_only || wh_only) {

@@ -537,6 +537,11 @@ static void sq_close(void *state) {
   free(s);
 }
 
+void hl_wh_tune_process(void) {
+  /* SQLITE_MISUSE once SQLite is initialized: then it stays as it is. */
+  (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 /* ---- The background checkpointer ------------------------------------------------- */
 
 static void *ckpt_main(void *arg) {

@@ -447,6 +447,30 @@ Test(warehouse, replaying_a_batch_changes_nothing) {
  * that index inserts follow the input files. Of two rows with one key in a
  * batch (a message and its replay) the first added is the one kept.
  */
+/*
+ * hl_wh_tune_process (hl-loader calls it first in main) turns SQLite's
+ * global memory statistics off: with them on (Debian's default) every
+ * allocation of every connection takes a global mutex and updates counters.
+ * Off, SQLite counts nothing: sqlite3_memory_used() stays 0 through a
+ * commit. (Criterion runs each test in its own process, so SQLite is not
+ * initialized before this test's first call.)
+ */
+Test(warehouse, a_tuned_process_keeps_no_sqlite_memory_statistics) {
+  hl_wh_tune_process();
+  hl_wh_tune_process(); /* again, once SQLite may be in use: changes nothing */
+  mkdb();
+  hl_wh *wh = open_wh(0, 0, 0);
+  hl_wh_batch *b;
+  cr_assert_eq(hl_wh_batch_new(0, 0, &b), 0);
+  cr_assert_eq(add(b, "org-a", "Patient", "p1", patient(0, "p1", "1", "2024-01-01T00:00:00Z", "Smith"), 1), 0);
+  hl_wh_result res;
+  cr_assert_eq(hl_wh_batch_commit(wh, b, &res), 0);
+  cr_assert_eq(res.applied, 1);
+  cr_assert_eq(sqlite3_memory_used(), 0, "no memory statistics kept");
+  hl_wh_batch_free(b);
+  hl_wh_free(wh);
+}
+
 Test(warehouse, a_batch_is_written_in_input_line_order) {
   mkdb();
   hl_wh *wh = open_wh(0, 0, 0);
