@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "hl/buf.h"
 #include "hl/error.h"
@@ -183,6 +184,7 @@ static void admin_observe(const hl_http_req *req, int status, double seconds, vo
 
 static void *admin_thread(void *arg) {
   hl_admin *a = arg;
+  prctl(PR_SET_NAME, "hl-admin");
   uv_run(&a->loop, UV_RUN_DEFAULT);
   return NULL;
 }

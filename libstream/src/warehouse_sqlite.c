@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "embedded.h"
@@ -546,6 +547,7 @@ void hl_wh_tune_process(void) {
 
 static void *ckpt_main(void *arg) {
   sq *s = arg;
+  prctl(PR_SET_NAME, "hl-wh-ckpt");
   ckpt *c = &s->ck;
   pthread_mutex_lock(&c->mu);
   for (;;) {

@@ -59,6 +59,12 @@ start_loader 1
 wait_for 60 raw_is "$N" || fail "the first $N records are loaded (RAW holds $(raw_count))"
 wait_for 60 worker_caught_up "127.0.0.1:$PORT" hl.fhir.valid || fail "their offsets are committed"
 ok "hl-loader loaded $N records and committed their offsets"
+# Its threads carry names (top -H, /proc/<pid>/task/*/comm): the warehouse writer and the admin server.
+threads=$(cat /proc/"$LD_PID"/task/*/comm 2>/dev/null | sort -u | tr '\n' ' ')
+for t in hl-wh-writer hl-admin; do
+  [[ " $threads" == *" $t "* ]] || fail "a thread named $t (threads: $threads)"
+done
+ok "threads named: $threads"
 
 hold_lock
 produce $((N + 1)) "$N"

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -156,6 +157,7 @@ static void commit_batch(hl_loader_worker *lw, lbatch *lb) {
 
 static void *writer_main(void *arg) {
   hl_loader_worker *lw = arg;
+  prctl(PR_SET_NAME, "hl-wh-writer"); /* its own line in top -H and /proc/<pid>/task */
   pthread_mutex_lock(&lw->mu);
   for (;;) {
     while (!lw->quit && (!lw->inflight || lw->inflight_done))
