@@ -169,7 +169,8 @@ int64_t hl_downstream_partition_bound(const hl_downstream *d) {
     bound = d->partitions > 0 ? d->max_lag / d->partitions : d->max_lag;
   if (d->mean_n > 0 && d->mean_bytes > 0) {
     /* max_part_bytes / mean size, rounded down */
-    int64_t by_bytes = (int64_t)((double)d->max_part_bytes * (double)d->mean_n / (double)d->mean_bytes);
+    double mean = (double)d->mean_bytes / (double)d->mean_n;
+    int64_t by_bytes = (int64_t)((double)d->max_part_bytes / mean);
     bound = by_bytes < bound ? by_bytes : bound;
   }
   return bound < 1 ? 1 : bound;

@@ -81,12 +81,13 @@ int64_t hl_downstream_partition_bound(const hl_downstream *d);
  * again when check_interval_ms passed since the last measurement (now_ms:
  * any monotonic clock in ms), or a quarter of the bound, or a quarter of
  * partitions * max_partition_bytes, was noted as produced since, so a
- * fast producer overshoots the bound by at most about a quarter. An unknown lag never holds back (the broker may
- * simply be starting); after a failed measurement, which blocks for up to
- * a few seconds, the next waits five intervals. While over the bound the
- * next measurement comes after a tenth of check_interval_ms, so the stage
- * goes on soon after its consumer caught up. Counts each change from under
- * to over the bound in the waits counter.
+ * fast producer overshoots the bound by at most about a quarter. An
+ * unknown lag never holds back (the broker may simply be starting); after
+ * a failed measurement, which blocks for up to a few seconds, the next
+ * waits five intervals. While over the bound the next measurement comes
+ * after a tenth of check_interval_ms, so the stage goes on soon after its
+ * consumer caught up. Counts each change from under to over the bound in
+ * the waits counter.
  */
 bool hl_downstream_over(hl_downstream *d, rd_kafka_t *rk, uint64_t now_ms);
 
