@@ -16,6 +16,7 @@
 #include "hl/config.h"
 #include "hl/error.h"
 #include "hl/http.h"
+#include "hl/kafka.h"
 #include "hl/log.h"
 #include "hl/metrics.h"
 #include "hl/topics.h"
@@ -86,6 +87,7 @@ static int write_addr_file(const char *path, const char *text) {
 }
 
 int main(int argc, char **argv) {
+  hl_kafka_tune_malloc(); /* the mock cluster's message sets: megabytes, allocated and freed all the time */
   hl_config *cfg = hl_config_main(&spec, argc, argv);
   hl_log_configure("hl-devbroker", cfg);
   const char *addr_file = hl_config_str(cfg, "HL_DEVBROKER_ADDR_FILE");

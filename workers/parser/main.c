@@ -26,6 +26,7 @@ static const hl_config_spec spec = {
 static void attach(void *ud, hl_worker *w) { hl_parser_worker_attach(ud, w); }
 
 int main(int argc, char **argv) {
+  hl_kafka_tune_malloc(); /* before librdkafka allocates its first buffer */
   hl_config *cfg = hl_config_main(&spec, argc, argv);
   hl_log_configure(spec.binary, cfg);
   hl_metrics *reg = NULL;
