@@ -72,7 +72,17 @@ ok "the ingested patient went through the pipeline and is served by the API"
 # Ctrl-C: SIGINT to the demo's process group, as a terminal sends it.
 kill -INT -- "-$DEMO_PID"
 group_gone() { ! kill -0 -- "-$DEMO_PID" 2>/dev/null; }
-wait_for 120 group_gone || fail "Ctrl-C stops the demo and every process it started"
+# What is still running, and how each process's log ends, when the group does not go.
+left_behind() {
+  local pids
+  pids=$(pgrep -g "$DEMO_PID" | paste -sd, -)
+  [ -z "$pids" ] || ps -o pid=,etimes=,stat=,args= -p "$pids" | cut -c1-160 | sed 's/^/# left: /'
+  for f in "$TMP"/demo/logs/*.log; do
+    echo "# --- $(basename "$f")"
+    tail -n 4 "$f" | cut -c1-300 | sed 's/^/#   /'
+  done
+}
+wait_for 120 group_gone || { left_behind; fail "Ctrl-C stops the demo and every process it started"; }
 wait "$DEMO_PID" 2>/dev/null
 forget_pid "$DEMO_PID"
 ok "Ctrl-C stops the demo and every process it started"
