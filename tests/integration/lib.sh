@@ -193,6 +193,31 @@ topic_has() { # topic n
   [ -n "$m" ] && [ "$m" -ge "$2" ]
 }
 
+# For a producer that has started waiting on its downstream group: HELD is
+# the number of messages on topic, which must lie in [min, max] and stay the
+# same 2 s later (nothing more comes out while the group is behind).
+holds_between() { # topic min max what
+  sleep 2
+  HELD=$(topic_messages "$1")
+  [ "$HELD" -ge "$2" ] && [ "$HELD" -le "$3" ] || fail "$4: $HELD messages out (expected $2..$3)"
+  sleep 2
+  [ "$(topic_messages "$1")" = "$HELD" ] || fail "nothing more comes out while the group is behind"
+}
+
+# Reads topic from the beginning as group (committing every 200 ms) until the
+# topic holds n messages, then stops the reader.
+read_until() { # group topic n
+  local reader
+  kcat -b "$BOOTSTRAP" -G "$1" -X auto.commit.interval.ms=200 -o beginning -q "$2" \
+    >/dev/null 2>>"$TMP/kcat.err" &
+  reader=$!
+  PIDS+=("$reader")
+  wait_for 120 topic_has "$2" "$3" || fail "all $3 messages come out once $1 reads"
+  kill -TERM "$reader"
+  wait "$reader" 2>/dev/null
+  forget_pid "$reader"
+}
+
 http_status() { # method url [body]
   curl -s -o /dev/null -w '%{http_code}' -X "$1" ${3:+-d "$3"} "$2"
 }

@@ -27,24 +27,12 @@ wait_for 60 admin_ready "$A" || fail "hl-parser becomes ready"
 announce_patients ds first $N
 waits() { [ "$(metric "$A" hl_parser_lag_waits_total)" -ge "${1:-1}" ] 2>/dev/null; }
 wait_for 60 waits || fail "the parser waits for the downstream group"
-sleep 2
-held=$(topic_messages hl.fhir.raw)
-[ "$held" -ge $BOUND ] && [ "$held" -le $((BOUND + 5000 + BOUND / 4)) ] ||
-  fail "it holds back near the bound: $held messages out (bound $BOUND)"
-sleep 2
-[ "$(topic_messages hl.fhir.raw)" = "$held" ] || fail "nothing more comes out while the group is behind"
-ok "no reader: the parser waits with $held of $N resources out (bound $BOUND)"
+holds_between hl.fhir.raw $BOUND $((BOUND + 5000 + BOUND / 4)) "it holds back near the bound $BOUND"
+ok "no reader: the parser waits with $HELD of $N resources out (bound $BOUND)"
 
 # 2. The group reads (and commits): the parser goes on to the end of the object.
-kcat -b "$BOOTSTRAP" -G it-slow -X auto.commit.interval.ms=200 -o beginning -q hl.fhir.raw \
-  >/dev/null 2>>"$TMP/kcat.err" &
-READER=$!
-PIDS+=("$READER")
-wait_for 120 topic_has hl.fhir.raw $N || fail "all $N resources come out once the group reads"
+read_until it-slow hl.fhir.raw $N
 ok "the group reads: all $N resources out, $(metric "$A" hl_parser_lag_waits_total) wait(s)"
-kill -TERM "$READER"
-wait "$READER" 2>/dev/null
-forget_pid "$READER"
 
 # 3. A second object while nobody reads, then SIGTERM during the wait: a prompt, clean stop.
 before=$(metric "$A" hl_parser_lag_waits_total)

@@ -36,23 +36,11 @@ printf 'landing/org=big/big.ndjson\t{"uri":"file://%s","bucket":"landing","key":
 
 waits() { [ "$(metric "$A" hl_parser_lag_waits_total)" -ge 1 ] 2>/dev/null; }
 wait_for 60 waits || fail "the parser waits for the downstream group (by bytes: $(topic_messages hl.fhir.raw) of $N out)"
-sleep 2
-held=$(topic_messages hl.fhir.raw)
-[ "$held" -ge 8 ] && [ "$held" -le 1500 ] ||
-  fail "it holds back by bytes: $held of $N resources out (8 a partition, 64 partitions)"
-sleep 2
-[ "$(topic_messages hl.fhir.raw)" = "$held" ] || fail "nothing more comes out while the group is behind"
-ok "no reader: the parser waits with $held of $N resources of ~8 KB out (message bound 100,000)"
+holds_between hl.fhir.raw 8 1500 "it holds back by bytes (8 a partition, 64 partitions)"
+ok "no reader: the parser waits with $HELD of $N resources of ~8 KB out (message bound 100,000)"
 
-kcat -b "$BOOTSTRAP" -G it-big -X auto.commit.interval.ms=200 -o beginning -q hl.fhir.raw \
-  >/dev/null 2>>"$TMP/kcat.err" &
-READER=$!
-PIDS+=("$READER")
-wait_for 120 topic_has hl.fhir.raw $N || fail "all $N resources come out once the group reads"
+read_until it-big hl.fhir.raw $N
 ok "the group reads: all $N resources out, $(metric "$A" hl_parser_lag_waits_total) wait(s)"
-kill -TERM "$READER"
-wait "$READER" 2>/dev/null
-forget_pid "$READER"
 ! grep -q '"level":"error"' "$TMP/parser.err" || fail "no error logged: $(grep '"level":"error"' "$TMP/parser.err" | head -2)"
 ok "no error logged"
 done_testing
