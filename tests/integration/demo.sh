@@ -69,13 +69,19 @@ job=$(curl -sf "${auth[@]}" "$loc")
 wait_for 30 patient_served || fail "the ingested patient is served"
 ok "the ingested patient went through the pipeline and is served by the API"
 
-# Ctrl-C: SIGINT to the demo's process group, as a terminal sends it.
+# Ctrl-C: SIGINT to the demo's process group, as a terminal sends it. The
+# broker runs in a session of its own (the workers drain while it is still
+# there), so the demo stops it: it is gone with the group.
+BROKER_PID=$(sed -n 's/.*hl-devbroker: pid \([0-9][0-9]*\)$/\1/p' "$DEMO_OUT")
+check "the demo names the broker's pid" [ -n "$BROKER_PID" ]
+check "the broker is not in the demo's process group (Ctrl-C does not reach it)" \
+  [ "$(ps -o pgid= -p "$BROKER_PID" | tr -d ' ')" != "$DEMO_PID" ]
 kill -INT -- "-$DEMO_PID"
-group_gone() { ! kill -0 -- "-$DEMO_PID" 2>/dev/null; }
+group_gone() { ! kill -0 -- "-$DEMO_PID" 2>/dev/null && ! kill -0 "$BROKER_PID" 2>/dev/null; }
 # What is still running, and how each process's log ends, when the group does not go.
 left_behind() {
   local pids
-  pids=$(pgrep -g "$DEMO_PID" | paste -sd, -)
+  pids=$( (pgrep -g "$DEMO_PID"; kill -0 "$BROKER_PID" 2>/dev/null && echo "$BROKER_PID") | paste -sd, -)
   [ -z "$pids" ] || ps -o pid=,etimes=,stat=,args= -p "$pids" | cut -c1-160 | sed 's/^/# left: /'
   for f in "$TMP"/demo/logs/*.log; do
     echo "# --- $(basename "$f")"
@@ -86,6 +92,11 @@ wait_for 120 group_gone || { left_behind; fail "Ctrl-C stops the demo and every 
 wait "$DEMO_PID" 2>/dev/null
 forget_pid "$DEMO_PID"
 ok "Ctrl-C stops the demo and every process it started"
+# Cleanly: with the broker still there, every worker commits and leaves its group.
+unclean=$(grep -l -e 'final offset commit failed' -e 'close deadline passed' -e 'drain deadline passed' \
+  "$TMP"/demo/logs/*.log)
+[ -z "$unclean" ] || { grep -h -e 'final offset commit' -e 'deadline passed' $unclean | sed 's/^/# /'; fail "after Ctrl-C no worker gives up its final commit or leaving the group ($unclean)"; }
+ok "after Ctrl-C every worker commits and leaves its group before the broker stops"
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$API/readyz")
 check "the gateway no longer answers" [ "$code" = 000 ]
 done_testing
