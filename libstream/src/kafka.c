@@ -1158,4 +1158,5 @@ long hl_consumer_rebalances(hl_consumer *c) { return atomic_load(&c->n_rebalance
 void hl_kafka_tune_malloc(void) {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_MXFAST, 0);
 }

@@ -1,4 +1,5 @@
 #include <jansson.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,34 @@ Test(kafka, props_parse_escapes_and_errors) {
   cr_assert_eq(hl_kafka_opts_check(&o, err, sizeof err), 0, "%s", err);
   o.brokers = "";
   cr_assert_eq(hl_kafka_opts_check(&o, err, sizeof err), HL_ECONFIG);
+}
+
+/*
+ * After hl_kafka_tune_malloc no freed small chunk waits in a fastbin (where
+ * the next allocation of ~1 KiB would consolidate them all): more small
+ * chunks than the thread cache holds are freed, and none is left as a free
+ * fastbin block. glibc's defaults leave them there (checked by removing the
+ * M_MXFAST call). Each criterion test runs in a process of its own, so the
+ * setting stays in this one.
+ */
+Test(kafka, tuned_malloc_keeps_no_fastbin_chunks) {
+  hl_kafka_tune_malloc();
+  enum { N = 200 };
+  void *p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = malloc(40 + (i % 3) * 16); /* three small sizes, each past the thread cache's 7 */
+    cr_assert_not_null(p[i]);
+  }
+  for (int i = 0; i < N; i++)
+    free(p[i]);
+  struct mallinfo2 mi = mallinfo2();
+  cr_assert_eq(mi.smblks, 0, "%zu free fastbin blocks (%zu bytes)", mi.smblks, mi.fsmblks);
+  /* The mmap threshold: a 1 MiB block comes from the heap, not a mapping. */
+  size_t mapped = mallinfo2().hblkhd;
+  void *big = malloc(1 << 20);
+  cr_assert_not_null(big);
+  cr_assert_eq(mallinfo2().hblkhd, mapped);
+  free(big);
 }
 
 Test(kafka, error_classes) {
