@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "hl/buf.h"
+#include "schema_int.h"
 #include "validator_test.h"
 
 HL_TEST_SUITE(validator_validate);
@@ -325,4 +326,30 @@ Test(validator_validate, fuzz_corpus_replay, .init = setup, .fini = teardown) {
   cr_expect_gt(files, 10);
   hl_buf_free(&oo);
   hl_buf_free(&in);
+}
+
+/*
+ * Property lookup (hl__fschema_prop compares names a word at a time): every
+ * property of every definition of the official schema is found under its
+ * own definition, and a copy with any one byte changed is not (unless the
+ * change happens to spell another property of that definition).
+ */
+Test(validator_validate, every_property_is_found_and_no_near_miss, .init = setup, .fini = teardown) {
+  char buf[256];
+  size_t checked = 0;
+  for (uint32_t i = 0; i < fs->nprops; i++) {
+    const hl__fprop *p = &fs->props[i];
+    cr_assert_lt(p->len, sizeof buf);
+    memcpy(buf, p->name, p->len);
+    cr_assert_eq(hl__fschema_prop(fs, p->def, buf, p->len), p, "%.*s", (int)p->len, p->name);
+    for (uint32_t k = 0; k < p->len; k++) {
+      buf[k] ^= 0x20;
+      const hl__fprop *q = hl__fschema_prop(fs, p->def, buf, p->len);
+      cr_assert(q == NULL || (q != p && q->len == p->len && memcmp(q->name, buf, p->len) == 0),
+                "%.*s with byte %u changed", (int)p->len, p->name, k);
+      buf[k] ^= 0x20;
+      checked++;
+    }
+  }
+  cr_assert_gt(checked, 10000);
 }
