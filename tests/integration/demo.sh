@@ -74,6 +74,7 @@ ok "the ingested patient went through the pipeline and is served by the API"
 # there), so the demo stops it: it is gone with the group.
 BROKER_PID=$(sed -n 's/.*hl-devbroker: pid \([0-9][0-9]*\)$/\1/p' "$DEMO_OUT")
 check "the demo names the broker's pid" [ -n "$BROKER_PID" ]
+PIDS=("$BROKER_PID" "${PIDS[@]}") # should the demo not stop it, cleanup does (last)
 check "the broker is not in the demo's process group (Ctrl-C does not reach it)" \
   [ "$(ps -o pgid= -p "$BROKER_PID" | tr -d ' ')" != "$DEMO_PID" ]
 kill -INT -- "-$DEMO_PID"
@@ -91,6 +92,7 @@ left_behind() {
 wait_for 120 group_gone || { left_behind; fail "Ctrl-C stops the demo and every process it started"; }
 wait "$DEMO_PID" 2>/dev/null
 forget_pid "$DEMO_PID"
+forget_pid "$BROKER_PID"
 ok "Ctrl-C stops the demo and every process it started"
 # Cleanly: with the broker still there, every worker commits and leaves its group.
 unclean=$(grep -l -e 'final offset commit failed' -e 'close deadline passed' -e 'drain deadline passed' \
