@@ -256,6 +256,19 @@ worker_caught_up() { # admin topic
   [ -n "$lag" ] && [ "$lag" = 0 ]
 }
 
+# As worker_caught_up, for a worker that is its group's only member: every
+# partition of the topic (topics.json) must report a lag, and all of them
+# zero. A restarted worker reports no lag for a partition whose replayed
+# records it is still processing (nothing stored yet) while its idle
+# partitions already report 0, so the sum alone can read 0 too early.
+worker_caught_up_all() { # admin topic
+  local want got
+  want=$(jq -r --arg t "$2" '.topics[] | select(.name == $t) | .partitions' "$TOPICS_FILE")
+  got=$(curl -sf "http://$1/metrics" |
+    awk -v t="topic=\"$2\"" '/^hl_consumer_lag_messages\{/ && index($0, t) { s += $2; n++ } END { print n + 0, s + 0 }')
+  [ -n "$want" ] && [ "$got" = "$want 0" ]
+}
+
 # Waits until a topic holds every key key-000001..key-<n> (duplicates
 # allowed), consuming it once a second; fails after timeout_s. The end state
 # itself is the condition, so no worker metric has to be trusted.
