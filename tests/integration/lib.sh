@@ -242,31 +242,31 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# "<partitions> <lag>" of a worker's group on a topic: how many partitions its
+# admin server reports a lag for, and their sum ("0 0" while it reports none).
+lag_series() { # admin topic
+  curl -sf "http://$1/metrics" |
+    awk -v t="topic=\"$2\"" '/^hl_consumer_lag_messages\{/ && index($0, t) { s += $2; n++ } END { print n + 0, s + 0 }'
+}
+
 # Consumer lag of a worker's group on a topic, summed over the partitions its
 # admin server reports, or empty while it reports none.
 worker_lag() { # admin topic
-  curl -sf "http://$1/metrics" |
-    awk -v t="topic=\"$2\"" '/^hl_consumer_lag_messages\{/ && index($0, t) { s += $2; n++ } END { if (n) print s }'
+  local r
+  r=$(lag_series "$1" "$2")
+  [ "${r%% *}" = 0 ] || echo "${r#* }"
 }
 
-# Succeeds when a worker's lag on a topic is known and zero.
+# Succeeds when a worker that is its group's only member reports a lag for
+# every partition of the topic (topics.json), and all of them zero. A
+# restarted worker reports no lag for a partition whose replayed records it
+# is still processing (nothing stored yet) while its idle partitions already
+# report 0, so the sum alone could read 0 too early (loader_snowflake_kill
+# once stopped its last run there, before the replay that recounts the job).
 worker_caught_up() { # admin topic
-  local lag
-  lag=$(worker_lag "$1" "$2")
-  [ -n "$lag" ] && [ "$lag" = 0 ]
-}
-
-# As worker_caught_up, for a worker that is its group's only member: every
-# partition of the topic (topics.json) must report a lag, and all of them
-# zero. A restarted worker reports no lag for a partition whose replayed
-# records it is still processing (nothing stored yet) while its idle
-# partitions already report 0, so the sum alone can read 0 too early.
-worker_caught_up_all() { # admin topic
-  local want got
+  local want
   want=$(jq -r --arg t "$2" '.topics[] | select(.name == $t) | .partitions' "$TOPICS_FILE")
-  got=$(curl -sf "http://$1/metrics" |
-    awk -v t="topic=\"$2\"" '/^hl_consumer_lag_messages\{/ && index($0, t) { s += $2; n++ } END { print n + 0, s + 0 }')
-  [ -n "$want" ] && [ "$got" = "$want 0" ]
+  [ -n "$want" ] && [ "$(lag_series "$1" "$2")" = "$want 0" ]
 }
 
 # Waits until a topic holds every key key-000001..key-<n> (duplicates
