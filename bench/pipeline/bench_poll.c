@@ -67,6 +67,8 @@ static size_t on_data(char *data, size_t size, size_t n, void *ud) {
 /* GET /metrics of a stage into b (NUL-terminated); 0, or -1 unless it answered 200. */
 static int fetch(stage *s, body *b) {
   b->len = 0;
+  if (b->p)
+    b->p[0] = 0; /* an empty answer must not read as the previous stage's */
   long status = 0;
   if (curl_easy_perform(s->curl) != CURLE_OK ||
       curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status != 200 ||
