@@ -272,6 +272,118 @@ Test(kafka, roundtrip_tickets_headers_and_new_group_from_earliest, .timeout = 90
   hl_mock_stop(&m);
 }
 
+/* Bytes a plain consumer received from the brokers, from its statistics. */
+typedef struct wire {
+  long long rx;
+  int stats;
+} wire;
+
+static int wire_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+  (void)rk;
+  wire *w = opaque;
+  json_t *j = json_loadb(json, len, 0, NULL);
+  cr_assert_not_null(j);
+  long long rx = 0;
+  const char *name;
+  json_t *b;
+  json_object_foreach(json_object_get(j, "brokers"), name, b) rx += json_integer_value(json_object_get(b, "rxbytes"));
+  json_decref(j);
+  w->rx = rx;
+  w->stats++;
+  return 0;
+}
+
+/*
+ * Produces n values of vlen bytes of FHIR-like JSON through hl_producer with
+ * props, reads them back with a plain consumer, checks every value arrived
+ * unchanged, and returns the bytes that consumer received from the broker.
+ */
+static long long produce_and_measure(const char *props, const char *topic, int n, size_t vlen) {
+  hl_mock m;
+  hl_mock_start(&m, 1);
+  hl_mock_topic(&m, topic, 1);
+  hl_kafka_opts o = {.brokers = m.bootstraps, .group = "g-z", .props = props};
+  char err[256] = "";
+  hl_producer *p = NULL;
+  cr_assert_eq(hl_producer_new(&o, on_done, NULL, &p, err, sizeof err), 0, "%s", err);
+  char v[32];
+  size_t vn = sizeof v;
+  cr_assert_eq(rd_kafka_conf_get(rd_kafka_conf(hl_producer_handle(p)), "compression.type", v, &vn),
+               RD_KAFKA_CONF_OK);
+  cr_assert_str_eq(v, props ? "none" : "lz4");
+  char *val = malloc(vlen + 1);
+  cr_assert_not_null(val);
+  hl_kafka_ticket t = {.pending = 1};
+  for (int i = 0; i < n; i++) {
+    size_t l = 0;
+    while (l < vlen) {
+      int w = snprintf(val + l, vlen + 1 - l,
+                       "{\"resourceType\":\"Observation\",\"id\":\"%08d-%06zu\",\"status\":\"final\"},", i, l);
+      l += (size_t)w < vlen + 1 - l ? (size_t)w : vlen - l;
+    }
+    hl_kafka_out out = {.topic = topic, .key = "k", .key_len = 1, .value = val, .len = vlen};
+    cr_assert_eq(hl_producer_send(p, &out, &t, 5000), 0);
+  }
+  cr_assert_eq(hl_producer_flush(p, 30000), 0);
+  hl_kafka_ticket_release(p, &t);
+  cr_assert_eq(t.err, 0);
+  hl_producer_free(p);
+
+  wire w = {0};
+  rd_kafka_conf_t *conf = hl_test_conf(m.bootstraps);
+  cr_assert_eq(rd_kafka_conf_set(conf, "group.id", "hl-test-wire", err, sizeof err), 0);
+  cr_assert_eq(rd_kafka_conf_set(conf, "statistics.interval.ms", "100", err, sizeof err), 0);
+  rd_kafka_conf_set_stats_cb(conf, wire_stats);
+  rd_kafka_conf_set_opaque(conf, &w);
+  rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  cr_assert_not_null(c, "%s", err);
+  rd_kafka_poll_set_consumer(c);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(l, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  cr_assert_eq(rd_kafka_assign(c, l), 0);
+  rd_kafka_topic_partition_list_destroy(l);
+  int got = 0;
+  double end = hl_test_now() + 30;
+  while (got < n && hl_test_now() < end) {
+    rd_kafka_message_t *msg = rd_kafka_consumer_poll(c, 100);
+    if (!msg)
+      continue;
+    if (!msg->err) {
+      cr_assert_eq(msg->len, vlen);
+      static const char head[] = "{\"resourceType\":\"Observation\",\"id\":\"";
+      cr_assert_eq(memcmp(msg->payload, head, sizeof head - 1), 0);
+      char id[16];
+      snprintf(id, sizeof id, "%08d-", got);
+      cr_assert_eq(memcmp((char *)msg->payload + sizeof head - 1, id, 9), 0, "message %d in order and intact", got);
+      got++;
+    }
+    rd_kafka_message_destroy(msg);
+  }
+  cr_assert_eq(got, n);
+  /* Statistics taken after the last message arrived count all its bytes. */
+  int after = w.stats;
+  end = hl_test_now() + 10;
+  while (w.stats < after + 2 && hl_test_now() < end)
+    rd_kafka_poll(c, 100);
+  cr_assert_geq(w.stats, after + 2);
+  rd_kafka_consumer_close(c);
+  rd_kafka_destroy(c);
+  free(val);
+  hl_mock_stop(&m);
+  return w.rx;
+}
+
+Test(kafka, producer_sends_lz4_message_sets_by_default, .timeout = 120) {
+  enum { N = 200, VLEN = 8192 };
+  long long plain = produce_and_measure("compression.type=none", "z.none", N, VLEN);
+  long long dflt = produce_and_measure(NULL, "z.default", N, VLEN);
+  /* Uncompressed, the consumer receives every value byte; lz4 cuts this JSON several times. */
+  cr_assert_geq(plain, (long long)N * VLEN, "uncompressed: %lld bytes received", plain);
+  cr_assert_lt(dflt * 4, (long long)N * VLEN, "by default: %lld bytes received for %d bytes of values",
+               dflt, N * VLEN);
+
+}
+
 static void check_dlq(void *ud, const rd_kafka_message_t *msg) {
   seen *s = ud;
   s->n++;
