@@ -362,6 +362,8 @@ def case_topics(t, build):
              and cfg.get("cleanup.policy") == tp["cleanup_policy"]
              and int(cfg.get("min.insync.replicas")) == tp["min_insync_replicas"],
              "KafkaTopic %s: partitions, replicas, retention, policy, min ISR as topics.json" % name, k["spec"])
+        t.ok(cfg.get("compression.type") == "producer",
+             "KafkaTopic %s keeps the producers' lz4 sets (compression.type=producer)" % name, cfg)
         t.ok(k["metadata"]["labels"].get("strimzi.io/cluster") == C.table()["kafka_cluster"],
              "KafkaTopic %s belongs to the cluster" % name)
     users = {u["metadata"]["name"]: u for u in C.by_kind(objs, "KafkaUser")}
