@@ -164,10 +164,10 @@ static int base_conf(const hl_kafka_opts *o, bool consumer, rd_kafka_conf_t **ou
            ~40% in bench/pipeline. */
         {"linger.ms", "50"},
         /* lz4 message sets: FHIR JSON shrinks several times, so brokers store,
-           copy and send a fraction of the bytes, and consumers decompress
-           cheaply (lz4 is the fastest codec librdkafka has). bench/pipeline,
-           where hl-devbroker shares the two cores: its CPU 4.4-4.5 s -> 1.4-1.5 s,
-           end to end +18-20%, hl-parser's and hl-validator's CPU unchanged. */
+           copy and send a fraction of the bytes. bench/pipeline, where
+           hl-devbroker shares the two cores: its CPU 4.4-5.4 s -> 1.4-2.0 s,
+           end to end +10-20%, hl-parser's and hl-validator's CPU unchanged
+           (snappy measured the same; zstd cost the producers more CPU). */
         {"compression.type", "lz4"},
         {"statistics.interval.ms", "0"},
     };
