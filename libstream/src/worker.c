@@ -121,6 +121,7 @@ struct hl_worker {
   rd_kafka_queue_t *cq;  /* the consumer's queue, to wake a waiting poll */
   _Atomic bool started, draining, fatal, woken;
   _Atomic int stop;
+  _Atomic bool on_signals; /* hl_worker_handle_signals: SIGTERM/SIGINT stop it too */
   char fatal_reason[256]; /* written once before fatal is set */
 
   hl_metric *m_in, *m_dlq;
@@ -600,7 +601,21 @@ hl_consumer *hl_worker_consumer(hl_worker *w) { return w->consumer; }
 
 void hl_worker_stop(hl_worker *w) { atomic_store(&w->stop, 1); }
 
-bool hl_worker_stopping(hl_worker *w) { return atomic_load(&w->stop) || atomic_load(&w->fatal); }
+/*
+ * Set by the SIGTERM/SIGINT handler. The handler touches nothing else: a
+ * signal may come after the worker was freed (a second SIGTERM while the
+ * process exits), and a pointer to the worker would then be a write into
+ * freed memory (under ASan, a report that deadlocked with LeakSanitizer's
+ * exit-time check: issue 5's demo hang).
+ */
+static _Atomic int signal_stop;
+
+/* A stop was asked for: hl_worker_stop, or a signal for the worker that handles them. */
+static bool stop_asked(hl_worker *w) {
+  return atomic_load(&w->stop) || (atomic_load(&w->on_signals) && atomic_load(&signal_stop));
+}
+
+bool hl_worker_stopping(hl_worker *w) { return stop_asked(w) || atomic_load(&w->fatal); }
 
 void hl_worker_wake(hl_worker *w) {
   atomic_store(&w->woken, true);
@@ -608,17 +623,15 @@ void hl_worker_wake(hl_worker *w) {
     rd_kafka_queue_yield(w->cq);
 }
 
-static hl_worker *_Atomic signal_worker;
-
 static void on_signal(int sig) {
   (void)sig;
-  hl_worker *w = atomic_load(&signal_worker);
-  if (w)
-    hl_worker_stop(w);
+  atomic_store(&signal_stop, 1);
 }
 
 int hl_worker_handle_signals(hl_worker *w) {
-  atomic_store(&signal_worker, w);
+  /* A signal before this would have ended the process: none is pending for w. */
+  atomic_store(&signal_stop, 0);
+  atomic_store(&w->on_signals, true);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
@@ -792,7 +805,7 @@ static bool batch_add(hl_worker *w, rd_kafka_message_t *rkm, uint64_t now) {
 static void collect(hl_worker *w, size_t limit) {
   uint64_t deadline = now_ns() + TICK_NS;
   while (w->nbatch < limit && w->inflight_bytes < w->o.max_inflight_bytes &&
-         !atomic_load(&w->stop)) {
+         !stop_asked(w)) {
     rd_kafka_message_t *rkm = hl_consumer_poll(w->consumer, 0);
     if (!rkm) {
       uint64_t now = now_ns();
@@ -895,7 +908,7 @@ int hl_worker_complete(hl_worker *w, hl_kafka_msg *msg, hl_proc_result r) {
 static bool backoff(hl_worker *w, int ms) {
   uint64_t end = now_ns() + (uint64_t)ms * 1000000ull;
   while (now_ns() < end) {
-    if (atomic_load(&w->stop))
+    if (stop_asked(w))
       return false;
     hl_producer_poll(w->producer, 10);
     poll_processor(w);
@@ -954,7 +967,7 @@ static void process_batch(hl_worker *w) {
      * gives its input back as retriable. It stays unprocessed and
      * uncommitted (the next owner processes it); it is no failure.
      */
-    if (atomic_load(&w->stop))
+    if (stop_asked(w))
       break;
     atomic_fetch_add_explicit(&w->n_retries, n, memory_order_relaxed);
     hl_series_add(w->s_retries, (double)n);
@@ -1050,7 +1063,7 @@ int hl_worker_run(hl_worker *w) {
   }
   size_t lo_msgs = w->o.max_inflight * 3 / 4, lo_bytes = w->o.max_inflight_bytes / 4 * 3;
   uint64_t last_tick = 0;
-  while (!atomic_load(&w->stop) && !atomic_load(&w->fatal)) {
+  while (!hl_worker_stopping(w)) {
     hl_producer_poll(w->producer, 0);
     poll_processor(w);
     sweep_dirty(w);

@@ -8,12 +8,6 @@
 
 DEMO_OUT=$TMP/demo.log
 cd "$SRC" || fail "cd $SRC"
-# Under AddressSanitizer, no leak check at the exit of the demo's processes:
-# once in CI an hl-loader that had logged "stopped" after Ctrl-C never
-# exited, with a defunct child of its own name beside it, most likely
-# LeakSanitizer's stop-the-world tracer (hl-loader forks nothing). The same
-# binaries are leak-checked by every other ASan test. Without ASan this is unused.
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 set -m # the demo runs in its own process group, so SIGINT is not ignored there
 scripts/demo --patients 40 --build "$BUILD" --dir "$TMP/demo" >"$DEMO_OUT" 2>&1 &
 DEMO_PID=$!

@@ -540,6 +540,37 @@ Test(worker, readiness_and_stop_before_run) {
   hl_worker_free(w);
 }
 
+/*
+ * Regression (issue 5, the demo's hang under ASan): a SIGTERM that came
+ * after the worker was freed, while the process exited, made the handler
+ * write into the freed worker. Under ASan that report deadlocked with
+ * LeakSanitizer's exit-time check; without it, it wrote into freed heap.
+ * The ASan run of this test fails on such a write. Then: a worker that
+ * installs the handlers does not see a signal from before, and sees its own.
+ */
+Test(worker, a_signal_after_the_worker_is_freed_touches_no_freed_memory) {
+  const char *topic[] = {"x"};
+  hl_worker_opts o = wopts("127.0.0.1:1", "g-x", topic, NULL);
+  hl_processor proc = {.ud = "y", .process = forward};
+  hl_worker *w = NULL;
+  char err[128];
+  cr_assert_eq(hl_worker_new(&o, &proc, &w, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(hl_worker_handle_signals(w), 0);
+  cr_assert_not(hl_worker_stopping(w));
+  cr_assert_eq(kill(getpid(), SIGTERM), 0);
+  cr_assert(hl_worker_stopping(w), "SIGTERM stops the worker that handles signals");
+  hl_worker_free(w);
+  cr_assert_eq(kill(getpid(), SIGTERM), 0); /* the handler stays: the process lives on */
+  cr_assert_eq(kill(getpid(), SIGINT), 0);
+  cr_assert_eq(hl_worker_new(&o, &proc, &w, err, sizeof err), 0, "%s", err);
+  cr_assert_not(hl_worker_stopping(w), "a worker without the handlers ignores signals");
+  cr_assert_eq(hl_worker_handle_signals(w), 0);
+  cr_assert_not(hl_worker_stopping(w), "signals from before the handlers are forgotten");
+  cr_assert_eq(kill(getpid(), SIGINT), 0);
+  cr_assert(hl_worker_stopping(w), "SIGINT stops it too");
+  hl_worker_free(w);
+}
+
 typedef struct feeder {
   const char *bs;
   _Atomic bool stop;
